@@ -1,0 +1,107 @@
+"""Model ids, aliases, families, rate-limit groups and prices.
+
+One table, so the simulator, the router, the limiter and the cost code agree on what
+a model is. Prices are USD per million tokens and can be overridden by users with
+``AGENTJOBS_PRICES_FILE`` (a JSON object ``{model_id: {input: .., output: ..}}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from agentjobs.errors import UnknownModelError
+
+FAMILIES = ("haiku", "sonnet", "opus")
+
+#: Batch API usage is billed at this fraction of the list price.
+BATCH_DISCOUNT = 0.5
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens."""
+
+    input: float
+    cache_write_5m: float
+    cache_write_1h: float
+    cache_read: float
+    output: float
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    family: str
+    #: Models sharing a group share one rate-limit bucket at Anthropic.
+    group: str
+    max_output_tokens: int
+    #: Below this prompt length (tokens) a cache_control breakpoint caches nothing.
+    min_cache_tokens: int
+    price: Price
+
+    @property
+    def queue(self) -> str:
+        return queue_for(self.family)
+
+
+_HAIKU = Price(1.0, 1.25, 2.0, 0.10, 5.0)
+_SONNET = Price(3.0, 3.75, 6.0, 0.30, 15.0)
+_OPUS = Price(5.0, 6.25, 10.0, 0.50, 25.0)
+
+_MODELS: tuple[Model, ...] = (
+    Model("claude-haiku-4-5", "haiku", "haiku", 64_000, 4096, _HAIKU),
+    Model("claude-haiku-4-5-20251001", "haiku", "haiku", 64_000, 4096, _HAIKU),
+    Model("claude-sonnet-4-5", "sonnet", "sonnet", 64_000, 1024, _SONNET),
+    Model("claude-sonnet-4-5-20250929", "sonnet", "sonnet", 64_000, 1024, _SONNET),
+    Model("claude-sonnet-4-6", "sonnet", "sonnet", 64_000, 1024, _SONNET),
+    Model("claude-opus-4-5", "opus", "opus", 64_000, 4096, _OPUS),
+    Model("claude-opus-4-6", "opus", "opus", 64_000, 4096, _OPUS),
+    Model("claude-opus-4-7", "opus", "opus", 64_000, 2048, _OPUS),
+    Model("claude-opus-4-8", "opus", "opus", 64_000, 1024, _OPUS),
+)
+
+#: Short names users pass as ``model=``; each points at the newest model of its family.
+ALIASES: dict[str, str] = {
+    "haiku": "claude-haiku-4-5",
+    "sonnet": "claude-sonnet-4-6",
+    "opus": "claude-opus-4-8",
+}
+
+
+def queue_for(family: str) -> str:
+    """The Celery queue that serves a model family."""
+    return f"claude.{family}"
+
+
+def _load_price_overrides() -> dict[str, Price]:
+    path = os.environ.get("AGENTJOBS_PRICES_FILE")
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        raw = json.load(fh)
+    return {model_id: Price(**fields) for model_id, fields in raw.items()}
+
+
+@lru_cache(maxsize=1)
+def models() -> dict[str, Model]:
+    """Every known model by id, with user price overrides applied."""
+    overrides = _load_price_overrides()
+    table = {}
+    for m in _MODELS:
+        table[m.id] = replace(m, price=overrides[m.id]) if m.id in overrides else m
+    return table
+
+
+def resolve(name: str) -> Model:
+    """A model from an alias (``haiku``) or a full id; UnknownModelError otherwise."""
+    if not isinstance(name, str) or not name:
+        raise UnknownModelError(f"model must be a non-empty string, got {name!r}")
+    model_id = ALIASES.get(name.lower(), name)
+    try:
+        return models()[model_id]
+    except KeyError:
+        known = ", ".join([*ALIASES, *models()])
+        raise UnknownModelError(f"unknown model {name!r}; known: {known}") from None
