@@ -18,6 +18,29 @@ def main() -> None:
     """
 
 
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="""\b
+Examples:
+  agentjobs worker haiku                   # claude.haiku, threads pool, default concurrency
+  agentjobs worker sonnet -c 64 -l info    # 64 threads, info logging
+  agentjobs worker opus --autoscale 32,4   # any celery worker flag passes through
+""",
+)
+@click.argument("family", type=click.Choice(["haiku", "sonnet", "opus"]))
+@click.pass_context
+def worker(ctx: click.Context, family: str) -> None:
+    """Run a worker for FAMILY's queue (claude.FAMILY).
+
+    Equal to `celery -A agentjobs worker -Q claude.FAMILY -P threads -c N -n FAMILY@%h`,
+    N from AGENTJOBS_WORKER_CONCURRENCY (default 32). Every celery worker flag passes
+    through and overrides these defaults.
+    """
+    from agentjobs.worker import run_worker
+
+    run_worker(family, ctx.args)
+
+
 def _register() -> None:
     # Sub-commands live next to the code they drive; importing them here lazily keeps
     # `agentjobs --help` fast and lets each module own its own options.

@@ -1,0 +1,43 @@
+# agentjobs: `make demo` runs the demo on the simulator, `make test` runs the test suite.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test lint format bench services clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	$(PY) -m agentjobs.demo
+
+test: install services lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy agentjobs celeryconfig.py
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+services:
+	bash scripts/services.sh
+
+bench: install services
+	$(PY) bench/simulator.py
+	$(PY) bench/overhead.py
+	$(PY) bench/ratelimit.py
+	$(PY) bench/cost.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,3 @@
+from agentjobs.cli import main
+
+main()

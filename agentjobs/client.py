@@ -1,0 +1,94 @@
+"""One Anthropic client per worker process, and the raw call.
+
+The SDK's own retries are off (``max_retries=0``): agentjobs' retry policy is the only
+retry loop, so every attempt is seen by the limiter, the metrics and the dead-letter
+record. ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` are read by the SDK itself,
+so the simulator, a proxy or the real API are one setting apart.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import httpx
+
+from agentjobs.errors import ConfigurationError
+from agentjobs.settings import get_settings
+
+_lock = threading.Lock()
+_client: anthropic.Anthropic | None = None
+_client_pid: int | None = None
+
+#: An API key stand-in for a local simulator, which accepts any key.
+_LOCAL_KEY = "sk-ant-local-simulator"
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    message: anthropic.types.Message
+    headers: httpx.Headers
+    latency_ms: float
+    request_id: str | None
+
+
+def _is_local(url: str) -> bool:
+    host = httpx.URL(url).host
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _build() -> anthropic.Anthropic:
+    s = get_settings()
+    key = os.environ.get("ANTHROPIC_API_KEY")
+    token = os.environ.get("ANTHROPIC_AUTH_TOKEN")
+    base_url = os.environ.get("ANTHROPIC_BASE_URL")
+    if not key and not token:
+        if base_url and _is_local(base_url):
+            key = _LOCAL_KEY
+        else:
+            raise ConfigurationError(
+                "no Anthropic credentials: set ANTHROPIC_API_KEY for the real API, or "
+                "ANTHROPIC_BASE_URL=http://127.0.0.1:8788 to use `agentjobs sim`"
+            )
+    limits = httpx.Limits(
+        max_connections=s.http_max_connections,
+        max_keepalive_connections=s.http_max_connections,
+    )
+    return anthropic.Anthropic(
+        api_key=key,
+        max_retries=0,
+        timeout=httpx.Timeout(s.request_timeout_s, connect=s.connect_timeout_s),
+        http_client=httpx.Client(limits=limits),
+    )
+
+
+def get_client() -> anthropic.Anthropic:
+    """The process's client; rebuilt after a fork (a pooled connection is not fork-safe)."""
+    global _client, _client_pid
+    pid = os.getpid()
+    if _client is None or _client_pid != pid:
+        with _lock:
+            if _client is None or _client_pid != pid:
+                _client = _build()
+                _client_pid = pid
+    return _client
+
+
+def reset_client() -> None:
+    """Drop the cached client (tests that change the environment call this)."""
+    global _client
+    with _lock:
+        _client = None
+
+
+def create_message(params: dict[str, Any]) -> RawResponse:
+    """POST /v1/messages with the raw response, so rate-limit headers are available."""
+    t0 = time.perf_counter()
+    raw = get_client().messages.with_raw_response.create(**params)
+    message = raw.parse()
+    latency_ms = (time.perf_counter() - t0) * 1000.0
+    return RawResponse(message, raw.headers, latency_ms, raw.headers.get("request-id"))

@@ -1,0 +1,163 @@
+"""Test helpers shared by the test suite and the benchmarks: private services, workers.
+
+Everything here runs real parts: a private ``redis-server`` on a free port (so parallel
+test runs never share queues), Celery workers in threads or as subprocesses, and the
+simulator over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
+    """Poll until ``predicate()`` is truthy; its value, or TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A private redis-server on a free port; ``persist=True`` turns on the AOF."""
+
+    def __init__(self, port: int | None = None, persist: bool = False) -> None:
+        self.port = port or free_port()
+        self.persist = persist
+        self.dir = tempfile.mkdtemp(prefix="agentjobs-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        args = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
+        args += ["--save", "", "--daemonize", "no", "--loglevel", "warning"]
+        args += ["--appendonly", "yes" if self.persist else "no"]
+        if self.persist:
+            args += ["--appendfsync", "always"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        wait_for(lambda: _pings(client), timeout=10, what=f"redis-server on {self.port}")
+        client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+class WorkerProcess:
+    """``agentjobs worker FAMILY`` as a subprocess, for crash and multi-process tests."""
+
+    def __init__(
+        self,
+        family: str,
+        env: dict[str, str],
+        args: tuple[str, ...] = (),
+        name: str | None = None,
+        log_dir: str | None = None,
+    ) -> None:
+        self.family = family
+        self.name = name or f"{family}-{os.getpid()}-{free_port()}"
+        self.env = env
+        self.args = args
+        self.log_path = Path(log_dir or tempfile.mkdtemp(prefix="agentjobs-worker-")) / (
+            f"{self.name}.log"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 30.0) -> WorkerProcess:
+        cmd = [sys.executable, "-m", "agentjobs", "worker", self.family]
+        cmd += ["-n", f"{self.name}@%h", "-l", "info", "--without-gossip", "--without-mingle"]
+        cmd += list(self.args)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, **self.env}, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        wait_for(self._ready, timeout=ready_timeout, what=f"worker {self.name} ready")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"worker {self.name} exited early:\n{self.log()}")
+        return b" ready." in self.log_path.read_bytes()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case, nothing is cleaned up."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: warm shutdown, running tasks finish."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+@contextlib.contextmanager
+def worker_processes(*workers: WorkerProcess) -> Iterator[tuple[WorkerProcess, ...]]:
+    started: list[WorkerProcess] = []
+    try:
+        for w in workers:
+            started.append(w.start())
+        yield workers
+    finally:
+        for w in started:
+            w.stop()

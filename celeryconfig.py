@@ -1,0 +1,47 @@
+"""Celery settings for agentjobs, read from the environment (AGENTJOBS_* variables).
+
+``agentjobs.app`` loads this module with ``config_from_object``; a deployment can copy
+it and change what it needs. Every value here is chosen for Claude calls: slow (2-30 s),
+I/O bound, expensive, and never to be run twice.
+"""
+
+from agentjobs.settings import get_settings
+
+_s = get_settings()
+
+broker_url = _s.broker_url
+result_backend = _s.backend_url
+#: Results (and their Redis keys) expire after AGENTJOBS_RESULT_TTL_S.
+result_expires = _s.result_ttl_s
+result_extended = True  # task name, args and queue stored with the result: Flower shows them
+
+# JSON only: a pickled message is refused by the worker and never executed.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# Ack after the task ran, and requeue when the worker process dies, so nothing is lost;
+# duplicates that this creates are made harmless by the idempotency records.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# One message per thread: prefetched messages would sit unacked behind a slow call.
+worker_prefetch_multiplier = 1
+
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    # Redis broker only: an unacked message is redelivered after this long.
+    "visibility_timeout": _s.visibility_timeout_s,
+}
+result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+
+task_routes = ("agentjobs.tasks.route_task",)
+task_default_queue = "claude.haiku"
+task_create_missing_queues = True
+task_track_started = True
+
+# Events for Flower and `agentjobs stats` (task-sent carries the queue).
+worker_send_task_events = True
+task_send_sent_event = True
+
+worker_hijack_root_logger = False
