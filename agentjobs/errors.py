@@ -1,15 +1,15 @@
 """Every exception agentjobs raises, under one root.
 
-    AgentJobsError
-     ├── ConfigurationError          a setting or the environment is wrong: fix and restart
-     ├── RequestError (ValueError)   the caller's request is invalid: raised at .delay()
-     │    └── UnknownModelError
-     ├── TransientError              worth retrying (the retry policy decides how)
-     │    └── RateLimitedError       the server or our limiter says wait
-     ├── PermanentError              retrying cannot help: dead-lettered at once
-     │    └── SpendLimitError        the account's spend cap: an operator must act
-     ├── BudgetExceededError         an agentjobs budget (tenant or global) is used up
-     └── DeadLetteredError           the task gave up; names the dead-letter record
+AgentJobsError
+ ├── ConfigurationError          a setting or the environment is wrong: fix and restart
+ ├── RequestError (ValueError)   the caller's request is invalid: raised at .delay()
+ │    └── UnknownModelError
+ ├── TransientError              worth retrying (the retry policy decides how)
+ │    └── RateLimitedError       the server or our limiter says wait
+ ├── PermanentError              retrying cannot help: dead-lettered at once
+ │    └── SpendLimitError        the account's spend cap: an operator must act
+ ├── BudgetExceededError         an agentjobs budget (tenant or global) is used up
+ └── DeadLetteredError           the task gave up; names the dead-letter record
 """
 
 from __future__ import annotations
