@@ -1,0 +1,46 @@
+"""The JSONL request log: one line per request, buffered so it costs the server little.
+
+Lines are kept in memory and written by ``flush``, which the server calls every second
+and on stop. A line::
+
+    {"ts": 1767225600.123, "request_id": "req_...", "path": "/v1/messages",
+     "model": "claude-haiku-4-5", "group": "haiku", "status": 200, "error_type": null,
+     "input_tokens": 12, "output_tokens": 40, "cache_creation_input_tokens": 0,
+     "cache_read_input_tokens": 0, "latency_ms": 812.5, "hash": "3f2a...", "fault": null}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+
+class RequestLog:
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._buffer: list[dict[str, Any]] = []
+        self._file: TextIO | None = None
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self.path is not None:
+            self._buffer.append(record)
+
+    def flush(self) -> None:
+        if not self._buffer or self.path is None:
+            return
+        lines, self._buffer = self._buffer, []
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        self._file.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in lines))
+        self._file.flush()
+
+    def reopen(self, path: str | None) -> None:
+        """Flush, then log to ``path`` (None: stop logging)."""
+        self.close()
+        self.path = path
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
