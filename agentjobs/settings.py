@@ -8,6 +8,7 @@ in the code reads ``os.environ`` for agentjobs settings. Tests build their own
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,6 +86,37 @@ class Settings(BaseSettings):
     #: A limiter wait longer than this goes back through the broker with a countdown
     #: instead of sleeping in the worker thread.
     limiter_max_sleep_s: float = Field(default=10.0, ge=0)
+
+    # --- cost control (issue 7; docs/cost.md) ------------------------------------
+    #: Response cache for calls that do not say `cache=`: "off", "deterministic"
+    #: (only temperature=0 requests, whose answer is meant to be repeatable) or "on".
+    cache_default: Literal["off", "deterministic", "on"] = "deterministic"
+    #: Lifetime of a cached response, seconds.
+    cache_ttl_s: float = Field(default=3_600.0, gt=0)
+    #: Longest a worker waits for an identical in-flight call (single flight) before
+    #: calling itself; ~ the slowest normal call.
+    cache_wait_s: float = Field(default=30.0, ge=0)
+    #: Overall daily spend cap in USD (UTC day); unset = no cap.
+    budget_daily_usd: float | None = Field(default=None, ge=0)
+    #: Daily cap per tenant in USD, for tenants not in AGENTJOBS_BUDGET_TENANTS; unset = none.
+    budget_tenant_daily_usd: float | None = Field(default=None, ge=0)
+    #: Per-tenant daily caps as JSON, e.g. {"acme": 50, "free-tier": 1}.
+    budget_tenants: dict[str, float] = Field(default_factory=dict)
+    #: What happens to a call over budget: reject (BudgetExceededError), downgrade (to
+    #: the next cheaper family, then reject) or defer (retry later, until budget frees).
+    budget_action: Literal["reject", "downgrade", "defer"] = "reject"
+    #: Countdown of a deferred call, seconds (kept far below the visibility timeout).
+    budget_defer_s: float = Field(default=60.0, gt=0)
+    #: model="auto": messages longer than this (estimated tokens, system prompt not
+    #: counted) go to Sonnet.
+    route_long_tokens: int = Field(default=6_000, ge=0)
+    #: model="auto": max_tokens above this (long-form writing) goes to Sonnet.
+    route_long_output_tokens: int = Field(default=2_048, ge=1)
+    #: model="auto": ask Haiku to classify requests the rules leave undecided (one
+    #: small call at submit time, billed to the tenant).
+    route_classifier: bool = False
+    #: Days the per-day cost totals are kept in Redis.
+    cost_retention_days: int = Field(default=90, ge=1)
 
     @property
     def backend_url(self) -> str:
