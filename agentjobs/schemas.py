@@ -84,6 +84,9 @@ class CompleteRequest(BaseModel):
     cache: StrictBool | None = None
     #: Prompt caching: mark the system prompt as a cache breakpoint ("5m" or "1h").
     prompt_cache: Literal["5m", "1h"] | None = None
+    #: Why this model: set at submit by the router (model="auto") or a budget
+    #: downgrade, carried to the worker and recorded in the result.
+    route_reason: StrictStr | None = Field(default=None, max_length=500)
 
     @field_validator("tenant")
     @classmethod
@@ -227,11 +230,20 @@ def parse_request(kwargs: dict[str, Any]) -> CompleteRequest:
         raise RequestError("invalid agentjobs.complete request: " + "; ".join(problems)) from None
 
 
+class CacheCreation(BaseModel):
+    """How ``cache_creation_input_tokens`` split by lifetime (priced differently)."""
+
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
 class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    #: The split of cache writes by lifetime, when the API reports it.
+    cache_creation: CacheCreation | None = None
 
 
 class ClaudeResult(BaseModel):
