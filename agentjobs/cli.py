@@ -47,6 +47,9 @@ def _register() -> None:
     from agentjobs.simulator.command import sim
 
     main.add_command(sim)
+    from agentjobs.submit import submit
+
+    main.add_command(submit)
 
 
 _register()
