@@ -1,0 +1,32 @@
+"""The state store connection: one Redis client per process and URL.
+
+``AGENTJOBS_REDIS_URL`` holds the limiter, idempotency records, dead letters, the
+response cache and the counters. The client is thread-safe (a connection pool), is
+rebuilt after a fork, and follows the settings when tests change them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+
+from agentjobs.settings import get_settings
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, int], redis.Redis] = {}
+
+
+def state_redis() -> redis.Redis:
+    """The Redis client of the state store for this process (``decode_responses=False``)."""
+    url = get_settings().redis_url
+    key = (url, os.getpid())
+    client = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = redis.Redis.from_url(url, health_check_interval=30)
+                _clients[key] = client
+    return client
