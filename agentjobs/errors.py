@@ -6,6 +6,7 @@ AgentJobsError
  │    └── UnknownModelError
  ├── TransientError              worth retrying (the retry policy decides how)
  │    └── RateLimitedError       the server or our limiter says wait
+ │         └── BudgetDeferredError  over budget with AGENTJOBS_BUDGET_ACTION=defer
  ├── PermanentError              retrying cannot help: dead-lettered at once
  │    └── SpendLimitError        the account's spend cap: an operator must act
  ├── BudgetExceededError         an agentjobs budget (tenant or global) is used up
@@ -41,6 +42,10 @@ class RateLimitedError(TransientError):
     def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class BudgetDeferredError(RateLimitedError):
+    """Over budget with the ``defer`` action: retry after ``retry_after_s`` (not a failure)."""
 
 
 class PermanentError(AgentJobsError):
