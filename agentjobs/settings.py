@@ -47,8 +47,11 @@ class Settings(BaseSettings):
     #: How long a result stays in the result backend (and the idempotency store).
     result_ttl_s: int = 86_400
     #: Redis broker visibility timeout: a message unacked this long is redelivered.
-    #: 300 s is 10x the slowest normal call (30 s), so a live worker is never raced,
-    #: while a killed worker's tasks come back within minutes, not the default hour.
+    #: 300 s is above the longest a live task holds its message (request timeout 120 s
+    #: + limiter sleep + idempotency wait, and any retry countdown, capped at half of
+    #: it), so a live task is not redelivered in normal operation (and if it is, the
+    #: idempotency lease makes the copy wait, never call); a killed worker's tasks come
+    #: back in about 5 minutes, not the broker's default hour. docs/reliability.md.
     visibility_timeout_s: int = 300
     #: Default max_tokens when the caller gives none.
     default_max_tokens: int = 1024
@@ -117,6 +120,41 @@ class Settings(BaseSettings):
     route_classifier: bool = False
     #: Days the per-day cost totals are kept in Redis.
     cost_retention_days: int = Field(default=90, ge=1)
+
+    # --- reliability (issue 5; docs/reliability.md) --------------------------------
+    #: Calls that may fail with an error (529, 5xx, connection, timeout) before the task
+    #: is dead-lettered; 429s do not count.
+    retry_max_attempts: int = Field(default=5, ge=1)
+    #: Full-jitter exponential backoff: retry n waits uniform(0, min(MAX, BASE * 2**(n-1))).
+    retry_backoff_base_s: float = Field(default=1.0, ge=0)
+    #: Longest backoff of one retry, seconds (kept below the visibility timeout).
+    retry_backoff_max_s: float = Field(default=60.0, ge=0)
+    #: From the first attempt: no error retry is scheduled past this, seconds.
+    retry_max_total_s: float = Field(default=600.0, gt=0)
+    #: From the first attempt: no 429 wait is scheduled past this, seconds.
+    retry_rate_limit_max_total_s: float = Field(default=3_600.0, gt=0)
+    #: Per-queue overrides as JSON by family, e.g. {"opus": {"max_attempts": 8}}; keys are
+    #: the retry_* names above without the prefix.
+    retry_policies: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: Idempotency lease: a call's owner renews it every third of this; a killed worker's
+    #: lease lapses after it, so a later copy may call.
+    idempotency_lease_s: float = Field(default=30.0, gt=0)
+    #: Longest a copy waits in its thread for another copy's call of the same key before
+    #: stepping aside (retry with a countdown), seconds.
+    idempotency_wait_s: float = Field(default=30.0, ge=0)
+    #: Dead letters kept at most (oldest dropped first).
+    dlq_max_records: int = Field(default=100_000, ge=1)
+    #: Dead letters older than this are dropped, seconds (default 14 days).
+    dlq_max_age_s: float = Field(default=14 * 86_400.0, gt=0)
+    #: After a spend-limit 429, calls of that rate-limit group are refused (dead-lettered
+    #: without calling) for this long, seconds; `agentjobs dlq resume GROUP` lifts it.
+    spend_pause_s: float = Field(default=3_600.0, ge=0)
+    #: Cold shutdown (SIGQUIT): running calls get this long before they are cancelled and
+    #: their messages go back to the queue (Celery soft shutdown), seconds.
+    soft_shutdown_s: float = Field(default=60.0, ge=0)
+    #: How long a worker keeps retrying a state-store (Redis) operation before giving
+    #: the task back, seconds: covers a Redis restart without losing a paid answer.
+    state_retry_s: float = Field(default=30.0, ge=0)
 
     @property
     def backend_url(self) -> str:
