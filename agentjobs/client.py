@@ -8,6 +8,8 @@ so the simulator, a proxy or the real API are one setting apart.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import threading
 import time
@@ -15,7 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
-import httpx
+
+try:  # anthropic >= 2 is built on httpx2; older releases on httpx
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - depends on the installed SDK
+    import httpx  # type: ignore[no-redef]
 
 from agentjobs.errors import ConfigurationError
 from agentjobs.settings import get_settings
@@ -85,10 +91,29 @@ def reset_client() -> None:
         _client = None
 
 
+@functools.cache
+def _sdk_params() -> frozenset[str]:
+    """Keyword arguments the installed SDK's ``messages.create`` accepts."""
+    from anthropic.resources.messages import Messages
+
+    return frozenset(inspect.signature(Messages.create).parameters)
+
+
+def sdk_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` as ``create`` kwargs: fields this SDK has no argument for (recent SDKs
+    dropped ``temperature``) travel in ``extra_body``, so the request body is the same."""
+    known = _sdk_params()
+    kwargs = {k: v for k, v in params.items() if k in known}
+    extra = {k: v for k, v in params.items() if k not in known}
+    if extra:
+        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **extra}
+    return kwargs
+
+
 def create_message(params: dict[str, Any]) -> RawResponse:
     """POST /v1/messages with the raw response, so rate-limit headers are available."""
     t0 = time.perf_counter()
-    raw = get_client().messages.with_raw_response.create(**params)
+    raw = get_client().messages.with_raw_response.create(**sdk_kwargs(params))
     message = raw.parse()
     latency_ms = (time.perf_counter() - t0) * 1000.0
     return RawResponse(message, raw.headers, latency_ms, raw.headers.get("request-id"))

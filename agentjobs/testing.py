@@ -114,14 +114,27 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 30.0) -> WorkerProcess:
+        """Launch and wait until the worker consumes (``ready.`` in its log)."""
+        return self.launch().wait_ready(ready_timeout)
+
+    def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "agentjobs", "worker", self.family]
         cmd += ["-n", f"{self.name}@%h", "-l", "info", "--without-gossip", "--without-mingle"]
-        cmd += list(self.args)
+        return cmd + list(self.args)
+
+    def launch(self) -> WorkerProcess:
+        """Start the process without waiting (start several, then ``wait_ready`` each)."""
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, env={**os.environ, **self.env}, stdout=self._log, stderr=subprocess.STDOUT
+            self.command(),
+            env={**os.environ, **self.env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
-        wait_for(self._ready, timeout=ready_timeout, what=f"worker {self.name} ready")
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> WorkerProcess:
+        wait_for(self._ready, timeout=timeout, what=f"worker {self.name} ready")
         return self
 
     def _ready(self) -> bool:
@@ -155,9 +168,52 @@ class WorkerProcess:
 def worker_processes(*workers: WorkerProcess) -> Iterator[tuple[WorkerProcess, ...]]:
     started: list[WorkerProcess] = []
     try:
+        for w in workers:  # launched together: startup (~2 s each) overlaps
+            started.append(w.launch())
         for w in workers:
-            started.append(w.start())
+            w.wait_ready()
         yield workers
     finally:
         for w in started:
             w.stop()
+
+
+class SimProcess:
+    """``agentjobs sim`` as a subprocess on a free port (the demo and benchmarks use it)."""
+
+    READY = "agentjobs simulator listening on "
+
+    def __init__(self, *flags: str, log_dir: str | None = None) -> None:
+        self.flags = flags
+        self.log_path = Path(log_dir or tempfile.mkdtemp(prefix="agentjobs-sim-")) / "sim.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+
+    def start(self, timeout: float = 30.0) -> SimProcess:
+        cmd = [sys.executable, "-m", "agentjobs", "sim", "--port", "0", *self.flags]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.base_url = wait_for(self._ready, timeout=timeout, what="simulator ready")
+        return self
+
+    def _ready(self) -> str:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"simulator exited early:\n{self.log()}")
+        for line in self.log().splitlines():
+            if line.startswith(self.READY):
+                return line[len(self.READY) :].strip()
+        return ""
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
