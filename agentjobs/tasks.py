@@ -35,12 +35,18 @@ def route_task(
 
 
 def prepare(kwargs: dict[str, Any], options: dict[str, Any]) -> CompleteRequest:
-    """Validate, resolve ``model="auto"`` and fix the queue; raises RequestError."""
+    """Validate, resolve ``model="auto"``, check budgets and fix the queue.
+
+    Raises RequestError (bad input) or BudgetExceededError (a daily cap is reached).
+    """
     req = parse_request(kwargs)
     if req.model == AUTO_MODEL:
         from agentjobs.routing import choose_model
 
         req = choose_model(req)
+    from agentjobs import budget
+
+    req = budget.check(req)  # over a daily cap: BudgetExceededError, or downgraded
     queue = catalog.queue_for(req.family)
     given = options.get("queue")
     if given is not None and getattr(given, "name", given) != queue:
