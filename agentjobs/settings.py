@@ -156,6 +156,15 @@ class Settings(BaseSettings):
     #: the task back, seconds: covers a Redis restart without losing a paid answer.
     state_retry_s: float = Field(default=30.0, ge=0)
 
+    # --- operations (issue 6; docs/operations.md) ----------------------------------
+    #: Record metrics (counters, histograms, live gauges) in the state store.
+    metrics_enabled: bool = True
+    #: Minutes of per-minute aggregates kept for `agentjobs stats --minutes N` (1 day).
+    metrics_retention_min: int = Field(default=1440, ge=1)
+    #: Flower basic auth, "user:password" (comma-separate several). Required by
+    #: `agentjobs flower` unless it listens on a loopback address only.
+    flower_basic_auth: str | None = None
+
     @property
     def backend_url(self) -> str:
         return self.result_backend or self.redis_url
