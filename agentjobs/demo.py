@@ -32,8 +32,8 @@ from agentjobs.testing import WorkerProcess
 if TYPE_CHECKING:
     from agentjobs.submit import Item, Summary
 
-#: Simulated seconds per real second: 800 ms median calls take ~40 ms, so the demo
-#: shows realistic latency spread and finishes in seconds.
+#: Real seconds per simulated second: 800 ms median calls take ~200 ms, so the demo
+#: shows a realistic latency spread and still finishes in seconds.
 TIME_SCALE = 0.25
 SIM_LATENCY_MEDIAN_MS = 800
 #: With the real API the demo sends only this many requests unless --requests says more.
