@@ -63,13 +63,13 @@ def test_longer_breakpoint_writes_only_the_difference(client: anthropic.Anthropi
 
 
 def test_five_minute_entry_expires_one_hour_entry_does_not(start_sim: StartSim) -> None:
-    s = start_sim(time_scale=0.0005)  # 5 simulated minutes = 0.15 real seconds
+    s = start_sim(time_scale=0.001)  # 5 simulated minutes = 0.3 real seconds
     with sdk(s) as c:
         ask(c, cached_system(), "a")
         one_hour = ask(c, cached_system("context " * 2500, ttl="1h"), "a").usage
         assert one_hour.cache_creation_input_tokens > 4096
         assert ask(c, cached_system(), "b").usage.cache_read_input_tokens > 0
-        time.sleep(0.3)  # 10 simulated minutes: what is tested is the scaled TTL
+        time.sleep(0.6)  # 10 simulated minutes: what is tested is the scaled TTL
         expired = ask(c, cached_system(), "c").usage
         assert expired.cache_read_input_tokens == 0 and expired.cache_creation_input_tokens > 0
         kept = ask(c, cached_system("context " * 2500, ttl="1h"), "c").usage
