@@ -7,13 +7,21 @@ Each step is a function of its own module; this file only orders them.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Task
 
-from agentjobs import catalog, client
+from agentjobs import budget, cache, catalog, client, cost
 from agentjobs.cost import cost_usd
-from agentjobs.schemas import AUTO_MODEL, ClaudeResult, CompleteRequest, Usage, parse_request
+from agentjobs.schemas import (
+    AUTO_MODEL,
+    CacheCreation,
+    ClaudeResult,
+    CompleteRequest,
+    Usage,
+    parse_request,
+)
 
 
 def execute(task: Task, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -24,8 +32,28 @@ def execute(task: Task, kwargs: dict[str, Any]) -> dict[str, Any]:
         req = choose_model(req)
     info = task.request
     key = req.idempotency_key or str(info.id)
-    raw = client.create_message(req.api_params())
-    return build_result(req, raw, task, key, attempts=info.retries + 1).model_dump(mode="json")
+    attempts = info.retries + 1
+    t0 = time.perf_counter()
+    # response cache (issue 7): a hit, or the lease to compute while identical calls wait
+    flight = cache.lookup(req)
+    if flight.hit is not None:
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        hit = cache.hit_result(flight, req, task, key, attempts, latency_ms)
+        return hit.model_dump(mode="json")
+    try:
+        # budget (issue 7): hold the estimated cost, or reject / downgrade / defer
+        req, reservation = budget.reserve(req)
+        try:
+            raw = client.create_message(req.api_params())
+            result = build_result(req, raw, task, key, attempts=attempts)
+            cost.record_result(result)
+        finally:
+            budget.release(reservation)  # after the real cost is recorded, or on failure
+        out = result.model_dump(mode="json")
+        flight.store(out, req)
+        return out
+    finally:
+        flight.close()  # a failed owner lets one waiting identical call take over
 
 
 def usage_of(message: Any) -> Usage:
@@ -35,6 +63,17 @@ def usage_of(message: Any) -> Usage:
         output_tokens=u.output_tokens or 0,
         cache_creation_input_tokens=getattr(u, "cache_creation_input_tokens", None) or 0,
         cache_read_input_tokens=getattr(u, "cache_read_input_tokens", None) or 0,
+        cache_creation=_cache_creation(getattr(u, "cache_creation", None)),
+    )
+
+
+def _cache_creation(split: Any) -> CacheCreation | None:
+    """The API's split of cache writes by lifetime (5 m / 1 h are priced differently)."""
+    if split is None:
+        return None
+    return CacheCreation(
+        ephemeral_5m_input_tokens=getattr(split, "ephemeral_5m_input_tokens", None) or 0,
+        ephemeral_1h_input_tokens=getattr(split, "ephemeral_1h_input_tokens", None) or 0,
     )
 
 
@@ -70,5 +109,6 @@ def build_result(
         task_id=str(info.id),
         tenant=req.tenant,
         limiter_wait_ms=round(limiter_wait_ms, 3),
+        route_reason=req.route_reason,
         request_id=raw.request_id,
     )
