@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from agentjobs import catalog, keys
-from agentjobs.schemas import Usage
+from agentjobs.schemas import ClaudeResult, Usage
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
 
@@ -98,6 +98,18 @@ def record(
             _incr(pipe, k, measure, amount)
     pipe.expire(k, get_settings().cost_retention_days * 86_400)
     pipe.execute()
+
+
+def record_result(result: ClaudeResult) -> None:
+    """Add a fresh (not cached) call's result to today's totals."""
+    tenant = result.tenant
+    record(
+        model=result.model,
+        queue=result.queue,
+        tenant=tenant,
+        usage=result.usage,
+        cost=result.cost_usd,
+    )
 
 
 def _incr(pipe: Any, key: str, name: str, amount: float) -> None:
