@@ -13,6 +13,7 @@ import inspect
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ except ImportError:  # pragma: no cover - depends on the installed SDK
 
 from agentjobs.errors import ConfigurationError
 from agentjobs.settings import get_settings
+from agentjobs.signals import api_call_finished, api_call_started
 
 _lock = threading.Lock()
 _client: anthropic.Anthropic | None = None
@@ -112,8 +114,21 @@ def sdk_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 def create_message(params: dict[str, Any]) -> RawResponse:
     """POST /v1/messages with the raw response, so rate-limit headers are available."""
+    # Metrics (signals.py) see every call and its answer, whoever made it.
+    call_id = uuid.uuid4().hex
+    api_call_started.send(sender=None, call_id=call_id, params=params)
     t0 = time.perf_counter()
-    raw = get_client().messages.with_raw_response.create(**sdk_kwargs(params))
-    message = raw.parse()
+    try:
+        raw = get_client().messages.with_raw_response.create(**sdk_kwargs(params))
+        message = raw.parse()
+    except Exception as exc:
+        latency_s = time.perf_counter() - t0
+        api_call_finished.send(
+            sender=None, call_id=call_id, params=params, latency_s=latency_s, error=exc
+        )
+        raise
     latency_ms = (time.perf_counter() - t0) * 1000.0
+    api_call_finished.send(
+        sender=None, call_id=call_id, params=params, latency_s=latency_ms / 1000, message=message
+    )
     return RawResponse(message, raw.headers, latency_ms, raw.headers.get("request-id"))
