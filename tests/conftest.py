@@ -7,6 +7,7 @@ sharing queues. DB 0 is the broker, DB 1 the state store, DB 2 the result backen
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    # AsyncResults unsubscribe from the result backend when collected: collect them while
+    # the private Redis still runs, or each one prints a reconnect error at exit.
+    gc.collect()
     if _SERVER is not None:
         _SERVER.cleanup()
 
