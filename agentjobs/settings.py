@@ -89,6 +89,19 @@ class Settings(BaseSettings):
     #: A limiter wait longer than this goes back through the broker with a countdown
     #: instead of sleeping in the worker thread.
     limiter_max_sleep_s: float = Field(default=10.0, ge=0)
+    #: The global limiter (issue 4; docs/limiter.md). Off: calls go out unthrottled and
+    #: 429s are only retried (benchmark baselines, or a proxy that limits for you).
+    limiter_enabled: bool = True
+    #: Seconds of refill kept free on the server's side, judged from its
+    #: anthropic-ratelimit-*-remaining headers: absorbs other clients of the same key and
+    #: estimate errors; costs throughput only while the server shows less room than this.
+    limiter_headroom_s: float = Field(default=0.5, ge=0)
+    #: How the API counts output tokens: "realtime" (tokens actually generated; reserve
+    #: a learned estimate) or "max_tokens" (older accounting: reserve max_tokens).
+    limiter_otpm_mode: Literal["realtime", "max_tokens"] = "realtime"
+    #: Characters per token of the input estimate before the per-group calibration,
+    #: learned from real usage, takes over.
+    limiter_chars_per_token: float = Field(default=3.5, gt=0)
 
     # --- cost control (issue 7; docs/cost.md) ------------------------------------
     #: Response cache for calls that do not say `cache=`: "off", "deterministic"
