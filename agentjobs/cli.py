@@ -50,6 +50,9 @@ def _register() -> None:
     from agentjobs.submit import submit
 
     main.add_command(submit)
+    from agentjobs.costreport import cost_command
+
+    main.add_command(cost_command)
 
 
 _register()
