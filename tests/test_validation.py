@@ -67,7 +67,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "metadata must be JSON-serialisable",
     ),
     ("metadata NaN", {**OK, "metadata": {"x": float("nan")}}, "metadata must be JSON-serialisable"),
-    ("metadata.user_id not a string", {**OK, "metadata": {"user_id": 7}}, "user_id must be a string"),
+    (
+        "metadata.user_id not a string",
+        {**OK, "metadata": {"user_id": 7}},
+        "user_id must be a string",
+    ),
     ("bad tenant", {**OK, "tenant": "acme corp!"}, "tenant must be 1-64 characters"),
     ("temperature above 1", {**OK, "temperature": 1.5}, "temperature: Input should be less"),
     ("temperature negative", {**OK, "temperature": -0.1}, "temperature: Input should be greater"),
