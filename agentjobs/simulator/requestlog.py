@@ -1,7 +1,7 @@
 """The JSONL request log: one line per request, buffered so it costs the server little.
 
-Lines are kept in memory and written by ``flush``, which the server calls every second
-and on stop. A line::
+Lines are serialised as they come (a few microseconds each, spread evenly) and written
+by ``flush``, which the server calls every second and on stop. A line::
 
     {"ts": 1767225600.123, "request_id": "req_...", "path": "/v1/messages",
      "model": "claude-haiku-4-5", "group": "haiku", "status": 200, "error_type": null,
@@ -18,12 +18,12 @@ from typing import Any, TextIO
 class RequestLog:
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[str] = []
         self._file: TextIO | None = None
 
     def append(self, record: dict[str, Any]) -> None:
         if self.path is not None:
-            self._buffer.append(record)
+            self._buffer.append(json.dumps(record, separators=(",", ":")) + "\n")
 
     def flush(self) -> None:
         if not self._buffer or self.path is None:
@@ -31,7 +31,7 @@ class RequestLog:
         lines, self._buffer = self._buffer, []
         if self._file is None:
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-        self._file.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in lines))
+        self._file.write("".join(lines))
         self._file.flush()
 
     def reopen(self, path: str | None) -> None:
