@@ -4,6 +4,20 @@ All keys start with ``settings.key_prefix`` (``agentjobs``), shown as ``{p}``;
 ``{day}`` is a UTC date ``YYYY-MM-DD``; tenant ``-`` means "no tenant".
 Add an entry here when you add a key.
 
+Rate limiter (limiter.py; ``{fp}`` is the API key's fingerprint, 16 hex of its
+SHA-256, never the key; ``{g}`` the rate-limit group; the braces are a Redis Cluster
+hash tag, so one group's keys share a slot):
+
+- ``{p}:limiter:{{fp}:{g}}`` hash, TTL 1 day from last use: per dimension
+  ``tat_rpm|itpm|otpm`` (GCRA theoretical arrival time, ms) and ``srv_*`` (the
+  server's ``-limit`` headers); ``pause_until`` (ms), ``in_ratio`` (input calibration),
+  ``out_ewma`` (output estimate); counters ``admitted``, ``deferred``, ``wait_ms``,
+  ``rate_limited``, ``pullbacks``, ``pullback_ms``.
+- ``{p}:limiter:{{fp}:{g}}:sched`` zset, TTL 1 day: reservations by start time (ms),
+  member ``{id}:{input}:{output}``; entries older than a minute are dropped.
+- ``{p}:limiter:{{fp}:{g}}:leases`` zset, TTL lease + 1 s: concurrency leases scored by
+  expiry (ms); lease lifetime = request timeout + connect timeout + 30 s.
+
 Cost and budgets (cost.py, budget.py):
 
 - ``{p}:cost:{day}`` hash, TTL ``AGENTJOBS_COST_RETENTION_DAYS``: spend of the day,
