@@ -30,9 +30,24 @@ worker_prefetch_multiplier = 1
 
 broker_connection_retry_on_startup = True
 broker_transport_options = {
-    # Redis broker only: an unacked message is redelivered after this long.
+    # Redis broker only: an unacked message is redelivered after this long (the
+    # default and its reasons: settings.py, docs/reliability.md).
     "visibility_timeout": _s.visibility_timeout_s,
+    # kombu sweeps for expired unacked messages every interval x throttle seconds
+    # (default 10 x 10 = 100 s on top of the timeout); sweep every tenth of the timeout
+    # instead (one ZRANGE under a mutex), so a killed worker's tasks come back on time.
+    "unacked_restore_interval": max(1, min(10, _s.visibility_timeout_s // 10)),
+    "unacked_restore_throttle": 1,
 }
+# Shutdown. SIGTERM (warm): running calls finish, reserved messages go back to the
+# queue. SIGQUIT (cold): running calls get AGENTJOBS_SOFT_SHUTDOWN_S (Celery's soft
+# shutdown), then are cancelled and, being unacked (late ack), return to the queue;
+# also when idle, so that reserved retries (countdown) are handed back too.
+worker_soft_shutdown_timeout = _s.soft_shutdown_s
+worker_enable_soft_shutdown_on_idle = True
+# Losing the broker connection does not cancel running calls: a paid answer is stored
+# under its idempotency key, and the redelivered message returns it without a call.
+worker_cancel_long_running_tasks_on_connection_loss = False
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 
 task_routes = ("agentjobs.tasks.route_task",)

@@ -35,6 +35,23 @@ Response cache (cache.py):
 - ``{p}:rc:{tenant}:{sha256}:lock`` string, TTL request timeout + 30 s: the
   single-flight lease of the worker computing that entry.
 - ``{p}:rc:stats`` hash, no TTL: counters ``hits``, ``misses``, ``stores``, ``coalesced``.
+
+Idempotency (idempotency.py), ``{k}`` an idempotency key:
+- ``{p}:idem:{k}:lease`` string, TTL ``AGENTJOBS_IDEMPOTENCY_LEASE_S`` renewed by the
+  holder's heartbeat: the owner token of the one copy calling Claude for ``{k}``.
+- ``{p}:idem:{k}:out`` string, TTL ``AGENTJOBS_RESULT_TTL_S`` (a result) or
+  ``AGENTJOBS_DLQ_MAX_AGE_S`` (a dead letter): ``{"result": ...}`` or
+  ``{"dead_letter": id, "message": ...}``.
+- ``{p}:idem:{k}:attempts`` list, TTL ``AGENTJOBS_RESULT_TTL_S``: the key's failed
+  attempts (JSON), the retry policy's memory; deleted when the outcome is stored.
+
+Dead letters (deadletter.py):
+- ``{p}:dlq:{id}`` string, TTL ``AGENTJOBS_DLQ_MAX_AGE_S``: one dead letter (JSON);
+  ``id`` is ``dl_`` + sha256(idempotency key)[:24].
+- ``{p}:dlq:index`` zset, no TTL (trimmed by age and ``AGENTJOBS_DLQ_MAX_RECORDS`` on
+  every write): dead-letter ids scored by time of death.
+- ``{p}:pause:{group}`` string, TTL ``AGENTJOBS_SPEND_PAUSE_S``: a rate-limit group
+  paused after a spend-limit 429 (the reason); ``agentjobs dlq resume GROUP`` deletes it.
 """
 
 from __future__ import annotations

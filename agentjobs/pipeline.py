@@ -1,6 +1,7 @@
 """What a worker does with one ``complete`` task, step by step.
 
-    validate -> call Claude (raw response) -> usage, cost -> ClaudeResult
+    idempotency claim -> validate -> cache -> budget -> call Claude (raw response)
+    -> usage, cost -> ClaudeResult -> idempotency outcome; on error: retry | dead letter
 
 Each step is a function of its own module; this file only orders them.
 """
@@ -11,8 +12,9 @@ import time
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Retry
 
-from agentjobs import budget, cache, catalog, client, cost
+from agentjobs import budget, cache, catalog, client, cost, idempotency, recovery
 from agentjobs.cost import cost_usd
 from agentjobs.schemas import (
     AUTO_MODEL,
@@ -25,14 +27,37 @@ from agentjobs.schemas import (
 
 
 def execute(task: Task, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One task: at most one Claude call in flight per idempotency key, its outcome kept.
+
+    Failures go to ``recovery.failed``: a retry through the broker or a dead letter.
+    The steps of one attempt are in ``call``.
+    """
+    info = task.request
+    key = idempotency.key_of(kwargs, str(info.id))
+    claim = idempotency.claim(key, idempotency.new_token(str(info.hostname), str(info.id)))
+    if claim.done:  # finished before: a redelivered or resubmitted task, no call
+        return recovery.stored_outcome(claim.outcome or {})
+    if not claim.claimed:  # another live copy is calling: look again later
+        raise recovery.step_aside(task, claim)
+    started_at = time.time()
+    try:
+        with idempotency.held(claim):  # a heartbeat renews the lease while we call
+            result = call(task, kwargs, key, attempts=claim.prior_attempts + 1)
+    except Retry:  # a step below asked for a retry itself: let another copy claim
+        idempotency.release(key, claim.token)
+        raise
+    except Exception as exc:
+        raise recovery.failed(task, kwargs, claim, exc, started_at) from exc
+    return idempotency.succeeded(claim, result)
+
+
+def call(task: Task, kwargs: dict[str, Any], key: str, attempts: int) -> dict[str, Any]:
+    """One attempt: validate, cache, budget, call Claude, result. Raises on failure."""
     req = parse_request(kwargs)
     if req.model == AUTO_MODEL:
         from agentjobs.routing import choose_model
 
         req = choose_model(req)
-    info = task.request
-    key = req.idempotency_key or str(info.id)
-    attempts = info.retries + 1
     t0 = time.perf_counter()
     # response cache (issue 7): a hit, or the lease to compute while identical calls wait
     flight = cache.lookup(req)
@@ -41,6 +66,7 @@ def execute(task: Task, kwargs: dict[str, Any]) -> dict[str, Any]:
         hit = cache.hit_result(flight, req, task, key, attempts, latency_ms)
         return hit.model_dump(mode="json")
     try:
+        recovery.check_pause(kwargs)  # spend limit reached for this group: no call
         # budget (issue 7): hold the estimated cost, or reject / downgrade / defer
         req, reservation = budget.reserve(req)
         try:
