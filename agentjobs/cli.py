@@ -53,6 +53,9 @@ def _register() -> None:
     from agentjobs.costreport import cost_command
 
     main.add_command(cost_command)
+    from agentjobs.opscli import ops_commands
+
+    [main.add_command(c) for c in ops_commands()]  # stats, exporter, flower (issue 6)
 
 
 _register()

@@ -33,10 +33,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from datetime import datetime
 from typing import Any
 
 from celery import signals as cs
+from celery.bootsteps import CLOSE, TERMINATE
 from celery.utils.dispatch import Signal
 
 from agentjobs import catalog, metrics
@@ -157,10 +159,12 @@ def _first_sent(headers: dict[str, Any]) -> float | None:
     """On a retry (published from inside the task), the first publish time of that task."""
     from celery import current_task
 
-    task = current_task
-    if task is None or getattr(task.request, "id", None) != headers.get("id"):
+    if not current_task:  # a proxy: false outside a task
         return None
-    return _header(task.request, FIRST_SENT_AT)
+    request = current_task.request
+    if getattr(request, "id", None) != headers.get("id"):
+        return None
+    return _header(request, FIRST_SENT_AT)
 
 
 # --- worker: task lifecycle -----------------------------------------------------------
@@ -273,18 +277,30 @@ def _on_rejected(sender: Any = None, message: Any = None, **_: Any) -> None:
 
 
 class _Registration:
-    """Keeps a worker registered for its queues until shutdown (a daemon thread)."""
+    """Keeps a worker registered for its queues until it stops (a daemon thread)."""
 
-    def __init__(self, hostname: str, queues: list[str]) -> None:
+    def __init__(self, hostname: str, queues: list[str], worker: Any = None) -> None:
         self.hostname = hostname
         self.queues = queues
+        self.worker = weakref.ref(worker) if worker is not None else None
         self.stop = threading.Event()
         self.thread = threading.Thread(
             target=self._run, name=f"agentjobs-metrics-{hostname}", daemon=True
         )
 
+    def _stopped(self) -> bool:
+        """An embedded worker can end without worker_shutdown: watch its state too."""
+        if self.worker is None:
+            return False
+        worker = self.worker()
+        blueprint = getattr(worker, "blueprint", None)
+        return worker is None or (blueprint is not None and blueprint.state in (CLOSE, TERMINATE))
+
     def _run(self) -> None:
         while not self.stop.wait(metrics.WORKER_HEARTBEAT_S):
+            if self._stopped():
+                _unregister(self.hostname)
+                return
             metrics.worker_seen(self.hostname, self.queues)
 
 
@@ -292,7 +308,7 @@ _registrations: dict[str, _Registration] = {}
 _reg_lock = threading.Lock()
 
 
-def _register(hostname: str, queues: list[str]) -> None:
+def _register(hostname: str, queues: list[str], worker: Any = None) -> None:
     metrics.worker_seen(hostname, queues)
     with _reg_lock:
         old = _registrations.get(hostname)
@@ -301,8 +317,16 @@ def _register(hostname: str, queues: list[str]) -> None:
                 return
             old.stop.set()
             metrics.worker_gone(hostname, [q for q in old.queues if q not in queues])
-        reg = _registrations[hostname] = _Registration(hostname, queues)
+        reg = _registrations[hostname] = _Registration(hostname, queues, worker)
     reg.thread.start()
+
+
+def _unregister(hostname: str) -> None:
+    with _reg_lock:
+        reg = _registrations.pop(hostname, None)
+    if reg is not None:
+        reg.stop.set()
+        metrics.worker_gone(hostname, reg.queues)
 
 
 def _consumed_queues(app: Any) -> list[str]:
@@ -314,7 +338,7 @@ def _consumed_queues(app: Any) -> list[str]:
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None)
     if hostname:
-        _register(str(hostname), _consumed_queues(sender.app))
+        _register(str(hostname), _consumed_queues(sender.app), sender)
 
 
 @cs.worker_ready.connect
@@ -322,17 +346,13 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None)
     task_consumer = getattr(sender, "task_consumer", None)
     if hostname and task_consumer is not None:
-        _register(str(hostname), sorted(q.name for q in task_consumer.queues))
+        queues = sorted(q.name for q in task_consumer.queues)
+        _register(str(hostname), queues, getattr(sender, "controller", None))
 
 
 @cs.worker_shutdown.connect
 def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
-    hostname = str(getattr(sender, "hostname", ""))
-    with _reg_lock:
-        reg = _registrations.pop(hostname, None)
-    if reg is not None:
-        reg.stop.set()
-        metrics.worker_gone(hostname, reg.queues)
+    _unregister(str(getattr(sender, "hostname", "")))
 
 
 # --- the Messages API calls (our own signals, sent by client.create_message) -----------
