@@ -1,0 +1,77 @@
+-- Reserve one request's RPM, ITPM and OTPM capacity in a rate-limit group (GCRA).
+--
+-- Each dimension keeps a theoretical arrival time (tat, ms): the bucket is full when
+-- tat <= now and empty when tat = now + burst. A request of `a` units may start at
+-- tat - burst + min(a, cap) * interval; it starts at the latest of those three times
+-- (and of a 429 pause), all three buckets are debited at that start, and the caller
+-- sleeps until then. tat only grows, so starts are handed out first come, first served.
+--
+-- KEYS[1]  state hash of the group          KEYS[2]  schedule zset (start ms -> member)
+-- ARGV[1]  now in ms ("" = redis TIME; tests inject a clock)
+-- ARGV[2]  burst_ms
+-- ARGV[3]  rpm      ARGV[4] itpm      ARGV[5] otpm      (configured, per minute)
+-- ARGV[6]  input tokens before calibration (chars-based estimate)
+-- ARGV[7]  max_tokens                 ARGV[8] output estimate before any sample
+-- ARGV[9]  output mode: "realtime" (reserve an estimate) | "max_tokens" (reserve max_tokens)
+-- ARGV[10] max_wait_ms: a longer wait reserves nothing and reports the wait
+-- ARGV[11] reservation id             ARGV[12] ttl of both keys, s
+-- Returns {admitted 0|1, wait_us, input_reserved, output_reserved, binding dimension,
+--          start ms as a string}
+
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+local burst = tonumber(ARGV[2])
+local st = redis.call('HMGET', KEYS[1], 'tat_rpm', 'tat_itpm', 'tat_otpm', 'pause_until',
+  'in_ratio', 'out_ewma', 'srv_rpm', 'srv_itpm', 'srv_otpm')
+
+local in_amount = math.max(1, math.ceil(tonumber(ARGV[6]) * (tonumber(st[5]) or 1)))
+local max_tokens = tonumber(ARGV[7])
+local out_amount = max_tokens
+if ARGV[9] ~= 'max_tokens' then
+  out_amount = math.min(max_tokens, math.ceil(tonumber(st[6]) or tonumber(ARGV[8])))
+end
+local amounts = {1, in_amount, out_amount}
+local dims = {'rpm', 'itpm', 'otpm'}
+
+local start, binding = now, 'none'
+local pause = tonumber(st[4]) or 0
+if pause > start then start, binding = pause, 'pause' end
+local tats, intervals = {}, {}
+for i = 1, 3 do
+  local limit = tonumber(ARGV[2 + i])
+  local server = tonumber(st[6 + i])  -- the server's -limit header wins when lower
+  if server and server > 0 and server < limit then limit = server end
+  local interval = 60000 / limit
+  local cap = math.max(1, limit * burst / 60000)
+  local tat = tonumber(st[i]) or 0
+  local allow = tat - burst + math.min(amounts[i], cap) * interval
+  if allow > start then start, binding = allow, dims[i] end
+  tats[i], intervals[i] = tat, interval
+end
+
+local wait = start - now
+if wait > tonumber(ARGV[10]) then
+  redis.call('HINCRBY', KEYS[1], 'deferred', 1)
+  return {0, math.floor(wait * 1000), in_amount, out_amount, binding,
+    string.format('%.3f', start)}
+end
+for i = 1, 3 do
+  local tat = math.max(tats[i], start) + amounts[i] * intervals[i]
+  redis.call('HSET', KEYS[1], 'tat_' .. dims[i], string.format('%.3f', tat))
+end
+redis.call('HINCRBY', KEYS[1], 'admitted', 1)
+redis.call('HINCRBYFLOAT', KEYS[1], 'wait_ms', string.format('%.3f', wait))
+-- The schedule lets a header reading tell apart reservations the server has not seen yet.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000)
+redis.call('ZADD', KEYS[2], string.format('%.3f', start),
+  ARGV[11] .. ':' .. in_amount .. ':' .. out_amount)
+local ttl = tonumber(ARGV[12])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return {1, math.floor(wait * 1000), in_amount, out_amount, binding,
+  string.format('%.3f', start)}

@@ -1,0 +1,217 @@
+"""The limiter's Lua logic against a real Redis, on an injected clock (no sleeping)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from agentjobs.limiter import Limiter, fingerprint
+from agentjobs.settings import GroupLimits
+
+
+class Clock:
+    def __init__(self, t_ms: float = 1_700_000_000_000.0) -> None:
+        self.t = t_ms
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds * 1000.0
+
+
+def make(
+    state_redis: redis.Redis,
+    clock: Clock,
+    *,
+    rpm: int = 600,
+    itpm: int = 600_000,
+    otpm: int = 600_000,
+    concurrency: int = 100,
+    burst_s: float = 2.0,
+    headroom_s: float = 0.5,
+    key: str = "sk-test",
+    **kw: object,
+) -> Limiter:
+    limits = GroupLimits(rpm=rpm, itpm=itpm, otpm=otpm, concurrency=concurrency)
+    return Limiter(
+        state_redis,
+        key_fingerprint=fingerprint(key),
+        limits=lambda group: limits,
+        burst_s=burst_s,
+        headroom_s=headroom_s,
+        now_ms=clock,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    yield Clock()
+
+
+def test_fingerprint_hides_the_key_and_separates_keys(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    a = make(state_redis, clock, rpm=60, burst_s=1.0, key="sk-ant-secret-a")
+    b = make(state_redis, clock, rpm=60, burst_s=1.0, key="sk-ant-secret-b")
+    assert a.acquire("haiku", 10, 10).wait_s == 0
+    assert a.acquire("haiku", 10, 10).wait_s == pytest.approx(1.0)
+    assert b.acquire("haiku", 10, 10).wait_s == 0  # another key: its own buckets
+    assert a.acquire("sonnet", 10, 10).wait_s == 0  # another model class too
+    names = b" ".join(state_redis.keys("*"))
+    assert b"secret" not in names and fingerprint("sk-ant-secret-a").encode() in names
+
+
+def test_requests_burst_then_fifo_spacing(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock)  # 10 requests/s, 2 s burst: 20 at once
+    waits = [lim.acquire("haiku", 10, 10).wait_s for _ in range(25)]
+    assert waits[:20] == [0.0] * 20
+    assert waits[20:] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    res = lim.acquire("haiku", 10, 10)
+    assert res.binding == "rpm"
+    clock.advance(10)  # a quiet period refills the bucket, but never beyond the burst
+    assert [lim.acquire("haiku", 10, 10).wait_s for _ in range(21)][-2:] == [0.0, 0.1]
+
+
+def test_tokens_bind_and_a_huge_request_needs_a_full_bucket(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    lim = make(state_redis, clock, itpm=60_000)  # 1,000 input tokens/s, bucket 2,000
+    first = lim.acquire("haiku", 1_500, 10)
+    assert (first.wait_s, first.input_tokens) == (0.0, 1_500)
+    second = lim.acquire("haiku", 1_500, 10)
+    assert second.binding == "itpm" and second.wait_s == pytest.approx(1.0)
+    # 5,000 tokens exceed the bucket: it waits for a full bucket, then runs into debt.
+    big = lim.acquire("haiku", 5_000, 10)
+    assert big.wait_s == pytest.approx(3.0)
+    assert lim.acquire("haiku", 100, 10).wait_s == pytest.approx(3.0 + 5.0 - 2.0 + 0.1)
+
+
+def test_output_reservation_learns_and_reconciles(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock, otpm=60_000, output_default=300)
+    res = lim.acquire("haiku", 10, 1_000)
+    assert res.output_tokens == 300  # no sample yet: the default, capped by max_tokens
+    assert lim.acquire("haiku", 10, 50).output_tokens == 50
+    lim.settle(res, input_tokens=10, output_tokens=100)
+    assert lim.acquire("haiku", 10, 1_000).output_tokens == 100  # first sample taken as is
+    lim.settle(res, input_tokens=10, output_tokens=200)
+    assert lim.acquire("haiku", 10, 1_000).output_tokens == 110  # then a moving average
+    max_mode = make(state_redis, clock, otpm=60_000, output_mode="max_tokens")
+    assert max_mode.acquire("opus", 10, 700).output_tokens == 700
+
+
+def test_reconcile_debits_and_credits(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock, itpm=60_000)  # 1,000/s, bucket 2,000
+    res = lim.acquire("haiku", 2_000, 1)
+    assert lim.acquire("haiku", 1_000, 1, max_wait_s=0).wait_s == pytest.approx(1.0)
+    lim.settle(res, input_tokens=500)  # we over-estimated by 1,500: give it back
+    assert lim.acquire("haiku", 1_000, 1, max_wait_s=0).wait_s == 0.0
+    res2 = lim.acquire("haiku", 100, 1, max_wait_s=0)
+    lim.settle(res2, input_tokens=1_100)  # under-estimated by 1,000: debit it
+    assert lim.acquire("haiku", 1_000, 1, max_wait_s=10).wait_s == pytest.approx(1.6)
+    # A refund never makes a bucket fuller than full.
+    clock.advance(60)
+    lim.settle(res, input_tokens=0)
+    waits = [lim.acquire("haiku", 1_000, 1).wait_s for _ in range(3)]
+    assert waits == pytest.approx([0.0, 0.0, 1.0])
+
+
+def test_cancelled_call_gives_everything_back(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock, rpm=60, burst_s=1.0)
+    res = lim.acquire("haiku", 10, 10)
+    assert lim.acquire("haiku", 10, 10, max_wait_s=0).admitted is False
+    lim.settle(res, called=False)
+    assert lim.acquire("haiku", 10, 10, max_wait_s=0).admitted is True
+
+
+def test_long_wait_reserves_nothing(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock, rpm=60, burst_s=1.0)
+    lim.acquire("haiku", 10, 10)
+    refused = [lim.acquire("haiku", 10, 10, max_wait_s=0.5) for _ in range(3)]
+    assert [(r.admitted, r.wait_s) for r in refused] == [(False, 1.0)] * 3
+    assert lim.snapshot("haiku")["deferred"] == 3
+
+
+def test_input_calibration_is_learned(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock)
+    res = lim.acquire("haiku", 1_000, 10)
+    assert res.input_tokens == 1_000
+    lim.settle(res, input_tokens=800, prompt_tokens=800)  # 0.8 tokens per estimated token
+    assert lim.acquire("haiku", 1_000, 10).input_tokens == 800
+    assert lim.snapshot("haiku")["input_ratio"] == pytest.approx(0.8)
+
+
+def test_429_pauses_the_whole_group(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock)
+    res = lim.acquire("sonnet", 10, 10)
+    lim.settle(res, retry_after_s=3, refund_output=True)
+    other_worker = make(state_redis, clock)  # any worker of the same key sees the pause
+    paused = other_worker.acquire("sonnet", 10, 10)
+    assert paused.binding == "pause" and paused.wait_s == pytest.approx(3.0)
+    assert other_worker.paused_for("sonnet") == pytest.approx(3.0)
+    assert other_worker.acquire("haiku", 10, 10).wait_s == 0  # other groups unaffected
+    clock.advance(3)
+    assert lim.paused_for("sonnet") == 0
+    assert lim.snapshot("sonnet")["rate_limited"] == 1
+
+
+def test_low_remaining_header_pulls_the_group_back(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock, headroom_s=0.5)  # 10/s, bucket 20
+    res = lim.acquire("haiku", 10, 10)  # we think 19 are left
+    # Another client on the key: the server has 3 left. Keep 0.5 s (5 requests) spare.
+    headers = {"anthropic-ratelimit-requests-remaining": "3"}
+    pulled = lim.settle(res, input_tokens=10, output_tokens=10, headers=headers)
+    assert pulled == pytest.approx(2.1)  # our view: 19 -> 3 - 5 = -2 available (21 x 0.1 s)
+    assert lim.acquire("haiku", 10, 10).wait_s == pytest.approx(0.3)
+    # The same reading from more responses does not pull back again (a max, not a sum).
+    assert lim.settle(res, headers=headers) == 0
+    # A server with more room than we think changes nothing.
+    assert lim.settle(res, headers={"anthropic-ratelimit-requests-remaining": "20"}) == 0
+
+
+def test_header_floor_ignores_reservations_the_server_has_not_seen(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    lim = make(state_redis, clock, headroom_s=0.0)  # 10/s, bucket 20
+    first = lim.acquire("haiku", 10, 10)
+    for _ in range(24):  # 19 more now, 5 scheduled 0.1-0.5 s ahead
+        lim.acquire("haiku", 10, 10)
+    # The server saw our 20 starts so far and reports 0 left: consistent with our view.
+    assert lim.settle(first, headers={"anthropic-ratelimit-requests-remaining": "0"}) == 0
+    assert lim.acquire("haiku", 10, 10).wait_s == pytest.approx(0.6)
+
+
+def test_server_limit_header_wins_when_lower(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock, rpm=6_000, burst_s=1.0)  # configured 100/s
+    res = lim.acquire("opus", 10, 10)
+    lim.settle(res, headers={"anthropic-ratelimit-requests-limit": "60"})  # it is 1/s
+    clock.advance(5)
+    assert [lim.acquire("opus", 10, 10).wait_s for _ in range(2)] == pytest.approx([0.0, 1.0])
+    assert lim.snapshot("opus")["dimensions"]["rpm"]["limit"] == 60
+
+
+def test_concurrency_leases_expire_and_release(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock, concurrency=2, lease_ttl_s=10.0)
+    assert lim.lease("haiku", "a")[0] and lim.lease("haiku", "b")[0]
+    taken, lapse = lim.lease("haiku", "c")
+    assert (taken, lapse) == (False, pytest.approx(10.0))
+    lim.release("haiku", "a")
+    assert lim.lease("haiku", "c")[0]
+    assert lim.snapshot("haiku")["leases"] == 2
+    clock.advance(10.001)  # holders died without releasing: their leases lapse
+    assert lim.lease("haiku", "d")[0] and lim.lease("haiku", "e")[0]
+    assert not lim.lease("haiku", "f")[0]
+
+
+def test_snapshot_reports_state(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock)
+    for _ in range(22):
+        lim.acquire("haiku", 10, 10)
+    snap = lim.snapshot("haiku")
+    assert snap["admitted"] == 22
+    assert snap["dimensions"]["rpm"]["available"] == pytest.approx(-2.0)
+    assert snap["dimensions"]["rpm"]["booked_ahead_s"] == pytest.approx(0.2)
+    assert snap["mean_wait_ms"] == pytest.approx((100 + 200) / 22, abs=0.01)
