@@ -56,6 +56,9 @@ def _register() -> None:
     from agentjobs.opscli import ops_commands
 
     [main.add_command(c) for c in ops_commands()]  # stats, exporter, flower (issue 6)
+    from agentjobs.dlqcli import dlq
+
+    main.add_command(dlq)  # dead letters (issue 5)
 
 
 _register()
