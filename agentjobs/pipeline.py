@@ -14,7 +14,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Retry
 
-from agentjobs import budget, cache, catalog, client, cost, idempotency, recovery
+from agentjobs import admission, budget, cache, catalog, client, cost, idempotency, recovery
 from agentjobs.cost import cost_usd
 from agentjobs.schemas import (
     AUTO_MODEL,
@@ -70,8 +70,15 @@ def call(task: Task, kwargs: dict[str, Any], key: str, attempts: int) -> dict[st
         # budget (issue 7): hold the estimated cost, or reject / downgrade / defer
         req, reservation = budget.reserve(req)
         try:
-            raw = client.create_message(req.api_params())
-            result = build_result(req, raw, task, key, attempts=attempts)
+            # global limiter (issue 4): reserve RPM+ITPM+OTPM and sleep the short wait (a
+            # long one raises RateLimitedError: a retry that is not an error attempt),
+            # hold a concurrency lease; settle with real usage and rate-limit headers.
+            with admission.admitted(req) as admit:
+                raw = client.create_message(req.api_params())
+                admit.settle(raw)
+            result = build_result(
+                req, raw, task, key, attempts=attempts, limiter_wait_ms=admit.wait_ms
+            )
             cost.record_result(result)
         finally:
             budget.release(reservation)  # after the real cost is recorded, or on failure
