@@ -162,17 +162,19 @@ def _nano(usd: float | None) -> int:
 
 
 def _admit(
-    req: CompleteRequest, *, check_only: bool, client: redis.Redis | None = None
+    req: CompleteRequest, *, check_only: bool, lease_s: float | None = None
 ) -> tuple[Reservation | None, str]:
     """Run the reserve script; (reservation or None, refusal message or "")."""
-    r = client or state_redis()
+    r = state_redis()
     s = get_settings()
     day = cost.today()
     tenant = req.tenant or cost.NO_TENANT
     overall, per_tenant = caps(req.tenant, s)
     nano = max(1, _nano(estimate_usd(req)))
     member = f"{uuid.uuid4().hex}\t{tenant}\t{nano}"
-    lease_ms = int((s.request_timeout_s + s.limiter_max_sleep_s + 60) * 1000)
+    if lease_s is None:  # outlives any call that still runs: its timeout plus waits
+        lease_s = s.request_timeout_s + s.limiter_max_sleep_s + 60
+    lease_ms = int(lease_s * 1000)
     k_budget = keys.key("budget", day)
     reply = r.eval(
         _RESERVE,
@@ -234,18 +236,22 @@ def check(req: CompleteRequest) -> CompleteRequest:
         raise BudgetExceededError(refusal)
 
 
-def reserve(req: CompleteRequest) -> tuple[CompleteRequest, Reservation | None]:
+def reserve(
+    req: CompleteRequest, *, lease_s: float | None = None
+) -> tuple[CompleteRequest, Reservation | None]:
     """Worker-side: hold the estimated cost, or act on the budget action.
 
     Returns the request to call (downgraded with ``downgrade``) and its reservation
-    (None when no cap applies). Raises BudgetExceededError (reject, or nothing cheaper
-    left) or BudgetDeferredError (defer: retry after ``retry_after_s``).
+    (None when no cap applies); the reservation lapses after ``lease_s`` (default: the
+    request timeout plus limiter waits plus a minute) if never released. Raises
+    BudgetExceededError (reject, or nothing cheaper left) or BudgetDeferredError (defer:
+    retry after ``retry_after_s``).
     """
     if not enabled(req.tenant):
         return req, None
     s = get_settings()
     while True:
-        res, refusal = _admit(req, check_only=False)
+        res, refusal = _admit(req, check_only=False, lease_s=lease_s)
         if res is not None:
             return req, res
         if s.budget_action == "downgrade":

@@ -1,0 +1,209 @@
+"""Daily budgets: caps, reservations, actions, and no overshoot under concurrency."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from conftest import in_process_worker
+
+from agentjobs import budget, complete, cost
+from agentjobs.errors import BudgetDeferredError, BudgetExceededError
+from agentjobs.schemas import Usage, parse_request
+from agentjobs.settings import get_settings, reset_settings
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    yield monkeypatch
+    monkeypatch.undo()
+    reset_settings()
+
+
+def configure(env: pytest.MonkeyPatch, **values: Any) -> None:
+    for name, value in values.items():
+        env.setenv(f"AGENTJOBS_{name.upper()}", str(value))
+    reset_settings()
+
+
+def spend(usd: float, tenant: str | None = None, model: str = "claude-haiku-4-5") -> None:
+    cost.record(model=model, queue="claude.haiku", tenant=tenant, usage=Usage(), cost=usd)
+
+
+def req(**kw: Any) -> Any:
+    return parse_request({"prompt": "hello", "model": "haiku", **kw})
+
+
+def test_caps_from_settings(env: pytest.MonkeyPatch) -> None:
+    assert budget.caps("x") == (None, None) and not budget.enabled("x")
+    configure(env, budget_daily_usd=100, budget_tenant_daily_usd=5, budget_tenants='{"vip": 50}')
+    assert budget.caps(None) == (100, None)
+    assert budget.caps("x") == (100, 5)
+    assert budget.caps("vip") == (100, 50)
+
+
+def test_estimate_is_an_upper_bound_of_the_real_cost(
+    worker: Any, fresh_sim: Any, state_redis: redis.Redis
+) -> None:
+    system = "Follow the house style. " * 600
+    cases = [
+        {"prompt": "short", "model": "haiku", "max_tokens": 50},
+        {"prompt": "x " * 3000, "model": "sonnet", "max_tokens": 300},
+        {"prompt": "q", "system": system, "model": "sonnet", "prompt_cache": "1h"},
+        {"prompt": "q", "system": system, "model": "haiku", "prompt_cache": "5m"},
+    ]
+    for kw in cases:
+        result = complete.delay(**kw).get(timeout=20)
+        assert 0 < result["cost_usd"] <= budget.estimate_usd(parse_request(kw))
+
+
+def test_reserve_release_and_refusal(state_redis: redis.Redis, env: pytest.MonkeyPatch) -> None:
+    configure(env, budget_daily_usd=1.0, budget_tenant_daily_usd=0.02)
+    r = req(tenant="acme", max_tokens=1000)  # ~$0.005 estimate
+    est = budget.estimate_usd(r)
+    _, res = budget.reserve(r)
+    assert res is not None and res.usd == pytest.approx(est, abs=1e-9)
+    assert budget.in_flight_usd() == pytest.approx(est, abs=1e-9)
+    assert budget.in_flight_usd("acme") == pytest.approx(est, abs=1e-9)
+    assert budget.release(res) and not budget.release(res)  # idempotent
+    assert budget.in_flight_usd() == 0
+    spend(0.02 - est / 2, tenant="acme")
+    with pytest.raises(BudgetExceededError, match=r"tenant 'acme' daily budget \$0\.02 reached"):
+        budget.reserve(r)
+    budget.reserve(req(tenant="other", max_tokens=1000))  # another tenant is not affected
+    spend(1.0)
+    with pytest.raises(BudgetExceededError, match=r"overall daily budget \$1\.00 reached"):
+        budget.reserve(req(tenant="third"))
+
+
+def test_a_killed_workers_reservation_lapses(
+    state_redis: redis.Redis, env: pytest.MonkeyPatch
+) -> None:
+    configure(env, budget_daily_usd=0.01)
+    r = req(max_tokens=1500)  # ~$0.0075: only one fits under $0.01
+    budget.reserve(r, lease_s=0.05)  # never released: its worker "died"
+    from agentjobs.testing import wait_for
+
+    def admitted() -> bool:
+        try:
+            budget.release(budget.reserve(r)[1])
+            return True
+        except BudgetExceededError:
+            return False
+
+    wait_for(admitted, timeout=5, what="lapsed reservation")
+    assert budget.in_flight_usd() == 0
+
+
+def test_submit_check_rejects_with_a_clear_error(
+    state_redis: redis.Redis, env: pytest.MonkeyPatch, purge_queues: None
+) -> None:
+    configure(env, budget_tenants='{"acme": 1}')
+    spend(0.9999, tenant="acme")
+    with pytest.raises(BudgetExceededError) as info:
+        complete.delay(prompt="hi", model="sonnet", tenant="acme")
+    msg = str(info.value)
+    assert "tenant 'acme' daily budget $1.00 reached" in msg and "resets at 00:00 UTC" in msg
+    complete.delay(prompt="hi", model="sonnet", tenant="other")  # no cap for others
+
+
+def test_downgrade_at_submit_and_in_the_worker(
+    worker: Any, fresh_sim: Any, state_redis: redis.Redis, env: pytest.MonkeyPatch
+) -> None:
+    configure(env, budget_tenants='{"acme": 0.01}', budget_action="downgrade")
+    kw = {"prompt": "hi", "model": "sonnet", "tenant": "acme", "max_tokens": 1000}
+    # Sonnet's estimate ($0.015) is over the cap, Haiku's ($0.005) is not
+    result = complete.delay(**kw).get(timeout=20)
+    assert result["model"] == "claude-haiku-4-5" and result["queue"] == "claude.haiku"
+    assert "budget downgrade claude-sonnet-4-6 -> claude-haiku-4-5" in result["route_reason"]
+    sent, res = budget.reserve(parse_request(kw))
+    assert sent.model == "claude-haiku-4-5" and res is not None
+    spend(0.01, tenant="acme")  # nothing cheaper than Haiku left: rejected
+    with pytest.raises(BudgetExceededError):
+        complete.delay(**kw)
+
+
+def test_defer_action(state_redis: redis.Redis, env: pytest.MonkeyPatch) -> None:
+    configure(env, budget_daily_usd=0.001, budget_action="defer", budget_defer_s=42)
+    r = req(max_tokens=1000)
+    assert budget.check(r) is r  # accepted at submit: the worker waits for budget
+    with pytest.raises(BudgetDeferredError) as info:
+        budget.reserve(r)
+    assert info.value.retry_after_s == 42
+    near_midnight = dt.datetime(2026, 3, 1, 23, 59, 50, tzinfo=dt.UTC)
+    assert budget.defer_countdown(get_settings(), near_midnight) == pytest.approx(11)
+
+
+def test_concurrent_reservations_never_pass_the_cap(
+    state_redis: redis.Redis, env: pytest.MonkeyPatch
+) -> None:
+    """40 threads race for a cap that fits 10 estimates; calls that cost twice their
+    estimate overshoot by no more than what the calls in flight cost."""
+    configure(env, budget_daily_usd=0.05, budget_tenant_daily_usd=0.05)
+    r = req(tenant="race", max_tokens=1000)
+    est = budget.estimate_usd(r)
+    actual = 2 * est
+    start = threading.Barrier(40)
+    lock = threading.Lock()
+    in_flight = peak = admitted = 0
+
+    def call() -> None:
+        nonlocal in_flight, peak, admitted
+        start.wait(10)
+        for _ in range(5):
+            try:
+                _, res = budget.reserve(r)
+            except BudgetExceededError:
+                return
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+                admitted += 1
+            spend(actual, tenant="race")  # the real cost, then the reservation back
+            with lock:
+                in_flight -= 1
+            budget.release(res)
+
+    threads = [threading.Thread(target=call) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    spent = cost.spent_usd("race")
+    assert admitted >= 1
+    assert spent == pytest.approx(admitted * actual)
+    assert spent <= 0.05 + peak * actual + 1e-9
+    assert budget.in_flight_usd() == 0
+
+
+def test_budget_under_concurrency_through_the_worker(
+    sim: Any, purge_queues: None, state_redis: redis.Redis, env: pytest.MonkeyPatch
+) -> None:
+    """Real calls, 16 threads: the spend ends at or under the cap, the rest are refused."""
+    sim.reset()
+    cap = 0.012
+    configure(env, budget_tenants=f'{{"load": {cap}}}')
+    kw = {"model": "haiku", "tenant": "load", "max_tokens": 200}
+    accepted, refused_at_submit = [], 0
+    with in_process_worker(concurrency=16):
+        for i in range(40):
+            try:
+                p = f"[[sim:latency_ms=100]] [[sim:output_tokens=200]] q{i}"
+                accepted.append(complete.delay(prompt=p, **kw))
+            except BudgetExceededError:
+                refused_at_submit += 1
+        for a in accepted:
+            a.get(timeout=30, propagate=False)
+    ok = [a.result for a in accepted if a.successful()]
+    refused = [a.result for a in accepted if not a.successful()]
+    spent = cost.spent_usd("load")
+    assert spent == pytest.approx(sum(r["cost_usd"] for r in ok))
+    assert spent <= cap  # every estimate is an upper bound: no overshoot at all
+    assert len(ok) >= 5 and len(refused) + refused_at_submit >= 20
+    assert all("budget" in str(e) for e in refused)
+    assert budget.in_flight_usd() == 0
+    assert sim.stats()["messages"] == len(ok)
