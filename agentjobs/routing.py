@@ -122,9 +122,14 @@ def classify(req: CompleteRequest) -> tuple[str | None, str]:
         usage=usage,
         cost=cost.cost_usd(HAIKU, usage),
     )
-    answer = "".join(getattr(b, "text", "") for b in raw.message.content).strip().upper()
-    if answer.startswith("COMPLEX"):
+    return verdict("".join(getattr(b, "text", "") for b in raw.message.content))
+
+
+def verdict(answer: str) -> tuple[str | None, str]:
+    """The classifier's answer as (model, reason); None when it is neither word."""
+    word = answer.strip().strip(".").upper()
+    if word.startswith("COMPLEX"):
         return SONNET, "classifier: COMPLEX"
-    if answer.startswith("SIMPLE"):
+    if word.startswith("SIMPLE"):
         return HAIKU, "classifier: SIMPLE"
-    return None, f"classifier answered {answer[:20]!r}, default"
+    return None, f"classifier answered {answer.strip()[:20]!r}, default"
