@@ -258,6 +258,8 @@ the same machine.
 Simulator / baseline: {ratio:.2f}. Target {TARGET_RPS:,} req/s: {verdict.lower()} \
 ({runs["sim_log"]["rps"] / TARGET_RPS:.1f}x with the log on). The simulator counted \
 {runs["sim"].get("server_ok", 0):,.0f} 200 answers in its run (warm-up included).
+Figures from one run on a machine shared with other work: repeated runs vary by tens of
+percent (the JSONL-log row most), never near the target.
 """
     if not args.no_docs:
         update_docs(section)
