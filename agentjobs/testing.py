@@ -103,11 +103,14 @@ class WorkerProcess:
         args: tuple[str, ...] = (),
         name: str | None = None,
         log_dir: str | None = None,
+        plain_celery: bool = False,
     ) -> None:
         self.family = family
         self.name = name or f"{family}-{os.getpid()}-{free_port()}"
         self.env = env
         self.args = args
+        #: Start as ``celery -A agentjobs worker -Q claude.FAMILY -P threads`` instead.
+        self.plain_celery = plain_celery
         self.log_path = Path(log_dir or tempfile.mkdtemp(prefix="agentjobs-worker-")) / (
             f"{self.name}.log"
         )
@@ -118,7 +121,11 @@ class WorkerProcess:
         return self.launch().wait_ready(ready_timeout)
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "agentjobs", "worker", self.family]
+        if self.plain_celery:
+            cmd = [sys.executable, "-m", "celery", "-A", "agentjobs", "worker"]
+            cmd += ["-Q", f"claude.{self.family}", "-P", "threads"]
+        else:
+            cmd = [sys.executable, "-m", "agentjobs", "worker", self.family]
         cmd += ["-n", f"{self.name}@%h", "-l", "info", "--without-gossip", "--without-mingle"]
         return cmd + list(self.args)
 
@@ -217,3 +224,86 @@ class SimProcess:
                 self.proc.wait()
         if getattr(self, "_log", None):
             self._log.close()
+
+
+def rabbitmq_up(host: str = "127.0.0.1", port: int = 5672) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class RabbitVhost:
+    """A throwaway RabbitMQ vhost, so parallel test runs never share the claude.* queues.
+
+    Created through the management API when it answers, else with ``rabbitmqctl``; when
+    neither works, ``url`` is the default vhost and ``shared`` is True (callers purge).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5672,
+        user: str = "guest",
+        password: str = "guest",
+        management_port: int = 15672,
+    ) -> None:
+        self.host, self.port, self.user, self.password = host, port, user, password
+        self.management = f"http://{host}:{management_port}/api"
+        self.name = f"agentjobs-test-{os.getpid()}-{free_port()}"
+        self.how = ""
+
+    @property
+    def shared(self) -> bool:
+        return self.how == "shared"
+
+    @property
+    def url(self) -> str:
+        vhost = "" if self.shared else self.name
+        return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/{vhost}"
+
+    def _api(self, method: str, path: str, body: dict[str, str] | None = None) -> None:
+        import base64
+        import json
+        import urllib.request
+
+        req = urllib.request.Request(
+            f"{self.management}{path}",
+            method=method,
+            data=json.dumps(body or {}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        req.add_header("authorization", f"Basic {token}")
+        urllib.request.urlopen(req, timeout=5).close()
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+    def create(self) -> RabbitVhost:
+        perms = {"configure": ".*", "write": ".*", "read": ".*"}
+        try:
+            self._api("PUT", f"/vhosts/{self.name}")
+            self._api("PUT", f"/permissions/{self.name}/{self.user}", perms)
+            self.how = "api"
+            return self
+        except OSError:
+            pass
+        if shutil.which("rabbitmqctl"):
+            try:
+                self._ctl("add_vhost", self.name)
+                self._ctl("set_permissions", "-p", self.name, self.user, ".*", ".*", ".*")
+                self.how = "rabbitmqctl"
+                return self
+            except (subprocess.SubprocessError, OSError):
+                pass
+        self.how = "shared"
+        return self
+
+    def delete(self) -> None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            if self.how == "api":
+                self._api("DELETE", f"/vhosts/{self.name}")
+            elif self.how == "rabbitmqctl":
+                self._ctl("delete_vhost", self.name)
