@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,8 @@ from agentjobs.simulator.stats import Stats
 _LIMIT_FIELDS = {"rpm", "itpm", "otpm", "burst_s", "otpm_mode", "count_tokens_rpm"} | {
     f"{g}_{d}" for g in GROUPS for d in DIMENSIONS
 }
+
+logger = logging.getLogger(__name__)
 
 
 class Simulator:
@@ -128,21 +131,25 @@ class Simulator:
                 response = web.Response(
                     body=json.dumps(payload).encode(), content_type="application/json"
                 )
-            except ApiError as err:
-                status, error_type = err.status, err.type
-                response = web.Response(
-                    status=status,
-                    body=json.dumps(err.body(call.request_id)).encode(),
-                    content_type="application/json",
-                )
-                if err.retry_after_s is not None:
-                    response.headers["retry-after"] = str(err.retry_after_s)
-                if status == 429:
-                    stats.rate_limited += 1
             except Dropped:
                 # The transport is already aborted: aiohttp drops whatever we return.
                 status = 0
                 response = web.Response(status=500)
+            except Exception as exc:
+                if not isinstance(exc, ApiError):
+                    # A simulator bug must still look like the API: a JSON 500.
+                    logger.exception("simulator: unexpected error in %s", path)
+                    exc = ApiError(500)
+                status, error_type = exc.status, exc.type
+                response = web.Response(
+                    status=status,
+                    body=json.dumps(exc.body(call.request_id)).encode(),
+                    content_type="application/json",
+                )
+                if exc.retry_after_s is not None:
+                    response.headers["retry-after"] = str(exc.retry_after_s)
+                if status == 429:
+                    stats.rate_limited += 1
             finally:
                 stats.in_flight -= 1
                 stats.by_status["dropped" if status == 0 else str(status)] += 1
