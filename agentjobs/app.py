@@ -23,8 +23,9 @@ def celery_settings(namespace: str = "") -> dict[str, Any]:
     ``globals().update(celery_settings("CELERY"))`` in settings.py first, so JSON-only,
     late acks, routing and result expiry stay as agentjobs needs them, then override.
     """
-    import celeryconfig
     from celery.app.defaults import DEFAULTS  # every known Celery setting name
+
+    import celeryconfig
 
     values = {name: value for name, value in vars(celeryconfig).items() if name in DEFAULTS}
     if not namespace:
