@@ -83,18 +83,22 @@ def queue_label(queue: Any, model: str) -> str:
 
 
 def failure_class(exc: BaseException | None) -> str:
-    """The failure kind of ``retry.classify`` (a Celery Retry is unwrapped first)."""
+    """The failure kind of ``retry.classify``; ``deferred`` for a retry without a failure.
+
+    A Celery ``Retry`` and a ``DeadLetteredError`` are unwrapped to the failure that
+    caused them (``Retry.exc``, else ``__cause__``). A retry with no cause (a copy
+    stepping aside, a limiter deferral) is ``deferred``: not an error.
+    """
+    from celery.exceptions import Retry
+
     from agentjobs import retry
 
-    inner = getattr(exc, "exc", None)  # celery.exceptions.Retry carries the cause
-    if isinstance(inner, BaseException):
-        exc = inner
-    if isinstance(exc, DeadLetteredError):
-        kind = getattr(exc, "kind", None) or getattr(exc, "failure_kind", None)
-        if isinstance(kind, str) and kind in retry.ACTIONS:
-            return kind
-        cause = exc.__cause__ or exc.__context__
-        return retry.classify(cause).kind if cause is not None else "unknown"
+    if isinstance(exc, Retry | DeadLetteredError):
+        inner = getattr(exc, "exc", None)
+        cause = inner if isinstance(inner, BaseException) else exc.__cause__
+        if cause is None:
+            return "deferred" if isinstance(exc, Retry) else "unknown"
+        exc = cause
     if exc is None:
         return "unknown"
     return retry.classify(exc).kind
@@ -229,7 +233,8 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
     kind = failure_class(reason)
     batch = metrics.Batch()
     batch.inc("retries", (queue, model, kind))
-    batch.inc("errors", (queue, model, kind))
+    if kind != "deferred":
+        batch.inc("errors", (queue, model, kind))
     batch.commit()
 
 

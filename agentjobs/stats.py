@@ -69,12 +69,12 @@ def figures(snap: metrics.Snapshot, queue: str | None = None) -> dict[str, Any]:
 
 def live(queues: list[str]) -> dict[str, Any]:
     """Figures of the moment: queue depth (broker), calls in flight, workers, dead letters."""
+    depths: dict[str, int] | None = None
+    error: str | None = None
     try:
-        depths: dict[str, int] | None = depth.queue_depths(queues)
+        depths = depth.queue_depths(queues)
     except Exception as exc:  # the broker down: say so, show the rest
-        depths, error = None, str(exc)
-    else:
-        error = None
+        error = str(exc)
     flight = metrics.calls_in_flight()
     return {
         "queue_depth": depths,
