@@ -1,0 +1,96 @@
+"""Flower against a live worker: auth required when configured, dead letters listed as
+failures, /metrics open for Prometheus; and the auth rule of `agentjobs flower`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+import pytest
+
+from agentjobs import complete
+from agentjobs.flower import flower_argv
+from agentjobs.settings import reset_settings
+from agentjobs.testing import free_port, wait_for
+
+
+def _get(url: str, auth: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def test_auth_required_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTJOBS_FLOWER_BASIC_AUTH", raising=False)
+    reset_settings()
+    assert flower_argv("127.0.0.1", 5555, False) == ["flower", "--address=127.0.0.1", "--port=5555"]
+    with pytest.raises(click.ClickException, match="AGENTJOBS_FLOWER_BASIC_AUTH"):
+        flower_argv("0.0.0.0", 5555, False)
+    assert "--basic-auth" not in " ".join(flower_argv("0.0.0.0", 5555, True))
+    monkeypatch.setenv("AGENTJOBS_FLOWER_BASIC_AUTH", "ops:pw")
+    reset_settings()
+    assert flower_argv("0.0.0.0", 1, False)[-1] == "--basic-auth=ops:pw"
+    monkeypatch.setenv("AGENTJOBS_FLOWER_BASIC_AUTH", "nopassword")
+    reset_settings()
+    with pytest.raises(click.ClickException, match="user:password"):
+        flower_argv("127.0.0.1", 1, False)
+    monkeypatch.undo()
+    reset_settings()
+
+
+@pytest.mark.slow
+def test_flower_live_with_auth(worker: Any, fresh_sim: Any, tmp_path: Any) -> None:
+    port = free_port()
+    env = {**os.environ, "AGENTJOBS_FLOWER_BASIC_AUTH": "ops:s3cret"}
+    log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentjobs", "flower", "--address", "0.0.0.0", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get(base + "/healthcheck")[0] == 200, timeout=30, what="flower up")
+        ok = complete.delay(prompt="flower ok", model="haiku")
+        bad = complete.delay(prompt="flower bad [[sim:error=400]]", model="haiku")
+        ok.get(timeout=30)
+        with pytest.raises(Exception, match="dead-lettered"):
+            bad.get(timeout=30)
+
+        assert _get(base + "/api/tasks")[0] == 401
+        assert _get(base + "/api/tasks", "ops:wrong")[0] == 401
+        assert _get(base + "/", "ops:wrong")[0] == 401
+
+        def failed() -> dict[str, Any]:
+            status, body = _get(base + "/api/tasks?state=FAILURE", "ops:s3cret")
+            return json.loads(body) if status == 200 else {}
+
+        tasks = wait_for(lambda: bad.id in failed() and failed(), timeout=20, what="failure")
+        assert ok.id not in tasks
+        entry = tasks[bad.id]
+        assert entry["state"] == "FAILURE"
+        assert "DeadLetteredError" in entry["exception"] and "dl_" in entry["exception"]
+        status, _ = _get(base + "/api/workers?refresh=1", "ops:s3cret")
+        assert status == 200
+        # Flower's own Prometheus endpoint, for the scrape config in deploy/
+        status, body = _get(base + "/metrics")
+        assert status == 200 and b"flower_events_total" in body
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
