@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentjobs.catalog import FAMILIES
@@ -21,8 +21,11 @@ _START_ITPM = 2_000_000
 _START_OTPM = 400_000
 
 
-class GroupLimits(BaseSettings):
-    """Limits of one rate-limit group (API key x model class)."""
+class GroupLimits(BaseModel):
+    """Limits of one rate-limit group (API key x model class).
+
+    A plain model, not settings: built from Settings' fields on every admission, and a
+    BaseSettings would re-read the whole environment each time (~0.7 ms a call)."""
 
     rpm: int
     itpm: int
