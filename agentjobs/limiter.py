@@ -120,7 +120,10 @@ class Limiter:
         self.redis = client
         self.key_fingerprint = key_fingerprint
         self.limits = limits
-        self.burst_ms = burst_s * 1000.0
+        # Our own bursts stop `headroom` short of the server's bucket (up to half of it):
+        # requests of one burst reach the server a few ms apart and in any order, and
+        # the server's refill starts from its first debit, not from our reservation.
+        self.burst_ms = (burst_s - min(headroom_s, burst_s / 2)) * 1000.0
         self.headroom_ms = headroom_s * 1000.0
         self.output_mode = output_mode
         self.output_default = output_default

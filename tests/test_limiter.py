@@ -31,7 +31,7 @@ def make(
     otpm: int = 600_000,
     concurrency: int = 100,
     burst_s: float = 2.0,
-    headroom_s: float = 0.5,
+    headroom_s: float = 0.0,
     key: str = "sk-test",
     **kw: object,
 ) -> Limiter:
@@ -74,6 +74,16 @@ def test_requests_burst_then_fifo_spacing(state_redis: redis.Redis, clock: Clock
     assert res.binding == "rpm"
     clock.advance(10)  # a quiet period refills the bucket, but never beyond the burst
     assert [lim.acquire("haiku", 10, 10).wait_s for _ in range(21)][-2:] == [0.0, 0.1]
+
+
+def test_headroom_keeps_our_bursts_short_of_the_server_bucket(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    lim = make(state_redis, clock, headroom_s=0.5)  # 10/s, server bucket 20
+    waits = [lim.acquire("haiku", 10, 10).wait_s for _ in range(17)]
+    assert waits == pytest.approx([0.0] * 15 + [0.1, 0.2])  # the rate itself is unchanged
+    tiny = make(state_redis, clock, headroom_s=5.0, key="other")  # never below half
+    assert [tiny.acquire("haiku", 10, 10).wait_s for _ in range(11)][-2:] == [0.0, 0.1]
 
 
 def test_tokens_bind_and_a_huge_request_needs_a_full_bucket(
@@ -160,11 +170,12 @@ def test_429_pauses_the_whole_group(state_redis: redis.Redis, clock: Clock) -> N
 
 def test_low_remaining_header_pulls_the_group_back(state_redis: redis.Redis, clock: Clock) -> None:
     lim = make(state_redis, clock, headroom_s=0.5)  # 10/s, bucket 20
-    res = lim.acquire("haiku", 10, 10)  # we think 19 are left
+    res = lim.acquire("haiku", 10, 10)
     # Another client on the key: the server has 3 left. Keep 0.5 s (5 requests) spare.
     headers = {"anthropic-ratelimit-requests-remaining": "3"}
     pulled = lim.settle(res, input_tokens=10, output_tokens=10, headers=headers)
-    assert pulled == pytest.approx(2.1)  # our view: 19 -> 3 - 5 = -2 available (21 x 0.1 s)
+    # Our bursts stop 0.5 s short of the bucket (15 of 20): we thought 14 were left.
+    assert pulled == pytest.approx(1.6)  # our view: 14 -> 3 - 5 = -2 available (16 x 0.1 s)
     assert lim.acquire("haiku", 10, 10).wait_s == pytest.approx(0.3)
     # The same reading from more responses does not pull back again (a max, not a sum).
     assert lim.settle(res, headers=headers) == 0

@@ -1,0 +1,459 @@
+"""Benchmark: the global limiter against Celery's rate_limit and plain retry-on-429.
+
+Real parts only: a private redis-server (broker, state store, results), the simulator
+as a process with tight limits and a 2-second burst, and for each family (Haiku,
+Sonnet) two `agentjobs worker` processes. Tasks are offered open-loop at 1.25x the
+binding limit, so a good system runs at the ceiling. Each scenario runs three ways in
+the same invocation:
+
+- ``agentjobs``: the global limiter (the default);
+- ``celery_rate_limit``: limiter off, Celery's per-worker ``rate_limit`` set (remote
+  control, as an operator would) to the binding limit / number of workers, knowing
+  the average tokens per call;
+- ``retry_on_429``: limiter off, no rate limit; 429s retried after ``retry-after``.
+
+Scenarios: ``requests`` (RPM-bound), ``input`` (ITPM-bound, prompts of 50-4,000
+tokens), ``output`` (OTPM-bound, answers of 50-400 tokens), ``shared`` (RPM-bound while
+another client of the same key sends 30% of the limit and retries its own 429s).
+
+Figures come from the simulator's request log: utilisation of the binding limit over
+the steady-state window (after ``--warmup`` seconds, for ``--duration`` seconds; a
+limit of the requests is the sum of both families) and the share of our requests answered
+429 over the whole run, warm-up included.
+
+    .venv/bin/python bench/ratelimit.py [--duration 45] [--warmup 10]
+        [--scenarios requests,input,output,shared] [--modes agentjobs,...] [--no-docs]
+
+Writes its section of docs/benchmarks.md between the ratelimit markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- bench:ratelimit:start -->", "<!-- bench:ratelimit:end -->"
+
+FAMILIES = ("haiku", "sonnet")
+#: Models of the other client in the shared scenario: same groups, told apart in the log.
+OTHER_MODELS = {"haiku": "claude-haiku-4-5-20251001", "sonnet": "claude-sonnet-4-5"}
+OUR_MODELS = {"haiku": "claude-haiku-4-5", "sonnet": "claude-sonnet-4-6"}
+WORKERS_PER_FAMILY = 2
+THREADS = 16
+OVERLOAD = 1.25
+BURST_S = 2.0
+HIGH = 100_000_000
+MODES = ("agentjobs", "celery_rate_limit", "retry_on_429")
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+]
+
+
+@dataclass
+class Scenario:
+    name: str
+    binding: str  # rpm, itpm or otpm
+    rpm: int = HIGH
+    itpm: int = HIGH
+    otpm: int = HIGH
+    other_share: float = 0.0
+    #: mean tokens of the binding dimension per call (1 for requests)
+    mean_units: float = 1.0
+    note: str = ""
+
+    @property
+    def limit(self) -> int:
+        return int(getattr(self, self.binding))
+
+    def calls_per_s(self) -> float:
+        return self.limit / 60.0 / self.mean_units
+
+
+def _input_tokens() -> int:
+    return int(math.exp(random.uniform(math.log(50), math.log(4000))))  # log-uniform
+
+
+_IN_MEAN = (4000 - 50) / math.log(4000 / 50)
+SCENARIOS = {
+    "requests": Scenario("requests", "rpm", rpm=600, note="600 RPM, short prompts"),
+    "input": Scenario(
+        "input", "itpm", itpm=300_000, mean_units=_IN_MEAN + 8, note="300k ITPM, 50-4,000 tokens"
+    ),
+    "output": Scenario("output", "otpm", otpm=60_000, mean_units=225, note="60k OTPM, 50-400"),
+    "shared": Scenario(
+        "shared", "rpm", rpm=600, other_share=0.3, note="600 RPM, other client sends 30%"
+    ),
+}
+
+
+def prompt_for(scn: Scenario, tag: str) -> tuple[str, int]:
+    """A unique prompt and its max_tokens for one call of ``scn``."""
+    if scn.binding == "itpm":
+        words = []
+        chars = 4 * _input_tokens()
+        while sum(len(w) + 1 for w in words) < chars:
+            words.append(random.choice(WORDS))
+        return f"{tag} " + " ".join(words), 64
+    if scn.binding == "otpm":
+        return f"{tag} write [[sim:output_tokens={random.randint(50, 400)}]]", 512
+    return f"{tag} Summarise the plot of Hamlet in two sentences.", 300
+
+
+@dataclass
+class Run:
+    scenario: str
+    mode: str
+    by_family: dict[str, dict[str, float]] = field(default_factory=dict)
+    other_ok_share: float = 0.0
+    requests: int = 0
+    mean_wait_ms: float | None = None
+
+    @property
+    def utilisation(self) -> float:
+        return min(f["util"] for f in self.by_family.values())
+
+    @property
+    def share_429(self) -> float:
+        total = sum(f["ours"] for f in self.by_family.values())
+        return sum(f["r429"] for f in self.by_family.values()) / max(1, total)
+
+
+def run_one(scn: Scenario, mode: str, args: argparse.Namespace, redis_url: str) -> Run:
+    from agentjobs.testing import SimProcess, WorkerProcess
+
+    work = Path(tempfile.mkdtemp(prefix=f"bench-ratelimit-{scn.name}-{mode}-"))
+    log_path = work / "sim.jsonl"
+    flags = ["--latency-median-ms", str(args.latency_ms), "--burst-s", str(BURST_S)]
+    flags += ["--rpm", str(scn.rpm), "--itpm", str(scn.itpm), "--otpm", str(scn.otpm)]
+    flags += ["--seed", "7", "--log", str(log_path)]
+    sim = SimProcess(*flags, log_dir=str(work)).start()
+    api_key = f"sk-bench-{uuid.uuid4().hex[:8]}"  # fresh limiter state per run
+    env = {
+        "AGENTJOBS_BROKER_URL": f"{redis_url}/0",
+        "AGENTJOBS_REDIS_URL": f"{redis_url}/1",
+        "AGENTJOBS_RESULT_BACKEND": f"{redis_url}/2",
+        "AGENTJOBS_RESULT_TTL_S": "600",
+        "AGENTJOBS_CACHE_DEFAULT": "off",
+        "AGENTJOBS_LIMITER_ENABLED": "true" if mode == "agentjobs" else "false",
+        "AGENTJOBS_LIMITER_BURST_S": str(BURST_S),
+        "ANTHROPIC_BASE_URL": sim.base_url,
+        "ANTHROPIC_API_KEY": api_key,
+    }
+    for fam in FAMILIES:
+        for dim in ("rpm", "itpm", "otpm"):
+            env[f"AGENTJOBS_LIMIT_{fam.upper()}_{dim.upper()}"] = str(getattr(scn, dim))
+    os.environ.update(env)
+    from agentjobs import app, tasks
+    from agentjobs.settings import reset_settings
+
+    reset_settings()
+    workers = [
+        WorkerProcess(fam, env, ("-c", str(THREADS)), name=f"{fam}{i}-{mode}", log_dir=str(work))
+        for fam in FAMILIES
+        for i in range(WORKERS_PER_FAMILY)
+    ]
+    for w in workers:
+        w.launch()
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    try:
+        for w in workers:
+            w.wait_ready(60)
+        if mode == "celery_rate_limit":
+            per_worker = scn.calls_per_s() * (1 - scn.other_share) / WORKERS_PER_FAMILY
+            replies = app.control.rate_limit(
+                tasks.TASK_NAME, f"{per_worker * 60:.2f}/m", reply=True, timeout=5
+            )
+            if len(replies) < len(workers):
+                raise RuntimeError(f"rate_limit reached {len(replies)} of {len(workers)} workers")
+        t_end = time.monotonic() + args.warmup + args.duration
+        rate = scn.calls_per_s() * OVERLOAD
+        for fam in FAMILIES:
+            threads.append(
+                threading.Thread(target=_offer, args=(tasks, scn, fam, rate, t_end, stop))
+            )
+            if scn.other_share:
+                other = scn.calls_per_s() * scn.other_share
+                threads.append(
+                    threading.Thread(
+                        target=_other_client, args=(sim.base_url, fam, other, t_end, stop)
+                    )
+                )
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        mean_wait = None
+        if mode == "agentjobs":
+            mean_wait = _mean_wait(api_key)
+    finally:
+        stop.set()
+        app.control.purge()
+        for w in workers:
+            w.stop(timeout=10)
+        sim.stop()
+    return _measure(scn, mode, log_path, args, mean_wait)
+
+
+def _offer(tasks: Any, scn: Scenario, fam: str, rate: float, t_end: float, stop: Any) -> None:
+    """Submit calls open-loop at ``rate`` per second until ``t_end``."""
+    t0 = time.monotonic()
+    i = 0
+    while not stop.is_set():
+        due = t0 + i / rate
+        now = time.monotonic()
+        if due > t_end:
+            break
+        if due > now:
+            time.sleep(due - now)
+        prompt, max_tokens = prompt_for(scn, f"[{fam} {i} {uuid.uuid4().hex[:6]}]")
+        tasks.complete.apply_async(
+            kwargs={"prompt": prompt, "model": fam, "max_tokens": max_tokens}
+        )
+        i += 1
+    print(f"  offered {fam}: {i} calls in {time.monotonic() - t0:.1f}s", flush=True)
+
+
+def _other_client(base_url: str, fam: str, rate: float, t_end: float, stop: Any) -> None:
+    """Another application on the same key: ``rate`` calls/s, each retried on 429."""
+    import httpx
+
+    body = {"model": OTHER_MODELS[fam], "max_tokens": 100}
+    headers = {"x-api-key": "other", "anthropic-version": "2023-06-01"}
+    t0 = time.monotonic()
+    n = 0
+
+    def one(i: int) -> None:
+        with httpx.Client(timeout=30) as http:
+            for _ in range(10):
+                if stop.is_set() or time.monotonic() > t_end:
+                    return
+                msg = {"role": "user", "content": f"other {fam} {i} {uuid.uuid4().hex[:6]}"}
+                r = http.post(
+                    f"{base_url}/v1/messages", json={**body, "messages": [msg]}, headers=headers
+                )
+                if r.status_code != 429:
+                    return
+                time.sleep(float(r.headers.get("retry-after", "1")))
+
+    workers: list[threading.Thread] = []
+    while not stop.is_set():
+        due = t0 + n / rate
+        if due > t_end:
+            break
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        t = threading.Thread(target=one, args=(n,), daemon=True)
+        t.start()
+        workers.append(t)
+        n += 1
+    for t in workers:
+        t.join(timeout=35)
+
+
+def _mean_wait(api_key: str) -> float | None:
+    from agentjobs.admission import get_limiter
+    from agentjobs.settings import reset_settings
+
+    reset_settings()
+    waits = [get_limiter().snapshot(fam)["mean_wait_ms"] for fam in FAMILIES]
+    return sum(waits) / len(waits)
+
+
+def _measure(
+    scn: Scenario, mode: str, log_path: Path, args: argparse.Namespace, wait: float | None
+) -> Run:
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("path") == "/v1/messages"]
+    run = Run(scn.name, mode, requests=len(rows), mean_wait_ms=wait)
+    ours = [r for r in rows if r["model"] in OUR_MODELS.values()]
+    t0 = min(r["ts"] for r in ours)
+    lo, hi = t0 + args.warmup, t0 + args.warmup + args.duration
+    other_ok = 0.0
+    for fam in FAMILIES:
+        mine = [r for r in ours if r["model"] == OUR_MODELS[fam] and r["ts"] <= hi]
+        others = [r for r in rows if r["model"] == OTHER_MODELS[fam] and lo <= r["ts"] < hi]
+        window = [r for r in mine if lo <= r["ts"] < hi and r["status"] == 200]
+        used = sum(_units(scn, r) for r in window)
+        used_other = sum(_units(scn, r) for r in others if r["status"] == 200)
+        capacity = scn.limit / 60.0 * args.duration
+        run.by_family[fam] = {
+            "util": (used + used_other) / capacity,
+            "ours_util": used / capacity,
+            "ours": len(mine),
+            "r429": sum(1 for r in mine if r["status"] == 429),
+            "ok": sum(1 for r in mine if r["status"] == 200),
+        }
+        other_ok += used_other / capacity / len(FAMILIES)
+    run.other_ok_share = other_ok
+    return run
+
+
+def _units(scn: Scenario, r: dict[str, Any]) -> float:
+    if scn.binding == "itpm":
+        return float(r["input_tokens"] + r["cache_creation_input_tokens"])
+    if scn.binding == "otpm":
+        return float(r["output_tokens"])
+    return 1.0
+
+
+def render(runs: list[Run], args: argparse.Namespace, elapsed: float) -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    total_ok = sum(f["ok"] for r in runs for f in r.by_family.values())
+    total = sum(r.requests for r in runs)
+    lines = [
+        START,
+        "## Global rate limiter",
+        "",
+        f"Command: `.venv/bin/python bench/ratelimit.py --duration {args.duration:g} "
+        f"--warmup {args.warmup:g}`",
+        f"Date: {datetime.date.today()}; machine: {os.cpu_count()} CPUs (`nproc`), {cpu}; "
+        f"Python {platform.python_version()}; whole run {elapsed / 60:.1f} min.",
+        f"Setup: simulator process (burst {BURST_S:g} s, median latency {args.latency_ms:g} ms, "
+        f"real-time OTPM), {WORKERS_PER_FAMILY} worker processes x {THREADS} threads per "
+        f"family, 2 families (Haiku, Sonnet; each its own limits), tasks offered at "
+        f"{OVERLOAD:g}x the binding limit; utilisation over {args.duration:g} s after a "
+        f"{args.warmup:g} s warm-up (lower of the two families); 429 share of all our "
+        f"requests, warm-up included. {total:,} requests to the simulator, {total_ok:,} "
+        f"answered to our workers.",
+        "",
+        "| scenario | binding limit | mode | utilisation | 429 share | requests | "
+        "mean limiter wait ms |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        scn = SCENARIOS[r.scenario]
+        util = f"{r.utilisation:.3f}"
+        if scn.other_share:
+            util += f" (ours {r.utilisation - r.other_ok_share:.3f})"
+        wait = "" if r.mean_wait_ms is None else f"{r.mean_wait_ms:.0f}"
+        ours = sum(f["ours"] for f in r.by_family.values())
+        lines.append(
+            f"| {r.scenario} | {scn.note} | {r.mode} | {util} | {r.share_429:.2%} | "
+            f"{ours:,} | {wait} |"
+        )
+    lines += [
+        "",
+        "Targets (agentjobs rows): utilisation >= 0.95 and 429 share <= 1% in each "
+        "single-client scenario; <= 3% 429s with another client taking 30% of the key "
+        "(there utilisation counts both clients' answered calls).",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(section: str) -> None:
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    DOCS.write_text(text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=float, default=45.0, help="steady-state seconds")
+    p.add_argument("--warmup", type=float, default=10.0, help="seconds excluded at the start")
+    p.add_argument("--latency-ms", type=float, default=400.0, help="simulator median latency")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS))
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--no-docs", action="store_true", help="print only")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = p.parse_args()
+
+    # The app reads its broker from the environment when first imported: point it at
+    # a private redis-server before anything imports agentjobs.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}"
+    os.environ["AGENTJOBS_BROKER_URL"] = f"{url}/0"
+    os.environ["AGENTJOBS_REDIS_URL"] = f"{url}/1"
+    os.environ["AGENTJOBS_RESULT_BACKEND"] = f"{url}/2"
+    from agentjobs.testing import RedisServer
+
+    random.seed(11)
+    server = RedisServer(port=port).start()
+    runs: list[Run] = []
+    t0 = time.monotonic()
+    try:
+        for name in args.scenarios.split(","):
+            for mode in args.modes.split(","):
+                subprocess.run(
+                    ["redis-cli", "-p", str(server.port), "flushall"],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+                run = run_one(SCENARIOS[name], mode, args, server.url)
+                runs.append(run)
+                print(
+                    f"{name:9} {mode:18} utilisation {run.utilisation:.3f} "
+                    f"429 share {run.share_429:.2%} requests {run.requests} "
+                    f"wait {run.mean_wait_ms}",
+                    flush=True,
+                )
+    finally:
+        server.cleanup()
+    section = render(runs, args, time.monotonic() - t0)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in runs], indent=1))
+    print(section)
+    if not args.no_docs:
+        write_docs(section)
+
+
+if __name__ == "__main__":
+    main()
