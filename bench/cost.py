@@ -1,0 +1,340 @@
+"""Benchmark: what cost control saves on a mixed workload, against all-Sonnet, no cache.
+
+One workload of 5,000 requests (mixed lengths, 30% exact repeats, a long shared system
+prompt, five tenants) runs twice through the real task path (``complete.delay`` ->
+Redis broker -> Celery worker threads -> simulator over HTTP with the SDK):
+
+- baseline: ``model="sonnet"``, no response cache, no prompt caching;
+- optimized: ``model="auto"`` routing, response cache on, the system prompt cached.
+
+It prints both costs (from the results' ``cost_usd``, cross-checked against the
+simulator's own bill), the saving (target >= 60%), the response-cache hit rate against
+the repeat share (target: within 1 point), the model mix and wall times, and writes its
+section of docs/benchmarks.md between the cost markers.
+
+    .venv/bin/python bench/cost.py [--requests 5000] [--repeat-share 0.3]
+                                   [--concurrency 64] [--seed 7] [--breakdown] [--no-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- bench:cost:start -->", "<!-- bench:cost:end -->"
+TARGET_SAVING = 0.60
+HUGE = "1000000000000"
+TENANTS = ("acme", "globex", "initech", "umbrella", "hooli")
+
+WORDS = [
+    "order",
+    "invoice",
+    "shipment",
+    "customer",
+    "refund",
+    "policy",
+    "account",
+    "warranty",
+    "delivery",
+    "product",
+    "return",
+    "payment",
+    "address",
+    "subscription",
+    "discount",
+    "support",
+    "ticket",
+    "status",
+    "region",
+    "billing",
+]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def text(rng: random.Random, chars: int) -> str:
+    out: list[str] = []
+    n = 0
+    while n < chars:
+        w = rng.choice(WORDS)
+        out.append(w)
+        n += len(w) + 1
+    return " ".join(out)
+
+
+def workload(n: int, repeat_share: float, seed: int) -> tuple[str, list[dict[str, Any]]]:
+    """(system prompt, requests): exactly ``round(n * repeat_share)`` exact repeats."""
+    rng = random.Random(seed)
+    # ~6,500 tokens: above every model's prompt-cache minimum (Haiku's is 4,096)
+    system = "You are the support assistant of ACME Corp. House rules follow.\n" + text(rng, 26_000)
+    repeats = round(n * repeat_share)
+    slots = ["new"] * (n - repeats) + ["repeat"] * repeats
+    rng.shuffle(slots)
+    first_new = slots.index("new")
+    slots[0], slots[first_new] = slots[first_new], slots[0]
+    uniques: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    for slot in slots:
+        if slot == "repeat":
+            out.append(rng.choice(uniques))
+            continue
+        i = len(uniques)
+        kind = rng.random()
+        if kind < 0.55:  # short question
+            prompt = f"#{i} Customer asks: {text(rng, rng.randint(40, 400))}?"
+        elif kind < 0.75:  # a document to summarise
+            prompt = f"#{i} Summarise this email thread:\n{text(rng, rng.randint(400, 4_000))}"
+        elif kind < 0.85:  # a long contract: over the long-input threshold
+            prompt = f"#{i} Review this contract:\n{text(rng, rng.randint(25_000, 40_000))}"
+        else:  # code or multi-step reasoning
+            cue = rng.choice(["Debug this script", "Explain step by step", "Write a function"])
+            prompt = f"#{i} {cue}:\n```\n{text(rng, rng.randint(200, 2_000))}\n```"
+        req = {"prompt": prompt, "max_tokens": rng.choice([256, 512, 1024]), "tenant": ""}
+        req["tenant"] = rng.choice(TENANTS)
+        uniques.append(req)
+        out.append(req)
+    return system, out
+
+
+def sim_call(base_url: str, path: str, method: str = "GET") -> dict[str, Any]:
+    request = urllib.request.Request(
+        base_url + path, method=method, data=b"" if method == "POST" else None
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def run(name: str, calls: list[dict[str, Any]], base_url: str) -> dict[str, Any]:
+    from agentjobs import complete
+
+    sim_call(base_url, "/_sim/reset", "POST")
+    t0 = time.perf_counter()
+    pending = [complete.delay(**kw) for kw in calls]
+    submitted_s = time.perf_counter() - t0
+    results = [p.get(timeout=600) for p in pending]
+    wall_s = time.perf_counter() - t0
+    sim = sim_call(base_url, "/_sim/stats")
+    models = Counter(r["model"] for r in results if not r["cached"])
+    return {
+        "name": name,
+        "requests": len(results),
+        "cost_usd": sum(r["cost_usd"] for r in results),
+        "sim_cost_usd": sim["cost_usd"],
+        "api_calls": sim["messages"],
+        "non_200": sum(v for k, v in sim["by_status"].items() if k != "200"),
+        "cached": sum(1 for r in results if r["cached"]),
+        "models": dict(models),
+        "cache_read_tokens": sim["cache_read_input_tokens"],
+        "cache_write_tokens": sim["cache_creation_input_tokens"],
+        "wall_s": wall_s,
+        "submit_s": submitted_s,
+        "reasons": Counter(
+            (r["route_reason"] or "").split(": ", 1)[-1].split(" ")[0]
+            for r in results
+            if not r["cached"]
+        ),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=5_000)
+    ap.add_argument("--repeat-share", type=float, default=0.30)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--latency-ms", type=float, default=20.0, help="simulator median latency")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--breakdown", action="store_true", help="also run each lever alone")
+    ap.add_argument("--no-docs", action="store_true", help="print only, do not edit docs")
+    args = ap.parse_args()
+
+    from agentjobs.testing import RedisServer
+
+    redis_server = RedisServer().start()
+    port = free_port()
+    sim_cmd = [sys.executable, "-m", "agentjobs", "sim", "--port", str(port), "--seed", "1"]
+    sim_cmd += ["--latency-median-ms", str(args.latency_ms), "--rpm", HUGE, "--itpm", HUGE]
+    sim_cmd += ["--otpm", HUGE]
+    sim = subprocess.Popen(sim_cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert sim.stdout is not None
+        line = sim.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        base_url = f"http://127.0.0.1:{port}"
+        os.environ.update(
+            {
+                "AGENTJOBS_BROKER_URL": f"{redis_server.url}/0",
+                "AGENTJOBS_REDIS_URL": f"{redis_server.url}/1",
+                "AGENTJOBS_RESULT_BACKEND": f"{redis_server.url}/2",
+                "ANTHROPIC_BASE_URL": base_url,
+                "ANTHROPIC_API_KEY": "sk-ant-bench",
+                "AGENTJOBS_LIMITER_ENABLED": "false",  # the limiter has its own benchmark
+            }
+        )
+        return bench(args, base_url)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+        redis_server.cleanup()
+
+
+#: (name, kwargs over each request): the levers one at a time with --breakdown.
+BASELINE = ("baseline", {"model": "sonnet", "cache": False})
+OPTIMIZED = ("optimized", {"model": "auto", "cache": True, "prompt_cache": "5m"})
+LEVERS = [
+    ("response cache only", {"model": "sonnet", "cache": True}),
+    ("prompt caching only", {"model": "sonnet", "cache": False, "prompt_cache": "5m"}),
+    ("routing only", {"model": "auto", "cache": False}),
+]
+
+
+def bench(args: argparse.Namespace, base_url: str) -> int:
+    import redis
+    from celery.contrib.testing.worker import start_worker
+
+    from agentjobs import app, cache
+
+    system, reqs = workload(args.requests, args.repeat_share, args.seed)
+    repeats = args.requests - len({id(r) for r in reqs})
+    variants = [BASELINE, *(LEVERS if args.breakdown else []), OPTIMIZED]
+    state = redis.Redis.from_url(os.environ["AGENTJOBS_REDIS_URL"])
+    runs = []
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=args.concurrency,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        queues=["claude.haiku", "claude.sonnet", "claude.opus"],
+        shutdown_timeout=60.0,
+    ):
+        for name, over in variants:
+            state.flushdb()  # a private server: each run starts with an empty cache
+            result = run(name, [{**r, "system": system, **over} for r in reqs], base_url)
+            result["cache_stats"] = cache.stats()
+            runs.append(result)
+    base, opt = runs[0], runs[-1]
+    for r in runs:
+        r["saving"] = 1 - r["cost_usd"] / base["cost_usd"]
+    saving = opt["saving"]
+    hit_rate = opt["cached"] / opt["requests"]
+    repeat_share = repeats / args.requests
+    ok_saving = saving >= TARGET_SAVING
+    ok_hits = abs(hit_rate - repeat_share) <= 0.01
+    for r in runs:
+        print(
+            f"{r['name']:>20}: ${r['cost_usd']:.4f} (simulator bill ${r['sim_cost_usd']:.4f}), "
+            f"saving {r['saving']:.1%}, {r['api_calls']} API calls, {r['cached']} cache hits, "
+            f"models {r['models']}, {r['wall_s']:.1f} s ({r['requests'] / r['wall_s']:.0f} tasks/s)"
+        )
+    verdict = "meets" if ok_saving else "MISSES"
+    print(f"saving: {saving:.1%} (target >= {TARGET_SAVING:.0%}: {verdict})")
+    print(
+        f"cache hit rate {hit_rate:.2%} vs repeat share {repeat_share:.2%} "
+        f"({'within' if ok_hits else 'NOT within'} 1 point); counters {opt['cache_stats']}"
+    )
+    print(f"routing reasons (calls): {dict(opt['reasons'])}")
+    if not args.no_docs:
+        write_docs(args, runs, hit_rate, repeat_share, ok_saving, ok_hits)
+    return 0 if ok_saving and ok_hits else 1
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def write_docs(
+    args: argparse.Namespace,
+    runs: list[dict[str, Any]],
+    hit_rate: float,
+    repeat_share: float,
+    ok_saving: bool,
+    ok_hits: bool,
+) -> None:
+    today = datetime.date.today().isoformat()
+    rows = []
+    for r in runs:
+        mix = ", ".join(f"{k.removeprefix('claude-')} {v}" for k, v in sorted(r["models"].items()))
+        rows.append(
+            f"| {r['name']} | ${r['cost_usd']:.2f} | {r['saving']:.1%} | ${r['sim_cost_usd']:.2f} "
+            f"| {r['api_calls']:,} | {r['cached']:,} | {mix} | {r['cache_read_tokens']:,} "
+            f"| {r['wall_s']:.0f} s |"
+        )
+    saving = runs[-1]["saving"]
+    command = (
+        f"`.venv/bin/python bench/cost.py --requests {args.requests} "
+        f"--repeat-share {args.repeat_share} --concurrency {args.concurrency}"
+        + (" --breakdown`" if args.breakdown else "`")
+    )
+    machine = f"{os.cpu_count()} CPUs (`nproc`), {cpu_model()}; Python {platform.python_version()}"
+    header = (
+        "| run | cost (results) | saving | simulator's bill | API calls | cache hits "
+        "| models called | cache-read tokens | wall |"
+    )
+    lines = [
+        START,
+        "## Cost control (issue 7)",
+        "",
+        f"Command: {command}",
+        f"Date: {today}; machine: {machine}.",
+        f"Workload: {args.requests:,} requests (seed {args.seed}), {repeat_share:.0%} exact "
+        "repeats, five tenants,",
+        "a ~6,500-token shared system prompt; user text 55% short questions, 20% documents of",
+        "100-1,000 tokens, 10% contracts of 6,000-10,000 tokens, 15% code/reasoning prompts;",
+        "max_tokens 256/512/1,024. Real task path: `complete.delay` -> Redis broker -> one",
+        f"in-process Celery worker ({args.concurrency} threads) -> `agentjobs sim` subprocess",
+        f"({args.latency_ms:.0f} ms median latency) through the SDK; limiter off (own benchmark).",
+        'Baseline: `model="sonnet"`, `cache=False`, no prompt caching. Optimized:',
+        '`model="auto"`, `cache=True`, `prompt_cache="5m"`. Same workload, same run'
+        + ("; the rows between turn on one lever each." if args.breakdown else "."),
+        "",
+        header,
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        *rows,
+        "",
+        f"Saving: **{saving:.1%}** (target >= 60%: {'meets' if ok_saving else 'misses'}).",
+        f"Response-cache hit rate {hit_rate:.2%} vs repeat share {repeat_share:.2%}",
+        f"({'within' if ok_hits else 'not within'} 1 point). The results' `cost_usd` and the",
+        "simulator's independent bill agree to rounding.",
+        END,
+    ]
+    section = "\n".join(lines)
+    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if START in current:
+        current = re.sub(
+            re.escape(START) + r".*?" + re.escape(END), lambda _: section, current, flags=re.S
+        )
+    else:
+        current = current.rstrip("\n") + "\n\n" + section + "\n"
+    DOCS.write_text(current)
+    print(f"wrote {DOCS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
