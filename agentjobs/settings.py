@@ -113,8 +113,8 @@ class Settings(BaseSettings):
     #: Lifetime of a cached response, seconds.
     cache_ttl_s: float = Field(default=3_600.0, gt=0)
     #: Longest a worker waits for an identical in-flight call (single flight) before
-    #: calling itself; ~ the slowest normal call.
-    cache_wait_s: float = Field(default=30.0, ge=0)
+    #: calling itself: the slowest normal call (30 s) plus a limiter wait, doubled.
+    cache_wait_s: float = Field(default=60.0, ge=0)
     #: Overall daily spend cap in USD (UTC day); unset = no cap.
     budget_daily_usd: float | None = Field(default=None, ge=0)
     #: Daily cap per tenant in USD, for tenants not in AGENTJOBS_BUDGET_TENANTS; unset = none.
