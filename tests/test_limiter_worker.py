@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -104,3 +105,22 @@ def test_disabled_limiter_reserves_nothing(
         result = submit(1)[0].get(timeout=20)
     assert result["limiter_wait_ms"] == 0
     assert not state_redis.keys(f"*{api_key_fingerprint()}*")
+
+
+def test_cli_shows_pauses_and_resumes(state_redis: redis.Redis) -> None:
+    from click.testing import CliRunner
+
+    from agentjobs.cli import main
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["limiter", "pause", "opus", "30"]).exit_code == 0
+    out = runner.invoke(main, ["limiter", "show", "opus", "--json"])
+    assert out.exit_code == 0, out.output
+    (snap,) = json.loads(out.output)
+    assert snap["group"] == "opus" and 29 < snap["paused_s"] <= 30
+    assert snap["key"] == api_key_fingerprint()
+    assert runner.invoke(main, ["limiter", "resume", "opus"]).exit_code == 0
+    table = runner.invoke(main, ["limiter"])
+    assert table.exit_code == 0 and "paused 0.0s" in table.output and "sonnet" in table.output
+    bad = runner.invoke(main, ["limiter", "pause", "gpt", "3"])
+    assert bad.exit_code == 2 and "gpt" in bad.output
