@@ -1,0 +1,252 @@
+"""What agentjobs costs per task: ``complete`` against a bare Celery no-op, same run.
+
+Both run on one private redis-server (broker DB 0, state DB 1, results DB 2), each with
+a worker subprocess of the same pool (threads) and concurrency:
+
+- baseline: ``bench.noop`` (bench/noop_app.py), a bare Celery task that returns at once;
+- agentjobs: ``complete(model="haiku", max_tokens=16)`` through the whole worker
+  pipeline (validation, idempotency, cache, budget, limiter, ... whatever has landed)
+  and one HTTP call to the simulator at zero latency. Rate limits (ours and the
+  simulator's) are set far above the load, so nothing waits for capacity.
+
+Measured, alternating baseline and agentjobs each round:
+
+- throughput: submit N tasks, wait for all results; N / elapsed (best of the rounds);
+- latency: one task at a time, submit to result (AsyncResult.get), p50 and p99.
+
+Rerun it as the pipeline grows; ``--record`` rewrites this benchmark's section of
+docs/benchmarks.md (between its markers) and leaves the rest of the file alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agentjobs.testing import RedisServer, SimProcess, WorkerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- bench:overhead:start -->", "<!-- bench:overhead:end -->"
+HUGE = str(10**9)  # a rate limit nothing in this run can reach
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def throughput(send: Callable[[int], Any], backend: Any, n: int, run: str) -> float:
+    """Tasks per second: submit ``n``, wait until every result is stored."""
+    t0 = time.perf_counter()
+    ids = {send(i).id for i in range(n)}
+    for _ in backend.get_many(ids, timeout=300, interval=0.02):
+        pass
+    return n / (time.perf_counter() - t0)
+
+
+def latencies(send: Callable[[int], Any], n: int) -> list[float]:
+    """Submit-to-result milliseconds of ``n`` tasks sent one at a time."""
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        send(i).get(timeout=60)
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per side")
+    parser.add_argument("--latency-tasks", type=int, default=200, help="sequential tasks")
+    parser.add_argument("-c", "--concurrency", type=int, default=16, help="worker threads")
+    parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(BENCH))  # noop_app
+    redis_server = RedisServer().start()
+    sim = SimProcess(
+        *("--latency-median-ms", "0", "--latency-spread", "0", "--seed", "1"),
+        *("--rpm", HUGE, "--itpm", HUGE, "--otpm", HUGE),
+    )
+    env = {
+        "AGENTJOBS_BROKER_URL": f"{redis_server.url}/0",
+        "AGENTJOBS_REDIS_URL": f"{redis_server.url}/1",
+        "AGENTJOBS_RESULT_BACKEND": f"{redis_server.url}/2",
+        "AGENTJOBS_LIMIT_HAIKU_RPM": HUGE,
+        "AGENTJOBS_LIMIT_HAIKU_ITPM": HUGE,
+        "AGENTJOBS_LIMIT_HAIKU_OTPM": HUGE,
+        "AGENTJOBS_LIMIT_HAIKU_CONCURRENCY": HUGE,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")])),
+    }
+    os.environ.update(env)
+    os.environ.pop("ANTHROPIC_API_KEY", None)  # never the real API
+    workers: list[WorkerProcess] = []
+    try:
+        sim.start()
+        os.environ["ANTHROPIC_BASE_URL"] = sim.base_url
+        conc = ("-c", str(args.concurrency), "-l", "info")
+        workers = [
+            WorkerProcess("haiku", {}, args=conc, name="bench-agentjobs"),
+            NoopWorker("haiku", {}, args=conc, name="bench-noop"),
+        ]
+        for w in workers:
+            w.launch()
+        for w in workers:
+            w.wait_ready()
+        report = measure(args)
+    finally:
+        for w in workers:
+            w.stop()
+        sim.stop()
+        redis_server.cleanup()
+    print_report(report)
+    if args.record:
+        record(report)
+
+
+class NoopWorker(WorkerProcess):
+    """The baseline worker: plain ``celery -A noop_app worker`` on queue bench.noop."""
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "celery", "-A", "noop_app", "worker"]
+        cmd += ["-Q", "bench.noop", "-P", "threads", "-n", f"{self.name}@%h"]
+        return [*cmd, "--without-gossip", "--without-mingle", *self.args]
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import noop_app
+
+    from agentjobs import app, complete
+
+    run = uuid.uuid4().hex[:8]
+
+    def send_noop(i: int) -> Any:
+        return noop_app.noop.apply_async(kwargs={"prompt": f"bench {run} {i}"})
+
+    counter = iter(range(10**9))
+
+    def send_complete(i: int) -> Any:
+        # unique prompts: no response-cache hit, no idempotency short cut
+        prompt = f"bench {run} {next(counter)}"
+        return complete.apply_async(kwargs={"prompt": prompt, "model": "haiku", "max_tokens": 16})
+
+    sides = {
+        "noop": (send_noop, noop_app.app.backend),
+        "complete": (send_complete, app.backend),
+    }
+    for send, _ in sides.values():  # warm up: imports, connections, pools
+        latencies(send, 20)
+    best = {name: 0.0 for name in sides}
+    for r in range(args.rounds):
+        for name, (send, backend) in sides.items():
+            tps = throughput(send, backend, args.tasks, run)
+            best[name] = max(best[name], tps)
+            print(f"round {r + 1}: {name:<8} {tps:8.1f} tasks/s", file=sys.stderr)
+    lat = {name: latencies(send, args.latency_tasks) for name, (send, _) in sides.items()}
+    # The HTTP call inside complete (the result's latency_ms), to split the added time.
+    calls = [complete.apply_async(kwargs={"prompt": f"split {run} {i}", "max_tokens": 16})
+             for i in range(50)]  # fmt: skip
+    http_ms = [c.get(timeout=60)["latency_ms"] for c in calls]
+    return {
+        "args": vars(args),
+        "tps": best,
+        "lat": {k: (percentile(v, 50), percentile(v, 99)) for k, v in lat.items()},
+        "http_p50": percentile(http_ms, 50),
+    }
+
+
+def print_report(rep: dict[str, Any]) -> None:
+    tps, lat = rep["tps"], rep["lat"]
+    ratio = tps["complete"] / tps["noop"]
+    print(f"{'task':<42} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, label in (("noop", "bare Celery no-op (baseline)"), ("complete", COMPLETE)):
+        print(f"{label:<42} {tps[name]:9.1f} {lat[name][0]:8.2f} {lat[name][1]:8.2f}")
+    added = (lat["complete"][0] - lat["noop"][0], lat["complete"][1] - lat["noop"][1])
+    print(f"throughput ratio complete/noop: {ratio:.2f} (target >= 0.5)")
+    print(f"added latency per task: p50 {added[0]:+.2f} ms, p99 {added[1]:+.2f} ms")
+    print(
+        f"of which the HTTP call to the simulator (result latency_ms p50): {rep['http_p50']:.2f} ms"
+    )
+
+
+COMPLETE = "agentjobs.complete -> simulator (0 ms)"
+
+
+def record(rep: dict[str, Any]) -> None:
+    import celery
+
+    tps, lat, a = rep["tps"], rep["lat"], rep["args"]
+    ratio = tps["complete"] / tps["noop"]
+    added = (lat["complete"][0] - lat["noop"][0], lat["complete"][1] - lat["noop"][1])
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    opts = f"--tasks {a['tasks']} --rounds {a['rounds']} --latency-tasks {a['latency_tasks']}"
+    verdict = "meets" if ratio >= 0.5 else "MISSES"
+    lines = [
+        START,
+        "## agentjobs overhead per task",
+        "",
+        f"Command: `.venv/bin/python bench/overhead.py --record` ({opts} -c {a['concurrency']})",
+        f"Date: {datetime.date.today()}; commit {commit}; machine: {os.cpu_count()} CPUs "
+        f"(`nproc`), {cpu_model()}; Python {platform.python_version()}, "
+        f"Celery {celery.__version__}.",
+        "Setup: one private redis-server (broker, state store, results); one worker "
+        f"subprocess per side, threads pool, -c {a['concurrency']}; the simulator as a "
+        "subprocess at zero latency; rate limits far above the load. Throughput: submit N "
+        "tasks, wait for every result (best of the rounds, sides alternating). Latency: one "
+        "task at a time, submit to result.",
+        "",
+        "| task | tasks/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|",
+        f"| bare Celery no-op (baseline) | {tps['noop']:,.1f} | {lat['noop'][0]:.2f} "
+        f"| {lat['noop'][1]:.2f} |",
+        f"| {COMPLETE} | {tps['complete']:,.1f} | {lat['complete'][0]:.2f} "
+        f"| {lat['complete'][1]:.2f} |",
+        "",
+        f"Throughput ratio complete / no-op: **{ratio:.2f}** (target at least 0.5: {verdict}).",
+        f"Added latency per task: p50 {added[0]:+.2f} ms, p99 {added[1]:+.2f} ms; of that, the "
+        f"HTTP call to the simulator (the result's `latency_ms`) is {rep['http_p50']:.2f} ms "
+        "at p50.",
+        "Figures from one run on a machine shared with other work (producer, workers, Redis "
+        "and simulator all on it): repeated runs vary by tens of percent. The pipeline grows "
+        "as features land: rerun before comparing.",
+        END,
+    ]
+    section = "\n".join(lines)
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        text = re.sub(
+            re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
+        )
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    DOCS.write_text(text, encoding="utf-8")
+    print(f"recorded in {DOCS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
