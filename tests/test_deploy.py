@@ -1,0 +1,316 @@
+"""deploy/ and docker-compose.yml, without a container engine.
+
+Each compose service's command runs as a local process with its own environment
+(service hostnames mapped to 127.0.0.1, each exposed port to a free one), proving the
+commands and variables are right. Alert rules and the dashboard use only metric names
+the exporter serves; promtool checks them when installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentjobs import metrics
+from agentjobs.testing import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+ENV = {
+    "REDIS_PASSWORD": "test-redis-pw",
+    "AGENTJOBS_FLOWER_BASIC_AUTH": "ops:test-flower-pw",
+    "GRAFANA_ADMIN_PASSWORD": "test-grafana-pw",
+    "HAIKU_CONCURRENCY": "4",
+    "SONNET_CONCURRENCY": "2",
+    "SIM_LATENCY_MEDIAN_MS": "0",
+}
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} substitution."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        value = env.get(name)
+        if op == ":?" and not value:
+            raise AssertionError(f"compose requires {name}: {arg}")
+        if op == ":-" and not value:
+            return arg
+        return value or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}", sub, text)
+
+
+def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
+    text = interpolate((ROOT / "docker-compose.yml").read_text(), env or ENV)
+    return yaml.safe_load(text)
+
+
+def all_metric_names() -> set[str]:
+    names = set()
+    for m in metrics.METRICS.values():
+        if m.kind == "counter":
+            names.add(m.prom_name + "_total")
+        elif m.kind == "histogram":
+            names |= {m.prom_name + s for s in ("_bucket", "_sum", "_count")}
+        else:
+            names.add(m.prom_name)
+    return names
+
+
+def used_metric_names(text: str) -> set[str]:
+    return set(re.findall(r"\bagentjobs_[a-z_]+\b", text))
+
+
+def test_compose_shape() -> None:
+    doc = compose()
+    services = doc["services"]
+    for name in ("redis", "worker-haiku", "worker-sonnet", "flower", "exporter", "web"):
+        assert name in services and "sim" not in services[name].get("profiles", []), name
+    assert services["simulator"]["profiles"] == ["sim"]
+    redis_cmd = services["redis"]["command"]
+    assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
+    assert "--requirepass test-redis-pw" in redis_cmd
+    assert "test-flower-pw" in services["flower"]["environment"]["AGENTJOBS_FLOWER_BASIC_AUTH"]
+    assert services["worker-haiku"]["environment"]["AGENTJOBS_WORKER_CONCURRENCY"] == 4
+    # workers scale with --scale: no fixed container name, no host port
+    for w in ("worker-haiku", "worker-sonnet"):
+        assert "container_name" not in services[w] and "ports" not in services[w]
+    with pytest.raises(AssertionError, match="REDIS_PASSWORD"):
+        compose({k: v for k, v in ENV.items() if k != "REDIS_PASSWORD"})
+    assert (ROOT / "Dockerfile").read_text().startswith("#")
+    assert "FROM python:3.11-slim" in (ROOT / "Dockerfile").read_text()
+
+
+def test_alerts_and_dashboard_use_exported_names() -> None:
+    exported = all_metric_names()
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    assert len(alerts) >= 6
+    exprs = " ".join(r["expr"] for r in alerts.values())
+    for needed in (
+        "agentjobs_dead_lettered_total",
+        "agentjobs_rate_limited_total",
+        "agentjobs_call_seconds_bucket",
+        "agentjobs_queue_depth",
+        "agentjobs_workers",
+    ):
+        assert needed in exprs
+    assert used_metric_names(exprs) <= exported, used_metric_names(exprs) - exported
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "agentjobs.json").read_text())
+    assert dash["uid"] == "agentjobs" and dash["panels"]
+    dash_exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    assert used_metric_names(dash_exprs) <= exported, used_metric_names(dash_exprs) - exported
+    for fig in ("queue_depth", "call_seconds", "rate_limited", "cache_hits", "dead_letters",
+                "tokens", "cost_usd"):  # fmt: skip
+        assert f"agentjobs_{fig}" in dash_exprs, fig
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_promtool_checks_config_and_rules() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus); schema test above")
+    out = subprocess.run(
+        [promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "7 rules found" in out.stdout + out.stderr
+
+
+def _get(url: str, auth: str | None = None, data: bytes | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=data)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+class Stack:
+    """The compose services as local processes."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.doc = compose()
+        self.ports: dict[str, int] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        for name, svc in self.doc["services"].items():
+            for p in svc.get("expose", []):
+                self.ports[f"{name}:{p}"] = free_port()
+
+    def local(self, text: str) -> str:
+        for hostport, port in self.ports.items():
+            text = text.replace(hostport, f"127.0.0.1:{port}")
+        return text.replace("0.0.0.0", "127.0.0.1")
+
+    def argv(self, name: str) -> list[str]:
+        svc = self.doc["services"][name]
+        cmd = svc["command"]
+        text = cmd if isinstance(cmd, str) else shlex.join(cmd)
+        for p in svc.get("expose", []):  # the service's own listening port
+            text = re.sub(rf"(?<![\d.]){p}(?!\d)", str(self.ports[f"{name}:{p}"]), text)
+        return shlex.split(self.local(text))
+
+    def start(self, name: str, argv: list[str] | None = None) -> subprocess.Popen[bytes]:
+        svc = self.doc["services"][name]
+        env = {k: self.local(str(v)) for k, v in (svc.get("environment") or {}).items()}
+        bin_dir = str(Path(sys.executable).parent)
+        full_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(self.tmp), **env}
+        cwd = self.tmp / name
+        cwd.mkdir()
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        argv = argv or self.argv(name)
+        if name == "web":
+            argv = [a.replace("examples/", f"{ROOT}/examples/") for a in argv]
+        proc = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def alive(self, name: str) -> bool:
+        if self.procs[name].poll() is not None:
+            raise AssertionError(f"{name} exited:\n{self.log(name)}")
+        return True
+
+    def url(self, name: str, port: int) -> str:
+        return f"http://127.0.0.1:{self.ports[f'{name}:{port}']}"
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.slow
+def test_every_service_command_runs(tmp_path: Path) -> None:
+    stack = Stack(tmp_path)
+    try:
+        # redis: password, persistence and noeviction as the command says
+        stack.start("redis")
+        rport = stack.ports["redis:6379"]
+        import redis
+
+        def pings() -> bool:
+            try:
+                return bool(redis.Redis(port=rport, password="test-redis-pw").ping())
+            except redis.ConnectionError:
+                return stack.alive("redis") and False
+
+        wait_for(pings, timeout=15, what="redis")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=rport).ping()
+        r = redis.Redis(port=rport, password="test-redis-pw")
+        assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert r.config_get("appendonly") == {"appendonly": "yes"}
+
+        stack.start("simulator")
+        wait_for(
+            lambda: stack.alive("simulator") and "listening on" in stack.log("simulator"),
+            timeout=30,
+            what="simulator",
+        )
+        for w in ("worker-haiku", "worker-sonnet"):
+            stack.start(w)
+        for w in ("worker-haiku", "worker-sonnet"):
+            wait_for(lambda w=w: stack.alive(w) and " ready." in stack.log(w), 60, what=w)
+        assert "concurrency: 4" in stack.log("worker-haiku").replace("(thread)", "")
+        stack.start("flower")
+        stack.start("exporter")
+        stack.start("web")
+        web = stack.url("web", 8000)
+        wait_for(lambda: stack.alive("web") and _get(web + "/jobs/x")[0] == 200, 30, what="web")
+
+        # a job through the Flask example, a worker, Redis and the simulator
+        ids = []
+        for model in ("haiku", "sonnet"):
+            status, body = _get(
+                web + "/jobs", data=json.dumps({"prompt": "hi", "model": model}).encode()
+            )
+            assert status == 202, body
+            ids.append(json.loads(body)["task_id"])
+        for tid in ids:
+            wait_for(
+                lambda tid=tid: json.loads(_get(f"{web}/jobs/{tid}")[1])["state"] == "SUCCESS",
+                timeout=30,
+                what=f"job {tid}",
+            )
+
+        flower = stack.url("flower", 5555)
+        wait_for(lambda: stack.alive("flower") and _get(flower + "/healthcheck")[0] == 200, 30)
+        assert _get(flower + "/api/workers")[0] == 401
+        assert _get(flower + "/api/workers", "ops:test-flower-pw")[0] == 200
+
+        exporter = stack.url("exporter", 9808)
+
+        def scraped() -> str:
+            stack.alive("exporter")
+            status, body = _get(exporter + "/metrics")
+            return body.decode() if status == 200 else ""
+
+        text = wait_for(scraped, 20, what="exporter")
+        assert 'agentjobs_workers{queue="claude.haiku"} 1.0' in text
+        assert 'agentjobs_tasks_total{model="claude-sonnet-4-6",outcome="succeeded"' in text
+
+        prometheus = shutil.which("prometheus")
+        if prometheus is None:
+            pytest.skip("prometheus binary not installed: its config is checked by promtool")
+        conf = tmp_path / "etc-prometheus"
+        shutil.copytree(DEPLOY / "prometheus", conf)
+        cfg = conf / "prometheus.yml"
+        # scrape every second here, so the test need not wait for the first 15 s scrape
+        cfg.write_text(
+            stack.local(cfg.read_text()).replace("scrape_interval: 15s", "scrape_interval: 1s")
+        )
+        argv = [
+            a.replace("=/etc/prometheus/", f"={conf}/").replace(
+                "--storage.tsdb.path=/prometheus", f"--storage.tsdb.path={tmp_path / 'tsdb'}"
+            )
+            for a in stack.argv("prometheus")
+        ]
+        stack.start("prometheus", [prometheus, *argv])
+        prom = stack.url("prometheus", 9090)
+        wait_for(lambda: stack.alive("prometheus") and _get(prom + "/-/ready")[0] == 200, 30)
+        rules = json.loads(_get(prom + "/api/v1/rules")[1])
+        assert sum(len(g["rules"]) for g in rules["data"]["groups"]) == 7
+
+        def targets_up() -> dict[str, str]:
+            body = _get(prom + "/api/v1/targets")[1]
+            found = json.loads(body)["data"]["activeTargets"] if body else []
+            health = {t["labels"]["job"]: t["health"] for t in found}
+            return health if set(health.values()) == {"up"} else {}
+
+        # the first scrape happens at start-up: both targets up
+        assert wait_for(targets_up, timeout=30, what="targets up").keys() == {"agentjobs", "flower"}
+    finally:
+        stack.stop()
