@@ -52,6 +52,17 @@ Dead letters (deadletter.py):
   every write): dead-letter ids scored by time of death.
 - ``{p}:pause:{group}`` string, TTL ``AGENTJOBS_SPEND_PAUSE_S``: a rate-limit group
   paused after a spend-limit 429 (the reason); ``agentjobs dlq resume GROUP`` deletes it.
+
+Metrics (metrics.py, signals.py; docs/operations.md):
+- ``{p}:metrics:total`` hash, no TTL: all-time counters and histogram buckets; fields
+  ``c|{name}|{labels}`` (counter; cost in 1e-10 USD), ``h|{name}|{bucket}|{labels}``
+  (bucket count), ``s|{name}|{labels}`` (histogram sum, microseconds).
+- ``{p}:metrics:m:{minute}`` hash (``{minute}`` = epoch seconds // 60), TTL
+  ``AGENTJOBS_METRICS_RETENTION_MIN`` + 2 min: the same fields for one minute.
+- ``{p}:metrics:inflight`` zset, no TTL (stale members dropped on read, after the
+  request timeout + 60 s): ``{queue}|{model}|{call id}`` scored by start time.
+- ``{p}:metrics:workers:{queue}`` zset, TTL 1 day: worker hostnames scored by their last
+  heartbeat (every 10 s; alive within 30 s).
 """
 
 from __future__ import annotations
