@@ -16,7 +16,8 @@ Signal (where it fires): what is counted.
   ``limiter_wait_seconds``, ``end_to_end_seconds``.
 - ``task_failure``: ``tasks{outcome=failed|dead_lettered}``, ``errors``,
   ``dead_lettered``, ``end_to_end_seconds``.
-- ``task_rejected``, ``task_revoked``: ``tasks{outcome=rejected|revoked}``.
+- ``task_rejected`` (a refused message, e.g. pickle), ``task_unknown``, ``task_revoked``
+  (revoked or expired): ``tasks{outcome=rejected|revoked}``.
 - ``worker_init``/``worker_ready``, ``worker_shutdown``: ``workers`` per queue (the
   registration is refreshed every 10 s, so a killed worker drops out).
 - ``api_call_started``/``api_call_finished`` (ours, sent by ``client.create_message``
@@ -275,6 +276,17 @@ def _on_rejected(sender: Any = None, message: Any = None, **_: Any) -> None:
     queue = queue_label(delivery.get("routing_key"), "unknown")
     batch = metrics.Batch()
     batch.inc("tasks", (queue, "unknown", "rejected"))
+    batch.commit()
+
+
+@cs.task_unknown.connect
+def _on_unknown(sender: Any = None, message: Any = None, name: Any = None, **_: Any) -> None:
+    """A message for a task this worker does not know: rejected, like a refused one."""
+    if not _ours(name):
+        return
+    delivery = getattr(message, "delivery_info", None) or {}
+    batch = metrics.Batch()
+    batch.inc("tasks", (queue_label(delivery.get("routing_key"), "unknown"), "unknown", "rejected"))
     batch.commit()
 
 
