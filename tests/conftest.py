@@ -81,11 +81,20 @@ def fresh_sim(sim: Any) -> Any:
 
 @pytest.fixture
 def purge_queues() -> Iterator[None]:
-    from agentjobs import app
-
-    app.control.purge()
+    """Empty the three claude.* queues before and after the test."""
+    purge_all()
     yield
-    app.control.purge()
+    purge_all()
+
+
+def purge_all() -> None:
+    # Not app.control.purge(): that empties only the queues this process has selected to
+    # consume from (the default queue alone, until a worker selects more).
+    from agentjobs import app, catalog
+
+    with app.connection_for_write() as conn:
+        for family in catalog.FAMILIES:
+            app.amqp.queues[catalog.queue_for(family)].bind(conn.default_channel).purge()
 
 
 @contextlib.contextmanager
