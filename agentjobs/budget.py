@@ -29,7 +29,7 @@ import redis
 
 from agentjobs import catalog, cost, keys
 from agentjobs.errors import BudgetDeferredError, BudgetExceededError
-from agentjobs.schemas import CompleteRequest, Message, TextBlock
+from agentjobs.schemas import CompleteRequest, TextBlock
 from agentjobs.settings import Settings, get_settings
 from agentjobs.store import state_redis
 
@@ -131,7 +131,7 @@ def estimate_input_tokens(req: CompleteRequest) -> tuple[int, int]:
     )
 
 
-def _text(content: str | list[TextBlock] | list[Message] | None) -> str:
+def _text(content: str | list[TextBlock] | None) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
@@ -148,13 +148,26 @@ def estimate_usd(req: CompleteRequest) -> float:
     billed (a cache write for a cached system prompt) plus ``max_tokens`` of output."""
     price = catalog.resolve(req.model).price
     system, messages = estimate_input_tokens(req)
-    system_rate = price.input
-    if req.prompt_cache == "1h":
-        system_rate = max(price.input, price.cache_write_1h)
-    elif req.prompt_cache == "5m":
-        system_rate = max(price.input, price.cache_write_5m)
-    usd = system * system_rate + messages * price.input + req.effective_max_tokens() * price.output
+    ttls = _breakpoint_ttls(req)
+    rate = price.input
+    if "1h" in ttls:
+        rate = max(rate, price.cache_write_1h)
+    elif ttls:
+        rate = max(rate, price.cache_write_5m)
+    # a breakpoint may write the whole prefix before it: price all input as a write
+    usd = (system + messages) * rate + req.effective_max_tokens() * price.output
     return usd * 1e-6
+
+
+def _breakpoint_ttls(req: CompleteRequest) -> set[str]:
+    """Lifetimes of the request's prompt-cache breakpoints ("5m", "1h")."""
+    ttls: set[str] = {req.prompt_cache} if req.prompt_cache else set()
+    blocks: list[TextBlock] = list(req.system) if isinstance(req.system, list) else []
+    for m in req.messages or ():
+        if isinstance(m.content, list):
+            blocks += m.content
+    ttls.update(b.cache_control.ttl or "5m" for b in blocks if b.cache_control is not None)
+    return ttls
 
 
 def _nano(usd: float | None) -> int:

@@ -50,15 +50,20 @@ def test_estimate_is_an_upper_bound_of_the_real_cost(
     worker: Any, fresh_sim: Any, state_redis: redis.Redis
 ) -> None:
     system = "Follow the house style. " * 600
+    # the caller's own one-hour breakpoint in a message, not prompt_cache
+    one_hour = {"type": "ephemeral", "ttl": "1h"}
+    own_breakpoint = {"type": "text", "text": system * 2, "cache_control": one_hour}
     cases = [
         {"prompt": "short", "model": "haiku", "max_tokens": 50},
         {"prompt": "x " * 3000, "model": "sonnet", "max_tokens": 300},
         {"prompt": "q", "system": system, "model": "sonnet", "prompt_cache": "1h"},
         {"prompt": "q", "system": system, "model": "haiku", "prompt_cache": "5m"},
+        {"messages": [{"role": "user", "content": [own_breakpoint]}], "model": "sonnet"},
     ]
     for kw in cases:
         result = complete.delay(**kw).get(timeout=20)
         assert 0 < result["cost_usd"] <= budget.estimate_usd(parse_request(kw))
+    assert result["usage"]["cache_creation"]["ephemeral_1h_input_tokens"] > 0
 
 
 def test_reserve_release_and_refusal(state_redis: redis.Redis, env: pytest.MonkeyPatch) -> None:
