@@ -31,6 +31,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -133,11 +134,24 @@ def minute_key(minute: int) -> str:
     return key("metrics", "m", str(minute))
 
 
+_ADD_LUA = (Path(__file__).with_name("metrics_add.lua")).read_text()
+_scripts: dict[int, Any] = {}
+
+
+def _add_script(r: redis.Redis) -> Any:
+    script = _scripts.get(id(r))
+    if script is None:
+        script = _scripts[id(r)] = r.register_script(_ADD_LUA)
+    return script
+
+
 @dataclass
 class Batch:
     """Increments gathered during one event, written by :meth:`commit` in one round trip."""
 
     fields: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: An in-flight call to forget in the same round trip (see :func:`call_started`).
+    call_done: str = ""
 
     def inc(self, name: str, labels: Sequence[str], value: float = 1) -> None:
         m = _check(name, "counter", labels)
@@ -152,25 +166,30 @@ class Batch:
         self.fields["|".join(("h", name, str(bucket_index(seconds)), *values))] += 1
         self.fields["|".join(("s", name, *values))] += round(seconds * SUM_SCALE)
 
+    def finish_call(self, call_id: str, queue: str, model: str) -> None:
+        self.call_done = _inflight_member(call_id, queue, model)
+
     def commit(self, client: redis.Redis | None = None, now: float | None = None) -> None:
-        """Add everything to the all-time and the current-minute hash; never raises."""
-        if not self.fields or not get_settings().metrics_enabled:
+        """Add everything to the all-time and the current-minute hash; never raises.
+
+        One Lua call (``metrics_add.lua``), so a batch is added whole or not at all.
+        """
+        if not (self.fields or self.call_done) or not get_settings().metrics_enabled:
             return
         try:
             r = client or state_redis()
             minute = int((time.time() if now is None else now) // 60)
-            mkey = minute_key(minute)
-            pipe = r.pipeline(transaction=False)
+            ttl = get_settings().metrics_retention_min * 60 + 120
+            args: list[Any] = [ttl, self.call_done]
             for f, v in self.fields.items():
-                pipe.hincrby(total_key(), f, v)
-                pipe.hincrby(mkey, f, v)
-            pipe.expire(mkey, get_settings().metrics_retention_min * 60 + 120)
-            pipe.execute()
+                args += (f, v)
+            _add_script(r)(keys=[total_key(), minute_key(minute), _inflight_key()], args=args)
         except redis.RedisError as exc:
             # Metrics must never fail a task; the loss is logged so it is not silent.
             log.warning("agentjobs metrics: lost %d increments: %s", len(self.fields), exc)
         finally:
             self.fields = defaultdict(int)
+            self.call_done = ""
 
 
 # --- reading ------------------------------------------------------------------------
@@ -328,20 +347,24 @@ def _safely(fn: Callable[[], Any], what: str) -> Any:
         return None
 
 
+def _inflight_member(call_id: str, queue: str, model: str) -> str:
+    return "|".join((*_clean((queue, model)), call_id))
+
+
 def call_started(call_id: str, queue: str, model: str, now: float | None = None) -> None:
-    """Mark one API call in flight until :func:`call_finished` (or until it goes stale)."""
+    """Mark one API call in flight until it is finished (``Batch.finish_call`` or
+    :func:`call_finished`), or until it goes stale."""
     if not get_settings().metrics_enabled:
         return
-    member = "|".join((*_clean((queue, model)), call_id))
+    member = _inflight_member(call_id, queue, model)
     ts = time.time() if now is None else now
     _safely(lambda: state_redis().zadd(_inflight_key(), {member: ts}), "call_started")
 
 
 def call_finished(call_id: str, queue: str, model: str) -> None:
-    if not get_settings().metrics_enabled:
-        return
-    member = "|".join((*_clean((queue, model)), call_id))
-    _safely(lambda: state_redis().zrem(_inflight_key(), member), "call_finished")
+    b = Batch()
+    b.finish_call(call_id, queue, model)
+    b.commit()
 
 
 def calls_in_flight(

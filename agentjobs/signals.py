@@ -397,8 +397,8 @@ def _on_call_finished(
     **_: Any,
 ) -> None:
     queue, model = _call_labels(params)
-    metrics.call_finished(call_id, queue, model)
     batch = metrics.Batch()
+    batch.finish_call(call_id, queue, model)
     batch.observe("call_seconds", (queue, model), latency_s)
     if message is not None:
         status = 200
