@@ -136,6 +136,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(path: Path, limit: int | None, concurrency: int) -> None:
     """Run a mixed Haiku/Sonnet batch through real workers, then stop everything."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     log_dir = tempfile.mkdtemp(prefix="agentjobs-demo-")
     real_api = bool(os.environ.get("ANTHROPIC_API_KEY"))
     if real_api and limit is None:
@@ -191,7 +192,7 @@ def _run(
         for family in ("haiku", "sonnet")
     ]
     for w in workers:
-        stack.callback(w.stop)
+        stack.callback(w.stop, 15.0)  # warm shutdown, then SIGKILL
         w.launch()
     for w in workers:
         w.wait_ready()

@@ -22,6 +22,28 @@ from typing import Any
 
 import redis
 
+try:  # Linux: lets a child ask for SIGTERM when its parent dies (see _child_setup)
+    import ctypes
+
+    _LIBC: Any = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+except OSError:  # pragma: no cover
+    _LIBC = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:
+    """Runs in each child before exec: SIGTERM when the parent dies, so a killed test run
+    or demo leaves no redis-server, simulator or worker behind."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Popen in a session of its own (a terminal's Ctrl-C reaches only the parent, which
+    stops its children in order: workers before the Redis they ack to) that dies with
+    the thread that started it (Linux; start children from the main thread)."""
+    return subprocess.Popen(args, start_new_session=True, preexec_fn=_child_setup, **kwargs)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -65,7 +87,7 @@ class RedisServer:
         args += ["--appendonly", "yes" if self.persist else "no"]
         if self.persist:
             args += ["--appendfsync", "always"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         wait_for(lambda: _pings(client), timeout=10, what=f"redis-server on {self.port}")
         client.close()
@@ -132,7 +154,7 @@ class WorkerProcess:
     def launch(self) -> WorkerProcess:
         """Start the process without waiting (start several, then ``wait_ready`` each)."""
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             self.command(),
             env={**os.environ, **self.env},
             stdout=self._log,
@@ -199,7 +221,7 @@ class SimProcess:
     def start(self, timeout: float = 30.0) -> SimProcess:
         cmd = [sys.executable, "-m", "agentjobs", "sim", "--port", "0", *self.flags]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = spawn(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         self.base_url = wait_for(self._ready, timeout=timeout, what="simulator ready")
         return self
 
