@@ -72,7 +72,13 @@ def producer(broker_url: str) -> Iterator[Connection]:
 def workers(broker_url: str, sim: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One Haiku and one Sonnet worker process, started together."""
     log_dir = str(tmp_path_factory.mktemp("workers"))
-    env = {"AGENTJOBS_BROKER_URL": broker_url}
+    # fast retries: the retry test needs three attempts, not three backoffs
+    env = {
+        "AGENTJOBS_BROKER_URL": broker_url,
+        "AGENTJOBS_RETRY_MAX_ATTEMPTS": "3",
+        "AGENTJOBS_RETRY_BACKOFF_BASE_S": "0.01",
+        "AGENTJOBS_RETRY_BACKOFF_MAX_S": "0.05",
+    }
     procs = [
         WorkerProcess(
             f, env, args=("-c", "4"), name=f"{f}-e2e-{uuid.uuid4().hex[:6]}", log_dir=log_dir
@@ -227,3 +233,15 @@ def queue_depth(conn: Connection, name: str) -> int:
             client.close()
     with conn.clone() as fresh:
         return int(fresh.default_channel.queue_declare(name, passive=True).message_count)
+
+
+def test_a_retried_task_goes_back_through_the_broker(
+    fresh_sim: Any, workers: dict[str, WorkerProcess], producer: Connection
+) -> None:
+    """Every attempt is a new message on the same queue (retry() republishes)."""
+    handle = send(producer, prompt=f"always overloaded {uuid.uuid4()} [[sim:fault=529]]")
+    with pytest.raises(Exception, match=r"after 3 attempt\(s\)") as info:
+        handle.get(timeout=30)
+    assert type(info.value).__name__ == "DeadLetteredError"
+    assert fresh_sim.stats()["by_status"] == {"529": 3}
+    assert "Retry in" in workers["haiku"].log()
