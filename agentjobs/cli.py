@@ -55,7 +55,8 @@ def _register() -> None:
     main.add_command(cost_command)
     from agentjobs.opscli import ops_commands
 
-    [main.add_command(c) for c in ops_commands()]  # stats, exporter, flower (issue 6)
+    for command in ops_commands():  # stats, exporter, flower (issue 6)
+        main.add_command(command)
     from agentjobs.dlqcli import dlq
 
     main.add_command(dlq)  # dead letters (issue 5)
