@@ -193,6 +193,23 @@ def submit_all(items: list[Item]) -> None:
             item.error = _error(exc)
 
 
+def preflight() -> None:
+    """Fail fast, with one sentence, when the broker or the result backend is unreachable."""
+    from agentjobs.app import app
+
+    with app.connection_for_write() as conn:
+        try:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
+        except Exception as exc:
+            raise click.ClickException(f"cannot reach the broker {conn.as_uri()}: {exc}") from None
+    client = getattr(app.backend, "client", None)  # the Redis result backend's client
+    if client is not None:
+        try:
+            client.ping()
+        except Exception as exc:
+            raise click.ClickException(f"cannot reach the result backend: {exc}") from None
+
+
 def _error(exc: BaseException | Any) -> dict[str, str]:
     if isinstance(exc, BaseException):
         return {"type": type(exc).__name__, "message": str(exc)}
@@ -362,6 +379,7 @@ def submit(
     from kombu.exceptions import OperationalError
     from redis import RedisError
 
+    preflight()
     try:
         summary = run_batch(items, timeout, progress=progress)
     except KeyboardInterrupt:
@@ -369,7 +387,8 @@ def submit(
         sys.exit(130)
     except AgentJobsError as exc:
         raise click.ClickException(str(exc)) from None
-    except (OperationalError, RedisError, OSError) as exc:
+    except (OperationalError, RedisError, OSError, RuntimeError) as exc:
+        # RuntimeError: what Celery's result consumer raises when it gives up reconnecting
         raise click.ClickException(f"cannot reach the broker or result backend: {exc}") from None
     _write_output(items, output)
     to_stderr = output == "-"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from click.testing import CliRunner
 from agentjobs import app
 from agentjobs.cli import main
 from agentjobs.submit import percentile, read_requests
+from agentjobs.testing import free_port
 
 QUEUES = ("claude.haiku", "claude.sonnet", "claude.opus")
 
@@ -153,3 +157,20 @@ def test_timeout_writes_unfinished_tasks_as_timeout(tmp_path: Path, purge_queues
     assert [x["status"] for x in lines] == ["TIMEOUT", "TIMEOUT"]
     assert "no result after 0.3 s" in lines[0]["error"]["message"]
     assert json.loads(result.stdout)["timed_out"] == 2
+
+
+def test_unreachable_broker_is_one_clear_line(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "hi"}])
+    dead = f"redis://127.0.0.1:{free_port()}"
+    env = {**os.environ, "AGENTJOBS_BROKER_URL": f"{dead}/0", "AGENTJOBS_REDIS_URL": f"{dead}/1"}
+    env.pop("AGENTJOBS_RESULT_BACKEND", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentjobs", "submit", str(src)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: cannot reach the broker redis://")
+    assert "Traceback" not in proc.stderr
