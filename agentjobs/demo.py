@@ -157,7 +157,7 @@ def main(path: Path, limit: int | None, concurrency: int) -> None:
             summary, items = _run(stack, path, limit, concurrency, log_dir, workers)
             click.echo(summary.text())
             _report_routing(items)
-            _say(f"stopping workers, simulator and redis (logs in {log_dir})")
+            _say(f"stopping everything the demo started (logs in {log_dir})")
     except KeyboardInterrupt:
         _say("interrupted: stopped everything the demo started")
         sys.exit(130)
