@@ -48,6 +48,13 @@ class TextBlock(BaseModel):
     text: StrictStr
     cache_control: CacheControl | None = None
 
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        if not v.strip():  # the API answers 400: blocks must contain non-whitespace text
+            raise ValueError("text must not be empty")
+        return v
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -149,6 +156,8 @@ class CompleteRequest(BaseModel):
         n = len(self.prompt or "") + _text_len(self.system)
         for m in self.messages or ():
             n += _text_len(m.content)
+        if self.metadata:  # not sent to the API, but it travels on the queue
+            n += len(json.dumps(self.metadata))
         return n
 
     @property

@@ -54,6 +54,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "messages.0.content",
     ),
     (
+        "blank text block",
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": " "}]}]},
+        "messages.0.content.list[TextBlock].0.text: text must not be empty",
+    ),
+    ("40 MB metadata", {**OK, "metadata": {"blob": "x" * 40_000_000}}, "over the 33554432-byte"),
+    (
         "empty content list",
         {"messages": [{"role": "user", "content": []}]},
         "content must not be an empty list",
