@@ -168,13 +168,7 @@ def admitted(
         raise _too_long(group, res.wait_s, res.binding)
     if res.wait_s > 0:
         sleep(res.wait_s)
-        # A 429 seen by another worker while we slept pauses us too.
-        paused = lim.paused_for(group)
-        if paused > 0:
-            if time.monotonic() - t0 + paused > max_sleep:
-                lim.settle(res, called=False)
-                raise _too_long(group, paused, "pause")
-            sleep(paused)
+        _follow_schedule(lim, res, t0, max_sleep, sleep)
     _take_lease(lim, res, t0, max_sleep, sleep)
     admit = Admission(lim, res, (time.monotonic() - t0) * 1000.0)
     try:
@@ -186,6 +180,24 @@ def admitted(
         _quietly(lim.release, group, res.id)
         if not admit.settled:  # the block neither settled nor failed: keep the reservation
             _quietly(lim.settle, res)
+
+
+def _follow_schedule(
+    lim: Limiter, res: Reservation, t0: float, max_sleep: float, sleep: Callable[[float], None]
+) -> None:
+    """While we slept, a 429 or the server's headers may have moved the group's whole
+    schedule later: move with it, or these booked calls would still go out at the old,
+    too-dense pace (a burst into a server that has less room than we thought)."""
+    followed = 0.0
+    while True:
+        extra = lim.drift(res) - followed
+        if extra < 0.001:
+            return
+        if time.monotonic() - t0 + extra > max_sleep:
+            lim.settle(res, called=False)
+            raise _too_long(res.group, extra, "pull-back")
+        sleep(extra)
+        followed += extra
 
 
 def _take_lease(

@@ -95,10 +95,16 @@ class Reservation:
     binding: str
     #: When the call may start, state-store clock, ms since the epoch.
     start_ms: float = 0.0
+    #: The group's schedule shift when booked (see ``Limiter.drift``).
+    shift: str = "0"
 
     @property
     def member(self) -> str:
         return f"{self.id}:{self.input_tokens}:{self.output_tokens}"
+
+    @property
+    def shift_ms(self) -> float:
+        return float(self.shift)
 
 
 class Limiter:
@@ -171,7 +177,7 @@ class Limiter:
         state, sched, _ = self._keys(group)
         rid = uuid.uuid4().hex[:16]
         max_wait_ms = max_wait_s * 1000.0 if math.isfinite(max_wait_s) else 1e15
-        admitted, wait_us, in_amount, out_amount, binding, start = self._acquire(
+        admitted, wait_us, in_amount, out_amount, binding, start, shift = self._acquire(
             keys=[state, sched],
             args=[
                 self._now(),
@@ -196,6 +202,7 @@ class Limiter:
             raw_input_tokens=max(0, int(raw_input_tokens)),
             binding=binding.decode() if isinstance(binding, bytes) else str(binding),
             start_ms=float(start),
+            shift=shift.decode() if isinstance(shift, bytes) else str(shift),
         )
 
     def settle(
@@ -210,7 +217,8 @@ class Limiter:
         refund_output: bool = False,
         called: bool = True,
     ) -> float:
-        """Reconcile ``res`` after the call; returns how far (s) the group was pulled back.
+        """Reconcile ``res`` after the call; returns how far (s) the group's schedule moved
+        (a pull-back from the headers, or the growth of a 429 pause).
 
         ``input_tokens`` is what the API charges against ITPM (input plus cache writes;
         cache reads do not count), ``output_tokens`` what it generated: both correct the
@@ -277,6 +285,12 @@ class Limiter:
                 STATE_TTL_S,
             ],
         )
+
+    def drift(self, res: Reservation) -> float:
+        """Seconds the group's schedule moved later since ``res`` was booked (pull-backs
+        from headers, 429 pauses): a caller that slept until its start sleeps this too."""
+        shift = self.redis.hget(self._keys(res.group)[0], "shift_ms")
+        return max(0.0, float(shift or 0.0) - res.shift_ms) / 1000.0
 
     def paused_for(self, group: str) -> float:
         """Seconds left of a pause of ``group`` (0 when not paused)."""

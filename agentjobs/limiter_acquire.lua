@@ -16,7 +16,11 @@
 -- ARGV[10] max_wait_ms: a longer wait reserves nothing and reports the wait
 -- ARGV[11] reservation id             ARGV[12] ttl of both keys, s
 -- Returns {admitted 0|1, wait_us, input_reserved, output_reserved, binding dimension,
---          start ms as a string}
+--          start ms as a string, the group's schedule shift ms as a string}
+--
+-- The shift (field shift_ms) grows whenever settle moves the whole schedule later (a
+-- pull-back or a 429 pause); a caller that slept compares it with the value returned
+-- here and sleeps the difference, so calls booked earlier move along with it.
 
 local now
 if ARGV[1] ~= '' then
@@ -27,7 +31,8 @@ else
 end
 local burst = tonumber(ARGV[2])
 local st = redis.call('HMGET', KEYS[1], 'tat_rpm', 'tat_itpm', 'tat_otpm', 'pause_until',
-  'in_ratio', 'out_ewma', 'srv_rpm', 'srv_itpm', 'srv_otpm')
+  'in_ratio', 'out_ewma', 'srv_rpm', 'srv_itpm', 'srv_otpm', 'shift_ms')
+local shift = st[10] or '0'
 
 local in_amount = math.max(1, math.ceil(tonumber(ARGV[6]) * (tonumber(st[5]) or 1)))
 local max_tokens = tonumber(ARGV[7])
@@ -58,7 +63,7 @@ local wait = start - now
 if wait > tonumber(ARGV[10]) then
   redis.call('HINCRBY', KEYS[1], 'deferred', 1)
   return {0, math.floor(wait * 1000), in_amount, out_amount, binding,
-    string.format('%.3f', start)}
+    string.format('%.3f', start), shift}
 end
 for i = 1, 3 do
   local tat = math.max(tats[i], start) + amounts[i] * intervals[i]
@@ -74,4 +79,4 @@ local ttl = tonumber(ARGV[12])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 return {1, math.floor(wait * 1000), in_amount, out_amount, binding,
-  string.format('%.3f', start)}
+  string.format('%.3f', start), shift}

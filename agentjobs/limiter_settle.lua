@@ -5,9 +5,17 @@
 -- own view keeps `headroom` below the server's: tat >= now + burst - (R - unseen) *
 -- interval + headroom, where `unseen` is what we reserved for starts still in the
 -- future (the server cannot have counted those yet). The floor is a max, not a sum,
--- so many responses reporting the same shortfall pull back once.
+-- so many responses reporting the same shortfall pull back once. A 429 pauses the
+-- group: every tat moves by how much the pause grew.
 --
--- KEYS[1]  state hash of the group          KEYS[2]  schedule zset (start ms -> member)
+-- Pull-backs and pauses move the whole schedule: calls already booked (sleeping in
+-- their threads) must move too, or they would still start at the old, too-dense
+-- pace. The field shift_ms adds up those moves and booked starts in the schedule are
+-- moved by the same amount; a sleeper compares shift_ms with its value at booking
+-- and sleeps the difference.
+--
+-- KEYS[1]  state hash of the group          KEYS[2]  schedule zset (start ms -> member
+--          "id:input:output")
 -- ARGV[1]  now in ms ("" = redis TIME)      ARGV[2]  burst_ms
 -- ARGV[3]  rpm      ARGV[4] itpm      ARGV[5] otpm      (configured, per minute)
 -- ARGV[6..8]   corrections for requests, input, output tokens (actual - reserved)
@@ -18,7 +26,7 @@
 -- ARGV[17] input calibration sample (actual / raw estimate, "" = none)
 -- ARGV[18] output tokens sample ("" = none)      ARGV[19] EWMA weight of a sample
 -- ARGV[20] schedule member of this reservation ("" = none)   ARGV[21] ttl, s
--- Returns {pulled back ms (largest over the dimensions), dimension pulled back or ""}
+-- Returns {schedule moved by ms (pull-back and pause), dimension pulled back or ""}
 
 local now
 if ARGV[1] ~= '' then
@@ -30,6 +38,7 @@ end
 local burst = tonumber(ARGV[2])
 local dims = {'rpm', 'itpm', 'otpm'}
 if ARGV[20] ~= '' then redis.call('ZREM', KEYS[2], ARGV[20]) end
+local shift = tonumber(redis.call('HGET', KEYS[1], 'shift_ms')) or 0
 
 local unseen = nil
 local function unseen_amounts()
@@ -44,36 +53,38 @@ local function unseen_amounts()
   return sums
 end
 
-local pulled, pulled_dim = 0, ''
+local tats, intervals, limits = {}, {}, {}
 for i = 1, 3 do
-  local field = 'tat_' .. dims[i]
   local limit = tonumber(ARGV[2 + i])
   local server_limit = tonumber(ARGV[11 + i])
   if server_limit and server_limit > 0 then
     redis.call('HSET', KEYS[1], 'srv_' .. dims[i], server_limit)
-    if server_limit < limit then limit = server_limit end
   else
-    local known = tonumber(redis.call('HGET', KEYS[1], 'srv_' .. dims[i]))
-    if known and known > 0 and known < limit then limit = known end
+    server_limit = tonumber(redis.call('HGET', KEYS[1], 'srv_' .. dims[i]))
   end
-  local interval = 60000 / limit
-  local old = tonumber(redis.call('HGET', KEYS[1], field)) or 0
-  local tat = old
+  if server_limit and server_limit > 0 and server_limit < limit then limit = server_limit end
+  intervals[i] = 60000 / limit
+  tats[i] = tonumber(redis.call('HGET', KEYS[1], 'tat_' .. dims[i])) or 0
+end
+local olds = {tats[1], tats[2], tats[3]}
+
+local pulled, pulled_dim = 0, ''
+for i = 1, 3 do
   local delta = tonumber(ARGV[5 + i]) or 0
   if delta ~= 0 then
-    tat = math.max(now, math.max(tat, now) + delta * interval)
+    tats[i] = math.max(now, math.max(tats[i], now) + delta * intervals[i])
   end
   local remaining = tonumber(ARGV[8 + i])
   if remaining then
     if unseen == nil then unseen = unseen_amounts() end
-    local floor = now + burst + tonumber(ARGV[15]) - (remaining - unseen[i]) * interval
-    if floor > tat then
-      if floor - tat > pulled then pulled, pulled_dim = floor - tat, dims[i] end
-      tat = floor
+    local floor = now + burst + tonumber(ARGV[15]) - (remaining - unseen[i]) * intervals[i]
+    if floor > tats[i] then
+      if floor - tats[i] > pulled then pulled, pulled_dim = floor - tats[i], dims[i] end
+      tats[i] = floor
     end
   end
-  if tat ~= old then redis.call('HSET', KEYS[1], field, string.format('%.3f', tat)) end
 end
+local moved = pulled
 if pulled > 0 then
   redis.call('HINCRBY', KEYS[1], 'pullbacks', 1)
   redis.call('HINCRBYFLOAT', KEYS[1], 'pullback_ms', string.format('%.3f', pulled))
@@ -81,10 +92,28 @@ end
 
 local pause_ms = tonumber(ARGV[16]) or 0
 if pause_ms > 0 then
-  local until_ms = now + pause_ms
-  local old = tonumber(redis.call('HGET', KEYS[1], 'pause_until')) or 0
-  if until_ms > old then redis.call('HSET', KEYS[1], 'pause_until', string.format('%.3f', until_ms)) end
   redis.call('HINCRBY', KEYS[1], 'rate_limited', 1)
+  local old_until = math.max(now, tonumber(redis.call('HGET', KEYS[1], 'pause_until')) or 0)
+  local grown = now + pause_ms - old_until
+  if grown > 0 then
+    -- Several 429s at once pause once: only the growth of the pause moves the schedule.
+    redis.call('HSET', KEYS[1], 'pause_until', string.format('%.3f', now + pause_ms))
+    for i = 1, 3 do tats[i] = math.max(tats[i], now) + grown end
+    moved = moved + grown
+  end
+end
+for i = 1, 3 do
+  if tats[i] ~= olds[i] then
+    redis.call('HSET', KEYS[1], 'tat_' .. dims[i], string.format('%.3f', tats[i]))
+  end
+end
+if moved > 0 then
+  redis.call('HSET', KEYS[1], 'shift_ms', string.format('%.3f', shift + moved))
+  -- The calls still booked ahead move too (their sleepers follow shift_ms).
+  local rows = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'WITHSCORES')
+  for k = 1, #rows, 2 do
+    redis.call('ZADD', KEYS[2], string.format('%.3f', tonumber(rows[k + 1]) + moved), rows[k])
+  end
 end
 
 local alpha = tonumber(ARGV[19])
@@ -105,4 +134,4 @@ end
 local ttl = tonumber(ARGV[21])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
-return {math.floor(pulled), pulled_dim}
+return {math.floor(moved), pulled_dim}

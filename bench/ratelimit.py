@@ -133,11 +133,9 @@ SCENARIOS = {
 def prompt_for(scn: Scenario, tag: str) -> tuple[str, int]:
     """A unique prompt and its max_tokens for one call of ``scn``."""
     if scn.binding == "itpm":
-        words = []
         chars = 4 * _input_tokens()
-        while sum(len(w) + 1 for w in words) < chars:
-            words.append(random.choice(WORDS))
-        return f"{tag} " + " ".join(words), 64
+        text = " ".join(random.choices(WORDS, k=chars // 5 + 1))[:chars]
+        return f"{tag} {text}", 64
     if scn.binding == "otpm":
         return f"{tag} write [[sim:output_tokens={random.randint(50, 400)}]]", 512
     return f"{tag} Summarise the plot of Hamlet in two sentences.", 300
@@ -210,7 +208,9 @@ def run_one(scn: Scenario, mode: str, args: argparse.Namespace, redis_url: str) 
             )
             if len(replies) < len(workers):
                 raise RuntimeError(f"rate_limit reached {len(replies)} of {len(workers)} workers")
-        t_end = time.monotonic() + args.warmup + args.duration
+        # Offer a little past the window: the first answers come a moment after the
+        # first offer, and the window is counted from them.
+        t_end = time.monotonic() + args.warmup + args.duration + 3.0
         rate = scn.calls_per_s() * OVERLOAD
         for fam in FAMILIES:
             threads.append(
@@ -225,6 +225,10 @@ def run_one(scn: Scenario, mode: str, args: argparse.Namespace, redis_url: str) 
                 )
         for t in threads:
             t.start()
+        while alive := [t for t in threads if t.is_alive()]:
+            alive[0].join(args.progress_s)
+            if args.verbose and mode == "agentjobs":
+                _progress()
         for t in threads:
             t.join()
         mean_wait = None
@@ -232,7 +236,9 @@ def run_one(scn: Scenario, mode: str, args: argparse.Namespace, redis_url: str) 
             mean_wait = _mean_wait(api_key)
     finally:
         stop.set()
-        app.control.purge()
+        import redis
+
+        redis.Redis.from_url(f"{redis_url}/0").delete(*(f"claude.{f}" for f in FAMILIES))
         for w in workers:
             w.stop(timeout=10)
         sim.stop()
@@ -260,7 +266,10 @@ def _offer(tasks: Any, scn: Scenario, fam: str, rate: float, t_end: float, stop:
 
 def _other_client(base_url: str, fam: str, rate: float, t_end: float, stop: Any) -> None:
     """Another application on the same key: ``rate`` calls/s, each retried on 429."""
-    import httpx
+    try:  # anthropic >= 2 brings httpx2
+        import httpx2 as httpx
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
 
     body = {"model": OTHER_MODELS[fam], "max_tokens": 100}
     headers = {"x-api-key": "other", "anthropic-version": "2023-06-01"}
@@ -296,6 +305,24 @@ def _other_client(base_url: str, fam: str, rate: float, t_end: float, stop: Any)
         t.join(timeout=35)
 
 
+def _progress() -> None:
+    from agentjobs.admission import get_limiter
+    from agentjobs.settings import reset_settings
+
+    reset_settings()
+    for fam in FAMILIES:
+        snap = get_limiter().snapshot(fam)
+        dims = " ".join(
+            f"{d}={v['available']:.0f}/{v['capacity']:.0f}" for d, v in snap["dimensions"].items()
+        )
+        print(
+            f"    {fam}: admitted {snap['admitted']} {dims} pull-backs {snap['pullbacks']} "
+            f"429s {snap['rate_limited']} ratio {snap['input_ratio']:.3f} "
+            f"out {snap['output_estimate']:.0f} leases {snap['leases']}",
+            flush=True,
+        )
+
+
 def _mean_wait(api_key: str) -> float | None:
     from agentjobs.admission import get_limiter
     from agentjobs.settings import reset_settings
@@ -312,13 +339,15 @@ def _measure(
     rows = [r for r in rows if r.get("path") == "/v1/messages"]
     run = Run(scn.name, mode, requests=len(rows), mean_wait_ms=wait)
     ours = [r for r in rows if r["model"] in OUR_MODELS.values()]
-    t0 = min(r["ts"] for r in ours)
+    t0 = min(_counted_at(scn, r) for r in ours)
     lo, hi = t0 + args.warmup, t0 + args.warmup + args.duration
     other_ok = 0.0
     for fam in FAMILIES:
         mine = [r for r in ours if r["model"] == OUR_MODELS[fam] and r["ts"] <= hi]
-        others = [r for r in rows if r["model"] == OTHER_MODELS[fam] and lo <= r["ts"] < hi]
-        window = [r for r in mine if lo <= r["ts"] < hi and r["status"] == 200]
+        others = [
+            r for r in rows if r["model"] == OTHER_MODELS[fam] and lo <= _counted_at(scn, r) < hi
+        ]
+        window = [r for r in mine if lo <= _counted_at(scn, r) < hi and r["status"] == 200]
         used = sum(_units(scn, r) for r in window)
         used_other = sum(_units(scn, r) for r in others if r["status"] == 200)
         capacity = scn.limit / 60.0 * args.duration
@@ -332,6 +361,14 @@ def _measure(
         other_ok += used_other / capacity / len(FAMILIES)
     run.other_ok_share = other_ok
     return run
+
+
+def _counted_at(scn: Scenario, r: dict[str, Any]) -> float:
+    """When the server debited the call: requests and input on arrival (the log's
+    ``ts`` is the answer's time, ``latency_ms`` after), output as it was generated."""
+    if scn.binding == "otpm":
+        return float(r["ts"])
+    return float(r["ts"]) - float(r.get("latency_ms") or 0.0) / 1000.0
 
 
 def _units(scn: Scenario, r: dict[str, Any]) -> float:
@@ -411,6 +448,8 @@ def main() -> None:
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--no-docs", action="store_true", help="print only")
+    p.add_argument("--verbose", action="store_true", help="print the limiter state as it runs")
+    p.add_argument("--progress-s", type=float, default=5.0, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args()
 

@@ -226,3 +226,22 @@ def test_snapshot_reports_state(state_redis: redis.Redis, clock: Clock) -> None:
     assert snap["dimensions"]["rpm"]["available"] == pytest.approx(-2.0)
     assert snap["dimensions"]["rpm"]["booked_ahead_s"] == pytest.approx(0.2)
     assert snap["mean_wait_ms"] == pytest.approx((100 + 200) / 22, abs=0.01)
+
+
+def test_booked_calls_move_with_the_schedule(state_redis: redis.Redis, clock: Clock) -> None:
+    lim = make(state_redis, clock, headroom_s=0.0)  # 10/s, bucket 20
+    booked = [lim.acquire("haiku", 10, 10) for _ in range(25)]  # 5 sleep 0.1-0.5 s
+    sleeper = booked[-1]
+    assert lim.drift(sleeper) == 0
+    # Another client took 4 more than we knew of: R is 4 below what our view allows.
+    view = {"anthropic-ratelimit-requests-remaining": "-4"}
+    assert lim.settle(booked[0], headers=view) == pytest.approx(0.4)
+    assert lim.drift(sleeper) == pytest.approx(0.4)  # the sleeper waits 0.4 s more
+    # ...and reading the same again moves nothing (the floor counts the moved sleepers).
+    assert lim.settle(booked[1], headers=view) == 0
+    # Two 429s at once pause once; the pause moves everything booked as well.
+    lim.settle(booked[2], retry_after_s=1, refund_output=True)
+    lim.settle(booked[3], retry_after_s=1, refund_output=True)
+    assert lim.drift(sleeper) == pytest.approx(1.4)
+    assert lim.acquire("haiku", 10, 10).wait_s == pytest.approx(0.5 + 0.4 + 1.0 + 0.1)
+    assert lim.snapshot("haiku")["rate_limited"] == 2
