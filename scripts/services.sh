@@ -16,6 +16,9 @@ apt_install() {
 }
 
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+# promtool checks deploy/'s Prometheus config and alert rules, and the compose test runs
+# the prometheus binary (tests/test_deploy.py skips both, with a reason, when missing).
+command -v promtool >/dev/null 2>&1 || apt_install prometheus || true
 
 rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
