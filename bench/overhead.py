@@ -83,6 +83,13 @@ def main() -> None:
     parser.add_argument("--latency-tasks", type=int, default=200, help="sequential tasks")
     parser.add_argument("-c", "--concurrency", type=int, default=16, help="worker threads")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra setting for the run, e.g. AGENTJOBS_METRICS_ENABLED=false (what-if runs)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(BENCH))  # noop_app
@@ -101,6 +108,7 @@ def main() -> None:
         "AGENTJOBS_LIMIT_HAIKU_CONCURRENCY": HUGE,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")])),
     }
+    env.update(item.split("=", 1) for item in args.env)
     os.environ.update(env)
     os.environ.pop("ANTHROPIC_API_KEY", None)  # never the real API
     workers: list[WorkerProcess] = []
@@ -205,6 +213,7 @@ def record(rep: dict[str, Any]) -> None:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     opts = f"--tasks {a['tasks']} --rounds {a['rounds']} --latency-tasks {a['latency_tasks']}"
+    opts += "".join(f" --env {e}" for e in a["env"])
     verdict = "meets" if ratio >= 0.5 else "MISSES"
     lines = [
         START,
