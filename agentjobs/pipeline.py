@@ -32,9 +32,7 @@ def execute(task: Task, kwargs: dict[str, Any]) -> dict[str, Any]:
     Failures go to ``recovery.failed``: a retry through the broker or a dead letter.
     The steps of one attempt are in ``call``.
     """
-    info = task.request
-    key = idempotency.key_of(kwargs, str(info.id))
-    claim = idempotency.claim(key, idempotency.new_token(str(info.hostname), str(info.id)))
+    claim = recovery.claim(task, kwargs)  # key: the caller's idempotency_key, else task id
     if claim.done:  # finished before: a redelivered or resubmitted task, no call
         return recovery.stored_outcome(claim.outcome or {})
     if not claim.claimed:  # another live copy is calling: look again later
@@ -42,13 +40,13 @@ def execute(task: Task, kwargs: dict[str, Any]) -> dict[str, Any]:
     started_at = time.time()
     try:
         with idempotency.held(claim):  # a heartbeat renews the lease while we call
-            result = call(task, kwargs, key, attempts=claim.prior_attempts + 1)
+            result = call(task, kwargs, claim.key, attempts=claim.prior_attempts + 1)
     except Retry:  # a step below asked for a retry itself: let another copy claim
-        idempotency.release(key, claim.token)
+        idempotency.release(claim.key, claim.token)
         raise
     except Exception as exc:
         raise recovery.failed(task, kwargs, claim, exc, started_at) from exc
-    return idempotency.succeeded(claim, result)
+    return recovery.succeeded(claim, result)
 
 
 def call(task: Task, kwargs: dict[str, Any], key: str, attempts: int) -> dict[str, Any]:

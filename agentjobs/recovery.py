@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 import tenacity
 from celery import Task
 from celery.exceptions import Reject
@@ -65,6 +66,25 @@ def check_pause(kwargs: dict[str, Any]) -> None:
         )
 
 
+def claim(task: Task, kwargs: dict[str, Any]) -> idempotency.Claim:
+    """Claim the task's idempotency key; a state store down past its retries requeues."""
+    info = task.request
+    key = idempotency.key_of(kwargs, str(info.id))
+    try:
+        return idempotency.claim(key, idempotency.new_token(str(info.hostname), str(info.id)))
+    except redis.RedisError as exc:
+        raise Reject(f"state store unreachable, message requeued: {exc}", True) from exc
+
+
+def succeeded(claim: idempotency.Claim, result: dict[str, Any]) -> dict[str, Any]:
+    """Store the result under the key; the key's result (another copy's if it won)."""
+    try:
+        return idempotency.succeeded(claim, result)
+    except redis.RedisError as exc:
+        # Not failed, not done: the redelivered message calls again (the answer is lost).
+        raise Reject(f"state store unreachable, result not stored: {exc}", True) from exc
+
+
 def failed(
     task: Task,
     kwargs: dict[str, Any],
@@ -76,6 +96,23 @@ def failed(
     wait: tenacity.wait.wait_base | None = None,
 ) -> BaseException:
     """Retry or dead-letter after ``exc``; the exception for the pipeline to raise."""
+    try:
+        return _failed(task, kwargs, claim, exc, started_at, now=now, wait=wait)
+    except redis.RedisError as store_exc:
+        # Neither retried nor dead-lettered: hand the message back rather than lose it.
+        return Reject(f"state store unreachable after {exc!r}: {store_exc}", True)
+
+
+def _failed(
+    task: Task,
+    kwargs: dict[str, Any],
+    claim: idempotency.Claim,
+    exc: BaseException,
+    started_at: float,
+    *,
+    now: Callable[[], float],
+    wait: tenacity.wait.wait_base | None,
+) -> BaseException:
     s = get_settings()
     info = task.request
     key = claim.key
