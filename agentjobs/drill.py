@@ -140,6 +140,16 @@ class Drill:
         self.prompts[task_id] = prompt
         return res
 
+    def all_taken(self) -> bool:
+        """Is every submitted task either calling (its lease held) or finished, the queue empty?"""
+        from agentjobs import idempotency
+
+        broker = redis.Redis.from_url(self.env["AGENTJOBS_BROKER_URL"])
+        if broker.llen("claude.haiku"):
+            return False
+        held = idempotency.held_leases()
+        return all(tid in held or idempotency.outcome(tid) for tid in self.prompts)
+
     def finished(self) -> int:
         from agentjobs import idempotency
 
