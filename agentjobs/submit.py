@@ -30,6 +30,8 @@ from agentjobs.errors import AgentJobsError, RequestError
 
 #: Seconds between two polls of the result backend.
 POLL_INTERVAL_S = 0.05
+#: Files with at least this many requests get a progress bar for sending too.
+SUBMIT_BAR_MIN = 1000
 
 
 @dataclass
@@ -178,13 +180,14 @@ def invalid_report(items: list[Item], limit: int = 20) -> str:
 # -- running ---------------------------------------------------------------------
 
 
-def submit_all(items: list[Item]) -> None:
+def submit_all(items: list[Item], on_sent: Callable[[Item], None] = lambda _: None) -> None:
     """Enqueue every valid item; an error at send time marks that item failed."""
     from agentjobs.tasks import complete
 
     for item in items:
         if item.kwargs is None:
             continue
+        on_sent(item)
         item.submitted_at = time.monotonic()
         try:
             item.task_id = complete.apply_async(kwargs=item.kwargs).id
@@ -298,7 +301,12 @@ def run_batch(
 ) -> Summary:
     """Submit the valid items, wait for all of them, and summarise (items are updated)."""
     t0 = time.monotonic()
-    submit_all(items)
+    valid = sum(1 for i in items if i.kwargs is not None)
+    if progress and valid >= SUBMIT_BAR_MIN:  # sending takes seconds only for big files
+        with click.progressbar(length=valid, label="submitting", file=sys.stderr) as bar:
+            submit_all(items, on_sent=lambda _: bar.update(1))
+    else:
+        submit_all(items)
     sent = sum(1 for i in items if i.task_id)
     if progress and sent:
         with click.progressbar(
