@@ -30,7 +30,7 @@ import click
 from agentjobs.testing import WorkerProcess
 
 if TYPE_CHECKING:
-    from agentjobs.submit import Item, Summary
+    from agentjobs.batch import Item, Summary
 
 #: Real seconds per simulated second: 800 ms median calls take ~200 ms, so the demo
 #: shows a realistic latency spread and still finishes in seconds.
@@ -181,7 +181,7 @@ def _run(
     workers: list[WorkerProcess],
 ) -> tuple[Summary, list[Item]]:
     from agentjobs.app import app
-    from agentjobs.submit import read_requests, run_batch
+    from agentjobs.batch import read_requests, run_batch
 
     if app.conf.broker_url != os.environ["AGENTJOBS_BROKER_URL"]:
         raise RuntimeError("agentjobs was configured before the demo set its broker")

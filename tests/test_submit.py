@@ -14,8 +14,8 @@ import redis
 from click.testing import CliRunner
 
 from agentjobs import app
+from agentjobs.batch import percentile, read_requests
 from agentjobs.cli import main
-from agentjobs.submit import percentile, read_requests
 from agentjobs.testing import free_port
 
 QUEUES = ("claude.haiku", "claude.sonnet", "claude.opus")
