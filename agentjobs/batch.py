@@ -59,6 +59,8 @@ class Summary:
     wall_s: float = 0.0
     latency_ms: list[float] = field(default_factory=list)
     end_to_end_ms: list[float] = field(default_factory=list)
+    limiter_wait_ms: list[float] = field(default_factory=list)
+    cached: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
@@ -82,6 +84,11 @@ class Summary:
                 "p50": percentile(self.end_to_end_ms, 50),
                 "p99": percentile(self.end_to_end_ms, 99),
             },
+            "limiter_wait_ms": {
+                "p50": percentile(self.limiter_wait_ms, 50),
+                "p99": percentile(self.limiter_wait_ms, 99),
+            },
+            "cached": self.cached,
             "tokens": {
                 "input": self.input_tokens,
                 "output": self.output_tokens,
@@ -93,14 +100,15 @@ class Summary:
 
     def text(self) -> str:
         d = self.as_dict()
-        lat, e2e, tok = d["latency_ms"], d["end_to_end_ms"], d["tokens"]
+        lat, e2e, wait, tok = d["latency_ms"], d["end_to_end_ms"], d["limiter_wait_ms"], d["tokens"]
         lines = [
             f"done {self.done}/{self.total}, failed {self.failed}, invalid {self.invalid}, "
             f"timed out {self.timed_out} in {d['wall_s']:.1f} s ({d['throughput_per_s']}/s)",
             f"latency (API call) p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}; "
-            f"submit to result p50 {_ms(e2e['p50'])}, p99 {_ms(e2e['p99'])}",
+            f"submit to result p50 {_ms(e2e['p50'])}, p99 {_ms(e2e['p99'])}; "
+            f"rate-limit wait p50 {_ms(wait['p50'])}, p99 {_ms(wait['p99'])}",
             f"tokens in {tok['input']:,}, out {tok['output']:,}, cache read "
-            f"{tok['cache_read']:,}; cost ${d['cost_usd']:.4f}",
+            f"{tok['cache_read']:,}; cost ${d['cost_usd']:.4f}; {self.cached} from the cache",
         ]
         if self.by_queue:
             lines.append("by queue: " + ", ".join(f"{q} {n}" for q, n in d["by_queue"].items()))
@@ -249,6 +257,8 @@ def summarise(items: list[Item], wall_s: float) -> Summary:
             r = item.result
             s.latency_ms.append(float(r.get("latency_ms", 0.0)))
             s.end_to_end_ms.append((item.finished_at - item.submitted_at) * 1000.0)
+            s.limiter_wait_ms.append(float(r.get("limiter_wait_ms") or 0.0))
+            s.cached += bool(r.get("cached"))
             usage = r.get("usage") or {}
             s.input_tokens += int(usage.get("input_tokens", 0))
             s.output_tokens += int(usage.get("output_tokens", 0))

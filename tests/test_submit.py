@@ -128,6 +128,8 @@ def test_submit_writes_results_in_input_order_with_failures_and_summary(
     assert summary["tokens"]["output"] == sum(r["usage"]["output_tokens"] for r in ok)
     assert summary["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in ok), abs=1e-6)
     assert summary["latency_ms"]["p50"] is not None and summary["latency_ms"]["p99"] is not None
+    assert summary["limiter_wait_ms"]["p99"] == max(r["limiter_wait_ms"] for r in ok)
+    assert summary["cached"] == 0
     assert summary["by_queue"] == {"claude.haiku": 1, "claude.opus": 1, "claude.sonnet": 1}
     # The simulator saw exactly the four valid requests, and answered what we recorded.
     stats = fresh_sim.stats()
