@@ -34,6 +34,12 @@ from agentjobs.testing import (
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _clean_state_store(state_redis: redis.Redis) -> None:
+    """Each test starts with an empty state store: no limiter pause, budget or cache left
+    by an earlier test in the session."""
+
+
 @pytest.fixture(
     scope="module", params=["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
 )

@@ -24,6 +24,12 @@ Post = Callable[[Any], tuple[int, dict[str, Any], str | None]]
 Get = Callable[[str], dict[str, Any]]
 
 
+@pytest.fixture(autouse=True)
+def _clean_state_store(state_redis: redis.Redis) -> None:
+    """Each test starts with an empty state store: no limiter pause, budget or cache left
+    by an earlier test in the session."""
+
+
 def flask_client() -> tuple[Post, Get, str]:
     spec = importlib.util.spec_from_file_location("flask_example", EXAMPLES / "flask_app/app.py")
     assert spec and spec.loader

@@ -21,6 +21,12 @@ from agentjobs.testing import free_port
 QUEUES = ("claude.haiku", "claude.sonnet", "claude.opus")
 
 
+@pytest.fixture(autouse=True)
+def _clean_state_store(state_redis: redis.Redis) -> None:
+    """Each test starts with an empty state store: no limiter pause, budget or cache left
+    by an earlier test in the session."""
+
+
 def write_jsonl(path: Path, lines: list[Any]) -> Path:
     path.write_text(
         "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n",
