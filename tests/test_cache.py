@@ -110,12 +110,12 @@ def test_not_cached_unless_asked(worker: Any, fresh_sim: Any, state_redis: redis
 def test_expiry(
     worker: Any, fresh_sim: Any, state_redis: redis.Redis, env: pytest.MonkeyPatch
 ) -> None:
-    env.setenv("AGENTJOBS_CACHE_TTL_S", "0.3")
+    env.setenv("AGENTJOBS_CACHE_TTL_S", "2")
     reset_settings()
     kw = {"prompt": "expiring", "model": "haiku", "cache": True}
     assert not complete.delay(**kw).get(timeout=20)["cached"]
     key = cache.entry_key(parse_request(kw))
-    assert 0 < state_redis.pttl(key) <= 300  # the entry carries the TTL setting
+    assert 0 < state_redis.pttl(key) <= 2000  # the entry carries the TTL setting
     wait_for(lambda: state_redis.exists(key) == 0, timeout=5, what="cache entry expiry")
     assert not complete.delay(**kw).get(timeout=20)["cached"]
     assert fresh_sim.stats()["messages"] == 2
@@ -136,8 +136,8 @@ def test_single_flight_20_concurrent_identical_calls(
     sim: Any, purge_queues: None, state_redis: redis.Redis
 ) -> None:
     sim.reset()
-    # the call lasts 300 ms, so all 20 tasks are in the worker while the first is in flight
-    prompt = "[[sim:latency_ms=300]] one answer for all"
+    # the call lasts 800 ms, so the 20 tasks reach the worker while the first is in flight
+    prompt = "[[sim:latency_ms=800]] one answer for all"
     with in_process_worker(concurrency=20):
         results = [
             complete.delay(prompt=prompt, model="haiku", cache=True, tenant="sf") for _ in range(20)
