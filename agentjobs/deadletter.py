@@ -254,7 +254,7 @@ def pause(group: str, reason: str, ttl_s: float) -> None:
 
 def paused(group: str) -> str | None:
     """The reason the group is paused, or None."""
-    raw = state_redis().get(pause_key(group))
+    raw = idempotency.with_store_retry(lambda: state_redis().get(pause_key(group)))
     return None if raw is None else raw.decode()
 
 

@@ -150,6 +150,17 @@ class Drill:
         held = idempotency.held_leases()
         return all(tid in held or idempotency.outcome(tid) for tid in self.prompts)
 
+    def held(self) -> set[str]:
+        """Task ids of this drill whose key is leased: calls running now."""
+        from agentjobs import idempotency
+
+        return set(idempotency.held_leases()) & set(self.prompts)
+
+    def outcome(self, task_id: str) -> dict[str, Any] | None:
+        from agentjobs import idempotency
+
+        return idempotency.outcome(task_id)
+
     def finished(self) -> int:
         from agentjobs import idempotency
 

@@ -155,6 +155,7 @@ def _failed(
             failure.error_class,
             failure.kind,
             decision.countdown,
+            exc_info=failure.kind == "state_store",  # which step met the outage
         )
         try:
             return task.retry(countdown=decision.countdown, max_retries=None, throw=False)

@@ -147,3 +147,21 @@ def test_redis_restart_during_a_batch(sim: Any) -> None:
             f"redis restart: {len(d.results)} tasks, producer during outage: {outcome}, "
             f"repeated calls {sum(c - 1 for c in calls.values())}"
         )
+
+
+def test_warm_shutdown_finishes_running_calls(sim: Any) -> None:
+    sim.configure(latency_median_ms=1500)
+    env = {**FAST, "AGENTJOBS_REQUEST_TIMEOUT_S": "10"}
+    with Drill(sim, env=env) as d:
+        w = d.worker(concurrency=4)
+        for i in range(10):
+            d.submit(f"shutdown drill {i}")
+        wait_for(lambda: len(d.held()) == 4, timeout=30, what="4 calls running")
+        running = d.held()
+        w.stop(timeout=30)  # SIGTERM: warm shutdown
+        assert w.proc is not None and w.proc.returncode == 0
+        assert all(d.outcome(t) for t in running)  # the running calls finished, stored
+        d.worker(concurrency=4)  # the rest, given back to the queue, run elsewhere
+        acc = d.account(timeout=60)
+        assert acc.balanced and len(acc.succeeded) == 10, acc.other
+        assert d.attempts_by_task() == {t: 1 for t in d.prompts}  # nothing called twice
