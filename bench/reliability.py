@@ -315,7 +315,7 @@ def main() -> None:
     redis_restart(args.restarts, backlog=False)
     redis_restart(args.restarts, backlog=True)
     same_key(50)
-    command = "python bench/reliability.py " + " ".join(sys.argv[1:])
+    command = ".venv/bin/python bench/reliability.py " + " ".join(sys.argv[1:])
     section = render(command.strip(), time.monotonic() - t0)
     print(section)
     if args.write:
