@@ -21,6 +21,7 @@ BudgetDeferredError, retried after ``AGENTJOBS_BUDGET_DEFER_S``; at submit: acce
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import uuid
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from agentjobs.errors import BudgetDeferredError, BudgetExceededError
 from agentjobs.schemas import CompleteRequest, TextBlock
 from agentjobs.settings import Settings, get_settings
 from agentjobs.store import state_redis
+
+log = logging.getLogger(__name__)
 
 NANO = 1_000_000_000
 #: Cheaper family for ``downgrade``.
@@ -292,7 +295,11 @@ def release(res: Reservation | None, client: redis.Redis | None = None) -> bool:
         return False
     r = client or state_redis()
     k = keys.key("budget", res.day)
-    return bool(r.eval(_RELEASE, 2, k, k + ":leases", res.member, res.tenant, res.nano))
+    try:
+        return bool(r.eval(_RELEASE, 2, k, k + ":leases", res.member, res.tenant, res.nano))
+    except redis.RedisError as exc:  # the reservation's lease lapses on its own
+        log.warning("budget reservation not released (lapses later): %s", exc)
+        return False
 
 
 def in_flight_usd(tenant: str | None = None, day: str | None = None) -> float:

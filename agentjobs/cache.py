@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+log = logging.getLogger(__name__)
 
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
@@ -103,17 +106,23 @@ class Flight:
             return
         r = self._client or state_redis()
         ttl_ms = int(get_settings().cache_ttl_s * 1000)
-        pipe = r.pipeline(transaction=False)
-        pipe.set(entry_key(sent), json.dumps(result, separators=(",", ":")), px=ttl_ms)
-        pipe.hincrby(_stats_key(), "stores", 1)
-        pipe.execute()
+        try:
+            pipe = r.pipeline(transaction=False)
+            pipe.set(entry_key(sent), json.dumps(result, separators=(",", ":")), px=ttl_ms)
+            pipe.hincrby(_stats_key(), "stores", 1)
+            pipe.execute()
+        except redis.RedisError as exc:  # the answer is paid for: return it, uncached
+            log.warning("response not cached: %s", exc)
         self.close()
 
     def close(self) -> None:
         """Drop the lease if this caller holds it (idempotent; call it on every path)."""
         if self.key is not None and self.token is not None:
             r = self._client or state_redis()
-            r.eval(_UNLOCK, 1, self.key + ":lock", self.token)
+            try:
+                r.eval(_UNLOCK, 1, self.key + ":lock", self.token)
+            except redis.RedisError as exc:  # the lease lapses on its own
+                log.warning("single-flight lease not released: %s", exc)
             self.token = None
 
 
@@ -193,15 +202,7 @@ def hit_result(
             "route_reason": req.route_reason,
         }
     )
-    cost.record(
-        model=result.model,
-        queue=queue,
-        tenant=req.tenant,
-        usage=result.usage,
-        cost=0.0,
-        cached=True,
-        saved_usd=stored.cost_usd,
-    )
+    cost.record_result(result, saved_usd=stored.cost_usd)
     return result
 
 

@@ -9,6 +9,7 @@ budget and ``agentjobs cost`` can never disagree.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ from agentjobs import catalog, keys
 from agentjobs.schemas import ClaudeResult, Usage
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
+
+log = logging.getLogger(__name__)
 
 _PER_TOKEN = 1e-6
 #: Dimensions of the per-day totals; a field is ``{measure}:{dimension}:{value}``.
@@ -100,16 +103,24 @@ def record(
     pipe.execute()
 
 
-def record_result(result: ClaudeResult) -> None:
-    """Add a fresh (not cached) call's result to today's totals."""
-    tenant = result.tenant
-    record(
-        model=result.model,
-        queue=result.queue,
-        tenant=tenant,
-        usage=result.usage,
-        cost=result.cost_usd,
-    )
+def record_result(result: ClaudeResult, *, saved_usd: float = 0.0) -> None:
+    """Add a result (fresh, or a cache hit with the cost it saved) to today's totals.
+
+    Best effort: the call already happened and is paid for, so a state-store error here
+    is logged, not raised (raising would retry the task and pay for the call twice).
+    """
+    try:
+        record(
+            model=result.model,
+            queue=result.queue,
+            tenant=result.tenant,
+            usage=result.usage,
+            cost=result.cost_usd,
+            cached=result.cached,
+            saved_usd=saved_usd,
+        )
+    except redis.RedisError as exc:
+        log.warning("cost of task %s not added to the totals: %s", result.task_id, exc)
 
 
 def _incr(pipe: Any, key: str, name: str, amount: float) -> None:

@@ -212,3 +212,11 @@ def test_budget_under_concurrency_through_the_worker(
     assert all("budget" in str(e) for e in refused)
     assert budget.in_flight_usd() == 0
     assert sim.stats()["messages"] == len(ok)
+
+
+def test_release_survives_a_state_store_error(state_redis: redis.Redis) -> None:
+    from agentjobs.testing import free_port
+
+    res = budget.Reservation(cost.today(), "id\t-\t5", "-", 5)
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    assert budget.release(res, client=dead) is False  # logged; the lease lapses later

@@ -165,3 +165,20 @@ def test_cost_command_json_and_table(state_redis: redis.Redis) -> None:
     assert "acme" in table.output and "beta" in table.output and "2.5000" in table.output
     bad = runner.invoke(main, ["cost", "--days", "0"])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_totals_are_best_effort_after_a_paid_call(
+    env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentjobs.schemas import ClaudeResult
+    from agentjobs.testing import free_port
+
+    env.setenv("AGENTJOBS_REDIS_URL", f"redis://127.0.0.1:{free_port()}/1")  # nobody there
+    reset_settings()
+    result = ClaudeResult(
+        id="m", model="claude-haiku-4-5", text="", content=[], stop_reason="end_turn",
+        usage=Usage(input_tokens=1), cost_usd=0.001, latency_ms=1, attempts=1, cached=False,
+        queue="claude.haiku", worker="w", idempotency_key="k", task_id="t1",
+    )  # fmt: skip
+    cost.record_result(result)  # logs, does not raise: raising would pay for the call twice
+    assert "cost of task t1 not added to the totals" in caplog.text
