@@ -182,3 +182,23 @@ def test_policy_json_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("AGENTJOBS_RETRY_POLICIES", '{"sonnet": {"attempts": 3}}')
     with pytest.raises(ValueError, match="attempts"):
         retry.policy_for("sonnet", Settings())
+
+
+def test_broker_and_shutdown_settings_follow_the_reliability_design() -> None:
+    import celeryconfig
+    from agentjobs.settings import get_settings
+
+    s = get_settings()
+    options = celeryconfig.broker_transport_options
+    assert options["visibility_timeout"] == s.visibility_timeout_s == 300
+    # Killed workers' messages are swept every tenth of the timeout (<= 10 s), not 100 s.
+    assert options["unacked_restore_interval"] * options["unacked_restore_throttle"] <= 10
+    assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost
+    assert celeryconfig.worker_prefetch_multiplier == 1
+    assert celeryconfig.worker_soft_shutdown_timeout == s.soft_shutdown_s > 0
+    assert celeryconfig.worker_enable_soft_shutdown_on_idle  # countdown retries handed back
+    assert celeryconfig.worker_cancel_long_running_tasks_on_connection_loss is False
+    # Every retry countdown stays below the timeout, so a waiting retry is not redelivered.
+    assert s.retry_backoff_max_s < s.visibility_timeout_s / 2
+    # A live task holds its message less than the timeout: call + idempotency wait.
+    assert s.request_timeout_s + s.idempotency_wait_s + s.limiter_max_sleep_s < 300
