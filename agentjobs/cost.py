@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _PER_TOKEN = 1e-6
 #: Dimensions of the per-day totals; a field is ``{measure}:{dimension}:{value}``.
 DIMENSIONS = ("model", "queue", "tenant")
-MEASURES = ("usd", "calls", "hits", "saved_usd", "in", "out")
+MEASURES = ("usd", "calls", "hits", "saved_usd", "in", "out", "cache_write", "cache_read")
 #: Tenant name recorded for calls without a tenant.
 NO_TENANT = "-"
 
@@ -90,6 +90,8 @@ def record(
         # tokens actually sent to the API: a cache hit sends none
         "in": 0 if cached else usage.input_tokens,
         "out": 0 if cached else usage.output_tokens,
+        "cache_write": 0 if cached else usage.cache_creation_input_tokens,
+        "cache_read": 0 if cached else usage.cache_read_input_tokens,
     }
     pipe = r.pipeline(transaction=False)
     for dim, value in (("model", model), ("queue", queue), ("tenant", tenant or NO_TENANT)):

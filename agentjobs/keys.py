@@ -23,7 +23,8 @@ hash tag, so one group's keys share a slot):
 Cost and budgets (cost.py, budget.py):
 
 - ``{p}:cost:{day}`` hash, TTL ``AGENTJOBS_COST_RETENTION_DAYS``: spend of the day,
-  fields ``usd``, ``calls``, ``hits``, ``saved_usd``, ``in``, ``out`` and the same per
+  fields ``usd``, ``calls``, ``hits``, ``saved_usd``, ``in``, ``out``, ``cache_write``,
+  ``cache_read`` (tokens sent: a response-cache hit sends none) and the same per
   dimension, ``{measure}:model:{id}``, ``{measure}:queue:{q}``, ``{measure}:tenant:{t}``.
 - ``{p}:budget:{day}`` hash, TTL 2 days: estimated cost of calls in flight, nano-USD,
   fields ``reserved`` and ``reserved:{tenant}``.

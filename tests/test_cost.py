@@ -141,6 +141,8 @@ def test_worker_results_carry_cost_and_feed_the_totals(
     assert total == pytest.approx(fresh_sim.stats()["cost_usd"], abs=1e-6)  # sim rounds to 1e-6
     t = cost.day_totals(cost.today())
     assert t.by["tenant"]["t1"]["usd"] == pytest.approx(total, rel=1e-6)
+    assert t.totals["cache_read"] == sum(r["usage"]["cache_read_input_tokens"] for r in results)
+    assert t.by["model"]["claude-sonnet-4-6"]["cache_write"] > 1_024
     assert t.by["queue"]["claude.sonnet"]["calls"] == 2
 
 
