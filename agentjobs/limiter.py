@@ -38,6 +38,8 @@ DIMENSIONS = ("rpm", "itpm", "otpm")
 _HEADER_NAMES = ("requests", "input-tokens", "output-tokens")
 #: Weight of one sample in the per-group moving averages (input calibration, output size).
 EWMA_ALPHA = 0.1
+#: The API rounds token -remaining headers down to this.
+TOKEN_ROUNDING = 1000
 #: Limiter state lives this long after the group's last use (keeps what it learned).
 STATE_TTL_S = 86_400
 
@@ -55,7 +57,12 @@ def fingerprint(api_key: str) -> str:
 
 @dataclass(frozen=True)
 class ServerView:
-    """What one response says about the server's buckets (None: no such header)."""
+    """What one response says about the server's buckets (None: no such header).
+
+    ``remaining`` is the most the server may have left: token counts arrive rounded
+    down to the thousand, so a multiple of 1,000 stands for up to 999 more. Pulling
+    back on the rounded figure would throttle small token limits for nothing.
+    """
 
     remaining: tuple[int | None, int | None, int | None] = (None, None, None)
     limits: tuple[int | None, int | None, int | None] = (None, None, None)
@@ -64,9 +71,13 @@ class ServerView:
     def from_headers(cls, headers: Mapping[str, str] | Any | None) -> ServerView:
         if headers is None:
             return cls()
-        rem = tuple(_int(headers.get(f"anthropic-ratelimit-{n}-remaining")) for n in _HEADER_NAMES)
-        lim = tuple(_int(headers.get(f"anthropic-ratelimit-{n}-limit")) for n in _HEADER_NAMES)
-        return cls(rem, lim)  # type: ignore[arg-type]
+        rem = [_int(headers.get(f"anthropic-ratelimit-{n}-remaining")) for n in _HEADER_NAMES]
+        lim = [_int(headers.get(f"anthropic-ratelimit-{n}-limit")) for n in _HEADER_NAMES]
+        for i in (1, 2):  # input and output tokens
+            value = rem[i]
+            if value is not None and value % TOKEN_ROUNDING == 0:
+                rem[i] = value + TOKEN_ROUNDING - 1
+        return cls(tuple(rem), tuple(lim))  # type: ignore[arg-type]
 
 
 def _int(value: str | None) -> int | None:

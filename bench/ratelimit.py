@@ -425,7 +425,17 @@ def render(runs: list[Run], args: argparse.Namespace, elapsed: float) -> str:
         "",
         "Targets (agentjobs rows): utilisation >= 0.95 and 429 share <= 1% in each "
         "single-client scenario; <= 3% 429s with another client taking 30% of the key "
-        "(there utilisation counts both clients' answered calls).",
+        "(there utilisation counts both clients' answered calls, `ours` only ours).",
+        "",
+        "Modes: `agentjobs` is the global limiter with default settings (burst = the "
+        "simulator's 2 s, headroom 0.5 s); `celery_rate_limit` turns the limiter off and "
+        "sets Celery's per-worker `rate_limit` by remote control to the binding limit / "
+        "2 workers (for token-bound scenarios converted with the true mean tokens per "
+        "call); `retry_on_429` turns the limiter off and only retries 429s after "
+        "`retry-after`. All modes retry 429s through agentjobs' retry policy. The mean "
+        "limiter wait is mostly queueing: calls are offered faster than the limit. "
+        "Figures vary between runs on this shared 2-core machine (load from other work); "
+        "the limiter's rows are the most stable, the baselines' the least.",
         END,
     ]
     return "\n".join(lines)

@@ -245,3 +245,15 @@ def test_booked_calls_move_with_the_schedule(state_redis: redis.Redis, clock: Cl
     assert lim.drift(sleeper) == pytest.approx(1.4)
     assert lim.acquire("haiku", 10, 10).wait_s == pytest.approx(0.5 + 0.4 + 1.0 + 0.1)
     assert lim.snapshot("haiku")["rate_limited"] == 2
+
+
+def test_rounded_token_headers_are_read_as_their_upper_bound(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    lim = make(state_redis, clock, otpm=60_000)  # 1,000 output tokens/s, bucket 2,000
+    res = lim.acquire("haiku", 10, 500)  # we reserved 256 (no sample yet)
+    # The server may have anything from 1,000 to 1,999 left: not less than we think.
+    assert lim.settle(res, headers={"anthropic-ratelimit-output-tokens-remaining": "1000"}) == 0
+    # 900 is exact (not a multiple of 1,000) and below our 1,744: pull back.
+    pulled = lim.settle(res, headers={"anthropic-ratelimit-output-tokens-remaining": "900"})
+    assert pulled == pytest.approx(0.844)
