@@ -220,3 +220,18 @@ def test_release_survives_a_state_store_error(state_redis: redis.Redis) -> None:
     res = budget.Reservation(cost.today(), "id\t-\t5", "-", 5)
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
     assert budget.release(res, client=dead) is False  # logged; the lease lapses later
+
+
+def test_defer_through_the_worker_retries_until_the_budget_frees(
+    worker: Any, fresh_sim: Any, state_redis: redis.Redis, env: pytest.MonkeyPatch
+) -> None:
+    from agentjobs.testing import wait_for
+
+    configure(env, budget_daily_usd=1.0, budget_action="defer", budget_defer_s=0.2)
+    spend(1.0)  # today's budget is used up
+    pending = complete.delay(prompt="later, please", model="haiku", max_tokens=100)
+    wait_for(lambda: pending.state == "RETRY", timeout=10, what="a deferred (retrying) task")
+    assert fresh_sim.stats()["messages"] == 0
+    configure(env, budget_daily_usd=2.0)  # the operator raises the cap
+    result = pending.get(timeout=20)
+    assert result["cost_usd"] > 0 and fresh_sim.stats()["messages"] == 1
