@@ -289,6 +289,9 @@ class _Heartbeat:
                     target=self._run, name="agentjobs-lease-heartbeat", daemon=True
                 )
                 self._thread.start()
+        # Renew at once and restart the period: the thread may be asleep for a period
+        # computed from older settings, longer than this lease.
+        self._wake.set()
 
     def remove(self, lease: str) -> None:
         with self._lock:
@@ -297,6 +300,7 @@ class _Heartbeat:
     def _run(self) -> None:
         while True:
             self._wake.wait(get_settings().idempotency_lease_s / 3.0)
+            self._wake.clear()
             with self._lock:
                 held = list(self._held.items())
             if not held:
