@@ -13,7 +13,10 @@ broker_url = _s.broker_url
 result_backend = _s.backend_url
 #: Results (and their Redis keys) expire after AGENTJOBS_RESULT_TTL_S.
 result_expires = _s.result_ttl_s
-result_extended = True  # task name, args and queue stored with the result: Flower shows them
+# Not result_extended: it would copy the task's kwargs (the whole prompt, up to 32 MB) into
+# every state written to the backend (STARTED, SUCCESS) and keep it for the result TTL.
+# Flower shows names and arguments from task events; ClaudeResult carries queue and worker.
+result_extended = False
 
 # JSON only: a pickled message is refused by the worker and never executed.
 task_serializer = "json"

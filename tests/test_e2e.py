@@ -159,6 +159,7 @@ def test_a_result_expires_after_its_ttl_with_plain_celery_worker(
         result = handle.get(timeout=30)
         key = app.backend.get_key_for_task(handle.id)
         assert 0 < backend.pttl(key) <= 2000  # stored with the worker's 2 s expiry
+        assert b"short-lived" not in backend.get(key)  # the prompt is not copied into results
         assert result["queue"] == "claude.opus"
         assert result["worker"].startswith(opus.name + "@")
         wait_for(lambda: not backend.exists(key), timeout=5, what="result key to expire")
