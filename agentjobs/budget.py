@@ -46,7 +46,7 @@ _OVERHEAD_TOKENS = 16
 
 # KEYS[1] cost:{day} (spend, USD floats)   KEYS[2] budget:{day} (reserved, nano-USD)
 # KEYS[3] budget:{day}:leases (zset member -> expiry ms)
-# ARGV[1] member "{id}\t{tenant}\t{nano}"  ARGV[2] tenant ("-" = none)  ARGV[3] nano
+# ARGV[1] member "{id}\t{tenant}\t{nano}"  ARGV[2] tenant ("(none)" = none)  ARGV[3] nano
 # ARGV[4] overall cap nano (-1 = none)     ARGV[5] tenant cap nano (-1 = none)
 # ARGV[6] lease ms   ARGV[7] TTL of KEYS[2], KEYS[3] (s)   ARGV[8] 1 = check only
 # Returns {1} admitted, or {0, which ("overall"|"tenant"), spent nano, reserved nano, cap nano}.
@@ -71,7 +71,7 @@ local function test(cap, spent_field, reserved_field)
 end
 local over = test(tonumber(ARGV[4]), 'usd', 'reserved')
 if over then return {0, 'overall', over[1], over[2], over[3]} end
-if ARGV[2] ~= '-' then
+if ARGV[2] ~= '(none)' then
   over = test(tonumber(ARGV[5]), 'usd:tenant:' .. ARGV[2], 'reserved:' .. ARGV[2])
   if over then return {0, 'tenant', over[1], over[2], over[3]} end
 end

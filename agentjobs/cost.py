@@ -26,8 +26,8 @@ _PER_TOKEN = 1e-6
 #: Dimensions of the per-day totals; a field is ``{measure}:{dimension}:{value}``.
 DIMENSIONS = ("model", "queue", "tenant")
 MEASURES = ("usd", "calls", "hits", "saved_usd", "in", "out", "cache_write", "cache_read")
-#: Tenant name recorded for calls without a tenant.
-NO_TENANT = "-"
+#: Tenant name recorded for calls without one: not a valid tenant, so never a real one.
+NO_TENANT = "(none)"
 
 
 def cost_usd(model: str, usage: Usage, *, cache_ttl: str = "5m", batch: bool = False) -> float:

@@ -1,7 +1,7 @@
 """Every Redis key agentjobs writes in the state store, with its lifetime.
 
 All keys start with ``settings.key_prefix`` (``agentjobs``), shown as ``{p}``;
-``{day}`` is a UTC date ``YYYY-MM-DD``; tenant ``-`` means "no tenant".
+``{day}`` is a UTC date ``YYYY-MM-DD``; tenant ``(none)`` means "no tenant".
 Add an entry here when you add a key.
 
 Rate limiter (limiter.py; ``{fp}`` is the API key's fingerprint, 16 hex of its

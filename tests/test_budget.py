@@ -146,42 +146,77 @@ def test_defer_action(state_redis: redis.Redis, env: pytest.MonkeyPatch) -> None
 def test_concurrent_reservations_never_pass_the_cap(
     state_redis: redis.Redis, env: pytest.MonkeyPatch
 ) -> None:
-    """40 threads race for a cap that fits 10 estimates; calls that cost twice their
-    estimate overshoot by no more than what the calls in flight cost."""
-    configure(env, budget_daily_usd=0.05, budget_tenant_daily_usd=0.05)
+    """40 threads race for a tenant cap that fits 9 estimates: exactly 9 are admitted.
+    If those calls then cost twice their estimate, the spend passes the cap by no more
+    than what the calls in flight cost beyond their estimates; then nothing is admitted."""
+    configure(env, budget_daily_usd=1.0, budget_tenant_daily_usd=0.05)
     r = req(tenant="race", max_tokens=1000)
     est = budget.estimate_usd(r)
-    actual = 2 * est
+    fits = int(0.05 // est)
+    assert fits == 9
     start = threading.Barrier(40)
     lock = threading.Lock()
-    in_flight = peak = admitted = 0
+    admitted: list[budget.Reservation] = []
 
-    def call() -> None:
-        nonlocal in_flight, peak, admitted
+    def race() -> None:
         start.wait(10)
-        for _ in range(5):
+        try:
+            _, res = budget.reserve(r)
+        except BudgetExceededError:
+            return
+        assert res is not None
+        with lock:
+            admitted.append(res)
+
+    threads = [threading.Thread(target=race) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(admitted) == fits
+    assert budget.in_flight_usd("race") == pytest.approx(fits * est, abs=1e-9)
+    for res in admitted:  # each call costs twice its estimate
+        spend(2 * est, tenant="race")
+        budget.release(res)
+    spent = cost.spent_usd("race")
+    assert 0.05 < spent <= 0.05 + fits * (2 * est - est) + 1e-9
+    assert budget.in_flight_usd("race") == 0
+    with pytest.raises(BudgetExceededError):
+        budget.reserve(r)
+
+
+def test_no_overshoot_when_calls_cost_at_most_their_estimate(
+    state_redis: redis.Redis, env: pytest.MonkeyPatch
+) -> None:
+    """20 threads reserve, spend and release in a loop: the spend never passes the cap."""
+    configure(env, budget_tenant_daily_usd=0.1)
+    r = req(tenant="loop", max_tokens=1000)
+    actual = 0.8 * budget.estimate_usd(r)
+    start = threading.Barrier(20)
+    admitted = 0
+    lock = threading.Lock()
+
+    def loop() -> None:
+        nonlocal admitted
+        start.wait(10)
+        while True:
             try:
                 _, res = budget.reserve(r)
             except BudgetExceededError:
                 return
             with lock:
-                in_flight += 1
-                peak = max(peak, in_flight)
                 admitted += 1
-            spend(actual, tenant="race")  # the real cost, then the reservation back
-            with lock:
-                in_flight -= 1
+            spend(actual, tenant="loop")
             budget.release(res)
 
-    threads = [threading.Thread(target=call) for _ in range(40)]
+    threads = [threading.Thread(target=loop) for _ in range(20)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    spent = cost.spent_usd("race")
-    assert admitted >= 1
+    spent = cost.spent_usd("loop")
     assert spent == pytest.approx(admitted * actual)
-    assert spent <= 0.05 + peak * actual + 1e-9
+    assert 0.1 - budget.estimate_usd(r) < spent <= 0.1  # used up, never passed
     assert budget.in_flight_usd() == 0
 
 
@@ -217,7 +252,7 @@ def test_budget_under_concurrency_through_the_worker(
 def test_release_survives_a_state_store_error(state_redis: redis.Redis) -> None:
     from agentjobs.testing import free_port
 
-    res = budget.Reservation(cost.today(), "id\t-\t5", "-", 5)
+    res = budget.Reservation(cost.today(), "id\t(none)\t5", "(none)", 5)
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
     assert budget.release(res, client=dead) is False  # logged; the lease lapses later
 
