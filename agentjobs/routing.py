@@ -20,10 +20,12 @@ same way, so it also hits the same response-cache entry.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from agentjobs import catalog
 from agentjobs.budget import estimate_input_tokens
-from agentjobs.schemas import CompleteRequest, TextBlock
+from agentjobs.errors import AgentJobsError
+from agentjobs.schemas import CompleteRequest, TextBlock, parse_request
 
 HAIKU = catalog.ALIASES["haiku"]
 SONNET = catalog.ALIASES["sonnet"]
@@ -94,6 +96,18 @@ def choose_model(req: CompleteRequest) -> CompleteRequest:
     if model is None:
         model = HAIKU
     return req.model_copy(update={"model": model, "route_reason": f"auto -> {model}: {reason}"})
+
+
+def queue_for_auto(kwargs: dict[str, Any]) -> dict[str, str] | None:
+    """Celery router for ``send_task`` with ``model="auto"`` (which skips ``prepare``):
+    the queue of the rules' choice, without a classifier call; None for invalid kwargs
+    (the worker validates again and dead-letters them)."""
+    try:
+        req = parse_request(kwargs)
+    except AgentJobsError:
+        return None
+    model, _ = decide(req)
+    return {"queue": catalog.resolve(model or HAIKU).queue}
 
 
 def classify(req: CompleteRequest) -> tuple[str | None, str]:

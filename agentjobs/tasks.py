@@ -26,8 +26,10 @@ def route_task(
     if name != TASK_NAME or not isinstance(kwargs, dict):
         return None
     model = kwargs.get("model", "haiku")
-    if model == AUTO_MODEL:
-        return None
+    if model == AUTO_MODEL:  # the worker routes again, and records why
+        from agentjobs.routing import queue_for_auto
+
+        return queue_for_auto(kwargs)
     try:
         return {"queue": catalog.resolve(model).queue}
     except AgentJobsError:

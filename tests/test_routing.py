@@ -105,3 +105,14 @@ def test_classifier_call_for_undecided_requests(
     assert model == HAIKU and "classifier answered" in reason
     t = cost.day_totals(cost.today())
     assert t.by["queue"]["router"]["calls"] == 1 and t.by["tenant"]["zoo"]["usd"] > 0
+
+
+def test_send_task_with_auto_lands_on_the_chosen_queue(worker: Any, fresh_sim: Any) -> None:
+    from agentjobs import app
+
+    sent = app.send_task(
+        "agentjobs.complete", kwargs={"prompt": "Debug this stack trace", "model": "auto"}
+    )
+    r = sent.get(timeout=20)
+    assert (r["model"], r["queue"]) == (SONNET, "claude.sonnet")
+    assert r["route_reason"].startswith("auto -> claude-sonnet-4-6")
