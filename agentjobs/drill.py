@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -115,18 +114,20 @@ class Drill:
     def state(self) -> redis.Redis:
         return redis.Redis.from_url(self.env["AGENTJOBS_REDIS_URL"])
 
-    def freeze_and_kill(self, w: WorkerProcess) -> dict[str, Any]:
-        """SIGSTOP, note what the worker held (its in-flight keys), which tasks were done and
-        the calls so far, then SIGKILL: the crash, with a snapshot free of races."""
+    def kill(self, w: WorkerProcess) -> dict[str, Any]:
+        """SIGKILL, then note what the worker held (its in-flight keys: a dead holder's
+        lease outlives it by up to a lease length), which tasks were done and the calls
+        so far. (A SIGSTOP first would widen kombu's BRPOP window: a stopped worker's
+        pending BRPOP is still served, and the message dies with it; docs/reliability.md.)
+        """
         from agentjobs import idempotency
 
         assert w.proc is not None
-        os.kill(w.proc.pid, signal.SIGSTOP)
+        w.kill()
         leases = idempotency.held_leases()
         in_flight = {k for k, token in leases.items() if token.startswith(f"{w.name}@")}
         done = {tid for tid in self.prompts if idempotency.outcome(tid) is not None}
         calls = self.calls_by_task()
-        w.kill()
         return {"in_flight": in_flight, "done": done, "calls": calls}
 
     # -- the batch ---------------------------------------------------------------------

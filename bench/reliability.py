@@ -125,15 +125,15 @@ def permanent(n: int) -> None:
 def kill_twice(n: int) -> None:
     sim = new_sim(latency_median_ms=400)
     try:
-        with Drill(sim, env=FAST) as d:
+        with Drill(sim, env={**FAST, "AGENTJOBS_IDEMPOTENCY_LEASE_S": "3"}) as d:
             a, b = d.worker(concurrency=4), d.worker(concurrency=4)
             for i in range(n):
                 d.submit(f"kill drill {i}")
             wait_for(lambda: d.finished() >= n // 4, timeout=120)
-            first = d.freeze_and_kill(a)
+            first = d.kill(a)
             d.worker(concurrency=4)
             wait_for(lambda: d.finished() >= n // 2, timeout=120)
-            second = d.freeze_and_kill(b)
+            second = d.kill(b)
             d.worker(concurrency=4)
             acc = d.account(timeout=180)
             calls = d.calls_by_task()
