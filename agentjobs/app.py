@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, concurrency
+
+# `-P threads` means agentjobs' resizable threads pool (pool.py): Celery's own dies at
+# the first --autoscale step. Set here, before any worker in this process parses -P.
+concurrency.ALIASES["threads"] = "agentjobs.pool:ThreadPool"
 
 app = Celery("agentjobs", include=["agentjobs.tasks"])
 app.config_from_object("celeryconfig")
