@@ -131,13 +131,22 @@ def percentile(values: list[float], pct: float) -> float | None:
 # -- reading ---------------------------------------------------------------------
 
 
-def read_requests(lines: Iterable[str]) -> list[Item]:
+def read_requests(lines: Iterable[str | bytes]) -> list[Item]:
     """Parse and validate every non-blank line; bad ones become INVALID items."""
     from agentjobs.schemas import parse_request
 
     items = []
     for number, raw in enumerate(lines, start=1):
-        text = raw.strip()
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                message = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+                bad = Item(line=number, status="INVALID")
+                bad.error = {"type": "RequestError", "message": message}
+                items.append(bad)
+                continue
+        text = raw.strip().lstrip("\ufeff")  # a byte-order mark some editors write
         if not text:
             continue
         item = Item(line=number)

@@ -74,7 +74,7 @@ Output lines: {"line", "task_id", "status": SUCCESS|FAILURE|INVALID|TIMEOUT,
 Exit status: 0 all done, 1 some failed or timed out, 2 invalid input.
 """
 )
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))  # decoded line by line: bad bytes name their line
 @click.option(
     "-o",
     "--output",
@@ -97,7 +97,7 @@ Exit status: 0 all done, 1 some failed or timed out, 2 invalid input.
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
 def submit(
-    file: IO[str], output: str, timeout: float, as_json: bool, skip_invalid: bool, progress: bool
+    file: IO[bytes], output: str, timeout: float, as_json: bool, skip_invalid: bool, progress: bool
 ) -> None:
     """Run every request in FILE (JSONL; '-' for stdin) and write the results."""
     items = read_requests(file)

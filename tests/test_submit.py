@@ -71,6 +71,16 @@ def test_read_requests_reports_each_bad_line_by_number() -> None:
     assert "messages must not be empty" in errors[6]
 
 
+def test_bytes_that_are_not_utf8_name_their_line() -> None:
+    items = read_requests([b'\xef\xbb\xbf{"prompt": "bom"}\n', b'{"prompt": "\xff"}\n'])
+    assert items[0].kwargs == {"prompt": "bom"}
+    assert items[1].status == "INVALID" and items[1].line == 2
+    assert items[1].error == {
+        "type": "RequestError",
+        "message": "not UTF-8 text: invalid start byte at byte 12",
+    }
+
+
 def test_invalid_file_submits_nothing_and_names_the_lines(
     tmp_path: Path, purge_queues: None
 ) -> None:
