@@ -253,3 +253,25 @@ def test_a_retried_task_goes_back_through_the_broker(
     assert type(info.value).__name__ == "DeadLetteredError"
     assert fresh_sim.stats()["by_status"] == {"529": 3}
     assert "Retry in" in workers["haiku"].log()
+
+
+def test_a_killed_workers_task_is_redelivered_and_finished(
+    fresh_sim: Any,
+    broker_url: str,
+    producer: Connection,
+    tmp_path: Path,
+) -> None:
+    """Late acks on RabbitMQ: the unacked message returns as soon as the worker dies."""
+    if not broker_url.startswith("amqp"):
+        pytest.skip("on Redis redelivery waits for the visibility timeout: test_reliability.py")
+    env = {"AGENTJOBS_BROKER_URL": broker_url, "AGENTJOBS_IDEMPOTENCY_LEASE_S": "2"}
+    first = WorkerProcess("opus", env, args=("-c", "2"), name="opus-doomed", log_dir=str(tmp_path))
+    second = WorkerProcess("opus", env, args=("-c", "2"), name="opus-heir", log_dir=str(tmp_path))
+    with worker_processes(first):
+        handle = send(producer, prompt=f"slow {uuid.uuid4()} [[sim:latency_ms=2500]]", model="opus")
+        wait_for(lambda: fresh_sim.stats()["in_flight"] == 1, timeout=20, what="the call")
+        first.kill()
+    with worker_processes(second):
+        result = handle.get(timeout=40)
+    assert result["worker"].startswith("opus-heir@")
+    assert fresh_sim.stats()["messages"] == 2  # the killed call, then the heir's
