@@ -66,6 +66,14 @@ Metrics (metrics.py, signals.py; docs/operations.md):
   request timeout + 60 s): ``{queue}|{model}|{call id}`` scored by start time.
 - ``{p}:metrics:workers:{queue}`` zset, TTL 1 day: worker hostnames scored by their last
   heartbeat (every 10 s; alive within 30 s).
+
+Celery's own keys (not under the prefix; named by Celery and kombu, celeryconfig.py):
+- Broker (``AGENTJOBS_BROKER_URL``, when Redis): lists ``claude.haiku``,
+  ``claude.sonnet``, ``claude.opus`` (the queues, no TTL); ``unacked`` hash and
+  ``unacked_index`` zset (messages delivered, not yet acked: redelivered after
+  ``AGENTJOBS_VISIBILITY_TIMEOUT_S``); ``_kombu.binding.*`` sets (routing).
+- Result backend (``AGENTJOBS_RESULT_BACKEND``): ``celery-task-meta-{task_id}`` string,
+  TTL ``AGENTJOBS_RESULT_TTL_S``: state and result (a ClaudeResult) of one task.
 """
 
 from __future__ import annotations
