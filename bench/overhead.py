@@ -263,8 +263,9 @@ def record(rep: dict[str, Any]) -> None:
         f"`latency_ms`) is {rep['http_p50']:.2f} ms at p50.",
         f"The SDK call alone keeps {tps['sdk'] / tps['noop']:.2f} of the no-op's throughput "
         "here (the SDK builds and parses each request in the worker's one process, and the "
-        "simulator shares the CPUs), so against the no-op no Claude-calling task reaches 0.5 "
-        "on this machine; the floor row is the fair baseline for agentjobs' own steps. "
+        "simulator shares the CPUs): measured against the no-op, the 0.5 target leaves "
+        "agentjobs' own steps next to no room on this machine; the floor row is the fair "
+        "baseline for them. "
         "Where the time goes: rerun with e.g. `--env AGENTJOBS_METRICS_ENABLED=false`, "
         "`--env AGENTJOBS_LIMITER_ENABLED=false`, `--env AGENTJOBS_CACHE_DEFAULT=off`.",
         "Figures from one run on a machine shared with other work (producer, workers, Redis "
