@@ -114,6 +114,13 @@ class Drill:
     def state(self) -> redis.Redis:
         return redis.Redis.from_url(self.env["AGENTJOBS_REDIS_URL"])
 
+    def calling(self, w: WorkerProcess) -> set[str]:
+        """Keys whose lease this worker holds: its calls in flight."""
+        from agentjobs import idempotency
+
+        held = idempotency.held_leases()
+        return {k for k, token in held.items() if token.startswith(f"{w.name}@")}
+
     def kill(self, w: WorkerProcess) -> dict[str, Any]:
         """SIGKILL, then note what the worker held (its in-flight keys: a dead holder's
         lease outlives it by up to a lease length), which tasks were done and the calls
@@ -124,8 +131,7 @@ class Drill:
 
         assert w.proc is not None
         w.kill()
-        leases = idempotency.held_leases()
-        in_flight = {k for k, token in leases.items() if token.startswith(f"{w.name}@")}
+        in_flight = self.calling(w)
         done = {tid for tid in self.prompts if idempotency.outcome(tid) is not None}
         calls = self.calls_by_task()
         return {"in_flight": in_flight, "done": done, "calls": calls}
