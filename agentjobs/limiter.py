@@ -141,7 +141,11 @@ class Limiter:
         # requests of one burst reach the server a few ms apart and in any order, and
         # the server's refill starts from its first debit, not from our reservation.
         self.burst_ms = (burst_s - min(headroom_s, burst_s / 2)) * 1000.0
-        self.headroom_ms = headroom_s * 1000.0
+        # The floor from the server's headers keeps half the headroom: alone, our steady
+        # state sits a whole headroom below the server's bucket (the shortened bursts),
+        # so rounding and estimate noise never trigger a pull-back; another client's
+        # consumption does, once it has eaten the first half.
+        self.floor_margin_ms = headroom_s * 500.0
         self.output_mode = output_mode
         self.output_default = output_default
         self.lease_ttl_ms = lease_ttl_s * 1000.0
@@ -254,6 +258,11 @@ class Limiter:
             ratio = repr(prompt_tokens / res.raw_input_tokens)
         out_sample = "" if output_tokens is None else str(int(output_tokens))
         view = ServerView.from_headers(headers)
+        remaining = list(view.remaining)
+        if self.output_mode == "realtime":
+            # The server's output bucket lags by everything still being generated and
+            # reads 0 when in debt: no floor from it (its 429s still pause the group).
+            remaining[2] = None
         pulled_ms, _dim = self._settle(
             keys=[state, sched],
             args=[
@@ -261,9 +270,9 @@ class Limiter:
                 self.burst_ms,
                 *self._limit_args(res.group),
                 *corrections,
-                *("" if v is None else v for v in view.remaining),
+                *("" if v is None else v for v in remaining),
                 *("" if v is None else v for v in view.limits),
-                self.headroom_ms,
+                self.floor_margin_ms,
                 "" if not retry_after_s else repr(float(retry_after_s) * 1000.0),
                 ratio,
                 out_sample,
@@ -287,7 +296,7 @@ class Limiter:
                 0,
                 0,
                 *([""] * 6),
-                self.headroom_ms,
+                self.floor_margin_ms,
                 repr(float(seconds) * 1000.0),
                 "",
                 "",
@@ -378,4 +387,5 @@ class Limiter:
             "mean_wait_ms": round(wait_ms / admitted, 3) if admitted else 0.0,
             "input_ratio": float(fields.get("in_ratio", 1.0)),
             "output_estimate": float(fields.get("out_ewma", self.output_default)),
+            "output_deviation": float(fields.get("out_dev", 0.0)),
         }

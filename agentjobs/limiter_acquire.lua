@@ -2,7 +2,8 @@
 --
 -- Each dimension keeps a theoretical arrival time (tat, ms): the bucket is full when
 -- tat <= now and empty when tat = now + burst. A request of `a` units may start at
--- tat - burst + min(a, cap) * interval; it starts at the latest of those three times
+-- tat - burst + min(a, cap) * interval (output in real-time accounting: 1 * interval);
+-- it starts at the latest of those three times
 -- (and of a 429 pause), all three buckets are debited at that start, and the caller
 -- sleeps until then. tat only grows, so starts are handed out first come, first served.
 --
@@ -31,14 +32,19 @@ else
 end
 local burst = tonumber(ARGV[2])
 local st = redis.call('HMGET', KEYS[1], 'tat_rpm', 'tat_itpm', 'tat_otpm', 'pause_until',
-  'in_ratio', 'out_ewma', 'srv_rpm', 'srv_itpm', 'srv_otpm', 'shift_ms')
+  'in_ratio', 'out_ewma', 'srv_rpm', 'srv_itpm', 'srv_otpm', 'shift_ms', 'out_dev')
 local shift = st[10] or '0'
 
 local in_amount = math.max(1, math.ceil(tonumber(ARGV[6]) * (tonumber(st[5]) or 1)))
 local max_tokens = tonumber(ARGV[7])
 local out_amount = max_tokens
-if ARGV[9] ~= 'max_tokens' then
-  out_amount = math.min(max_tokens, math.ceil(tonumber(st[6]) or tonumber(ARGV[8])))
+local realtime = ARGV[9] ~= 'max_tokens'
+if realtime then
+  -- Mean + mean deviation of recent outputs: a call rarely generates more than it
+  -- reserved, so calls booked ahead stay within what the server will have; what was
+  -- not used is given back when the call ends.
+  local mean = tonumber(st[6]) or tonumber(ARGV[8])
+  out_amount = math.min(max_tokens, math.ceil(mean + (tonumber(st[11]) or 0)))
 end
 local amounts = {1, in_amount, out_amount}
 local dims = {'rpm', 'itpm', 'otpm'}
@@ -54,7 +60,11 @@ for i = 1, 3 do
   local interval = 60000 / limit
   local cap = math.max(1, limit * burst / 60000)
   local tat = tonumber(st[i]) or 0
-  local allow = tat - burst + math.min(amounts[i], cap) * interval
+  local need = math.min(amounts[i], cap)
+  -- Real-time output accounting refuses only an empty bucket: a call needs 1 token of
+  -- room, and what it reserves may run the bucket into debt, as on the server.
+  if i == 3 and realtime then need = 1 end
+  local allow = tat - burst + need * interval
   if allow > start then start, binding = allow, dims[i] end
   tats[i], intervals[i] = tat, interval
 end

@@ -127,8 +127,15 @@ end
 sample = tonumber(ARGV[18])
 if sample then
   local ewma = tonumber(redis.call('HGET', KEYS[1], 'out_ewma'))
-  ewma = ewma and (ewma * (1 - alpha) + sample * alpha) or sample
-  redis.call('HSET', KEYS[1], 'out_ewma', string.format('%.3f', ewma))
+  local dev = tonumber(redis.call('HGET', KEYS[1], 'out_dev'))
+  if ewma then
+    dev = (dev or 0) * (1 - alpha) + math.abs(sample - ewma) * alpha
+    ewma = ewma * (1 - alpha) + sample * alpha
+  else
+    ewma, dev = sample, sample / 2  -- one sample says little about the spread
+  end
+  redis.call('HSET', KEYS[1], 'out_ewma', string.format('%.3f', ewma),
+    'out_dev', string.format('%.3f', dev))
 end
 
 local ttl = tonumber(ARGV[21])

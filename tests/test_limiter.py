@@ -106,9 +106,13 @@ def test_output_reservation_learns_and_reconciles(state_redis: redis.Redis, cloc
     assert res.output_tokens == 300  # no sample yet: the default, capped by max_tokens
     assert lim.acquire("haiku", 10, 50).output_tokens == 50
     lim.settle(res, input_tokens=10, output_tokens=100)
-    assert lim.acquire("haiku", 10, 1_000).output_tokens == 100  # first sample taken as is
+    # mean + mean deviation: the first sample is the mean, half of it the deviation
+    assert lim.acquire("haiku", 10, 1_000).output_tokens == 150
     lim.settle(res, input_tokens=10, output_tokens=200)
-    assert lim.acquire("haiku", 10, 1_000).output_tokens == 110  # then a moving average
+    # then moving averages: mean 110, deviation 0.9 x 50 + 0.1 x 100 = 55
+    assert lim.acquire("haiku", 10, 1_000).output_tokens == 165
+    snap = lim.snapshot("haiku")
+    assert (snap["output_estimate"], snap["output_deviation"]) == (110, 55)
     max_mode = make(state_redis, clock, otpm=60_000, output_mode="max_tokens")
     assert max_mode.acquire("opus", 10, 700).output_tokens == 700
 
@@ -171,16 +175,30 @@ def test_429_pauses_the_whole_group(state_redis: redis.Redis, clock: Clock) -> N
 def test_low_remaining_header_pulls_the_group_back(state_redis: redis.Redis, clock: Clock) -> None:
     lim = make(state_redis, clock, headroom_s=0.5)  # 10/s, bucket 20
     res = lim.acquire("haiku", 10, 10)
-    # Another client on the key: the server has 3 left. Keep 0.5 s (5 requests) spare.
+    # Another client on the key: the server has 3 left. The floor keeps half the
+    # headroom (0.25 s, 2.5 requests) spare on the server's side.
     headers = {"anthropic-ratelimit-requests-remaining": "3"}
     pulled = lim.settle(res, input_tokens=10, output_tokens=10, headers=headers)
     # Our bursts stop 0.5 s short of the bucket (15 of 20): we thought 14 were left.
-    assert pulled == pytest.approx(1.6)  # our view: 14 -> 3 - 5 = -2 available (16 x 0.1 s)
-    assert lim.acquire("haiku", 10, 10).wait_s == pytest.approx(0.3)
+    assert pulled == pytest.approx(1.35)  # our view: 14 -> 3 - 2.5 = 0.5 available
+    assert lim.acquire("haiku", 10, 10).wait_s == pytest.approx(0.05)
     # The same reading from more responses does not pull back again (a max, not a sum).
     assert lim.settle(res, headers=headers) == 0
     # A server with more room than we think changes nothing.
     assert lim.settle(res, headers={"anthropic-ratelimit-requests-remaining": "20"}) == 0
+
+
+def test_our_own_steady_state_never_triggers_a_pull_back(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    lim = make(state_redis, clock, headroom_s=0.5)  # bursts of 15 into a bucket of 20
+    booked = [lim.acquire("haiku", 10, 10) for _ in range(30)]  # saturated, 15 ahead
+    # Alone on the key, the server is a whole headroom (5) fuller than our view (0).
+    view = {"anthropic-ratelimit-requests-remaining": "5"}
+    assert lim.settle(booked[0], headers=view) == 0
+    # Small noise does not pull back either; another client's 3 requests do.
+    assert lim.settle(booked[1], headers={"anthropic-ratelimit-requests-remaining": "3"}) == 0
+    assert lim.settle(booked[2], headers={"anthropic-ratelimit-requests-remaining": "2"}) > 0
 
 
 def test_header_floor_ignores_reservations_the_server_has_not_seen(
@@ -250,10 +268,29 @@ def test_booked_calls_move_with_the_schedule(state_redis: redis.Redis, clock: Cl
 def test_rounded_token_headers_are_read_as_their_upper_bound(
     state_redis: redis.Redis, clock: Clock
 ) -> None:
-    lim = make(state_redis, clock, otpm=60_000)  # 1,000 output tokens/s, bucket 2,000
-    res = lim.acquire("haiku", 10, 500)  # we reserved 256 (no sample yet)
+    lim = make(state_redis, clock, itpm=60_000)  # 1,000 input tokens/s, bucket 2,000
+    res = lim.acquire("haiku", 256, 10)
     # The server may have anything from 1,000 to 1,999 left: not less than we think.
-    assert lim.settle(res, headers={"anthropic-ratelimit-output-tokens-remaining": "1000"}) == 0
+    assert lim.settle(res, headers={"anthropic-ratelimit-input-tokens-remaining": "1000"}) == 0
     # 900 is exact (not a multiple of 1,000) and below our 1,744: pull back.
-    pulled = lim.settle(res, headers={"anthropic-ratelimit-output-tokens-remaining": "900"})
+    pulled = lim.settle(res, headers={"anthropic-ratelimit-input-tokens-remaining": "900"})
     assert pulled == pytest.approx(0.844)
+    # Real-time output accounting: the output header lags (generation in flight), no floor.
+    out = make(state_redis, clock, otpm=60_000, key="out")
+    res = out.acquire("haiku", 10, 256)
+    assert out.settle(res, headers={"anthropic-ratelimit-output-tokens-remaining": "5"}) == 0
+    old = make(state_redis, clock, otpm=60_000, key="old", output_mode="max_tokens")
+    res = old.acquire("haiku", 10, 256)
+    assert old.settle(res, headers={"anthropic-ratelimit-output-tokens-remaining": "5"}) > 0
+
+
+def test_realtime_output_needs_room_for_one_token_only(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    # 1,000 output tokens/s, a bucket of 2,000; calls reserving 1,500 each.
+    lim = make(state_redis, clock, otpm=60_000, output_default=1_500)
+    waits = [lim.acquire("haiku", 10, 1_500).wait_s for _ in range(3)]
+    assert waits == pytest.approx([0.0, 0.0, 1.001])  # the server admits into debt too
+    old = make(state_redis, clock, otpm=60_000, output_mode="max_tokens", key="old")
+    waits = [old.acquire("haiku", 10, 1_500).wait_s for _ in range(3)]
+    assert waits == pytest.approx([0.0, 1.0, 2.5])  # max_tokens must fit at the start
