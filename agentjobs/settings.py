@@ -171,6 +171,17 @@ class Settings(BaseSettings):
     #: How long a worker keeps retrying a state-store (Redis) operation before giving
     #: the task back, seconds: covers a Redis restart without losing a paid answer.
     state_retry_s: float = Field(default=30.0, ge=0)
+    #: Submit ledger (docs/reliability.md): record every published task in the state
+    #: store until it ends, so a message lost by kombu's Redis transport (popped, never
+    #: recorded as unacked) is found and re-sent. Costs one Redis write per submit.
+    ledger_enabled: bool = True
+    #: A ledger entry younger than this is never judged lost, seconds: well above the
+    #: time from publish to a worker's unacked record (milliseconds); a task still queued
+    #: is recognised by the queue's order, whatever its age.
+    ledger_grace_s: float = Field(default=120.0, ge=0)
+    #: Each worker sweeps the ledger this often (one sweeper at a time across hosts,
+    #: under a Redis lock), seconds; 0 turns the in-worker sweeper off.
+    ledger_sweep_interval_s: float = Field(default=30.0, ge=0)
 
     # --- operations (issue 6; docs/operations.md) ----------------------------------
     #: Record metrics (counters, histograms, live gauges) in the state store.
