@@ -34,6 +34,7 @@ _client_pid: int | None = None
 
 #: An API key stand-in for a local simulator, which accepts any key.
 _LOCAL_KEY = "sk-ant-local-simulator"
+_DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,14 @@ def _is_local(url: str) -> bool:
 
 def _build() -> anthropic.Anthropic:
     s = get_settings()
-    key = os.environ.get("ANTHROPIC_API_KEY")
-    token = os.environ.get("ANTHROPIC_AUTH_TOKEN")
-    base_url = os.environ.get("ANTHROPIC_BASE_URL")
+    # An empty variable (compose's `${VAR:-}`) means unset, as it does for a shell user.
+    key = os.environ.get("ANTHROPIC_API_KEY") or None
+    token = os.environ.get("ANTHROPIC_AUTH_TOKEN") or None
+    base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
     if not key and not token:
-        if base_url and _is_local(base_url):
+        if base_url is None and s.sim_url:
+            base_url = s.sim_url
+        if base_url and (_is_local(base_url) or base_url == s.sim_url):
             key = _LOCAL_KEY
         else:
             raise ConfigurationError(
@@ -66,11 +70,19 @@ def _build() -> anthropic.Anthropic:
         max_connections=s.http_max_connections,
         max_keepalive_connections=s.http_max_connections,
     )
+    extra: dict[str, Any] = {}
+    if base_url:
+        extra["base_url"] = base_url
+    elif "ANTHROPIC_BASE_URL" in os.environ:
+        # Set but empty: the SDK would take "" as the URL; the real API is meant.
+        extra["base_url"] = _DEFAULT_BASE_URL
     return anthropic.Anthropic(
         api_key=key,
+        auth_token=token,
         max_retries=0,
         timeout=httpx.Timeout(s.request_timeout_s, connect=s.connect_timeout_s),
         http_client=httpx.Client(limits=limits),
+        **extra,
     )
 
 

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     connect_timeout_s: float = 5.0
     #: Max pooled HTTP connections per worker process.
     http_max_connections: int = 256
+    #: The simulator's URL (e.g. http://simulator:8788), used as the Anthropic base URL
+    #: only while no ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN is set: setting the key
+    #: alone then switches a deployment to the real API.
+    sim_url: str | None = None
 
     # --- workers -----------------------------------------------------------------
     #: Default thread count of `agentjobs worker FAMILY` when no -c is given.
