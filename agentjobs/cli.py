@@ -60,6 +60,9 @@ def _register() -> None:
     from agentjobs.dlqcli import dlq
 
     main.add_command(dlq)  # dead letters (issue 5)
+    from agentjobs.recovercli import recover
+
+    main.add_command(recover)  # submit ledger sweep (issue 5)
     from agentjobs.limiter_cli import limiter
 
     main.add_command(limiter)  # global rate limiter (issue 4)

@@ -42,11 +42,18 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CLAIM = """
--- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts
--- ARGV[1] owner token, ARGV[2] lease ms
+-- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts, KEYS[4] ledger hash, KEYS[5] ledger zset
+-- ARGV[1] owner token, ARGV[2] lease ms, ARGV[3] task id ('' for none)
 -- -> {'done', outcome} | {'claimed', failed attempts so far} | {'busy', lease pttl ms}
+-- A done key ends this task: its submit-ledger entry goes (ledger.py).
 local out = redis.call('GET', KEYS[1])
-if out then return {'done', out} end
+if out then
+  if ARGV[3] ~= '' then
+    redis.call('HDEL', KEYS[4], ARGV[3])
+    redis.call('ZREM', KEYS[5], ARGV[3])
+  end
+  return {'done', out}
+end
 local holder = redis.call('GET', KEYS[2])
 if (not holder) or holder == ARGV[1] then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
@@ -56,9 +63,11 @@ return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
 """
 
 _FINISH = """
--- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts, KEYS[4] dead letter, KEYS[5] dlq index
+-- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts, KEYS[4] dead letter, KEYS[5] dlq index,
+-- KEYS[6] ledger hash, KEYS[7] ledger zset
 -- ARGV[1] owner token, ARGV[2] outcome JSON, ARGV[3] outcome TTL s,
--- ARGV[4] dead-letter id to remove ('' keeps it), ARGV[5] '1' if a success
+-- ARGV[4] dead-letter id to remove ('' keeps it), ARGV[5] '1' if a success,
+-- ARGV[6] task id whose submit-ledger entry ends here ('' for none)
 -- The first outcome wins (a copy whose lease lapsed mid-call may finish second), except
 -- that a success replaces a dead letter; the stored outcome is returned, so every copy
 -- answers the same.
@@ -75,6 +84,10 @@ redis.call('DEL', KEYS[3])
 if ARGV[4] ~= '' then
   redis.call('DEL', KEYS[4])
   redis.call('ZREM', KEYS[5], ARGV[4])
+end
+if ARGV[6] ~= '' then
+  redis.call('HDEL', KEYS[6], ARGV[6])
+  redis.call('ZREM', KEYS[7], ARGV[6])
 end
 return out
 """
@@ -150,6 +163,8 @@ class Claim:
     prior_attempts: int = 0
     #: Milliseconds left on the other copy's lease (busy only).
     lease_left_ms: int = 0
+    #: The task claiming (its submit-ledger entry is removed with the outcome).
+    task_id: str = ""
 
     @property
     def done(self) -> bool:
@@ -164,27 +179,34 @@ def _lease_ms() -> int:
     return max(1, int(get_settings().idempotency_lease_s * 1000))
 
 
-def try_claim(k: str, token: str) -> Claim:
-    """One claim attempt (one Lua call)."""
-    keys = [outcome_key(k), lease_key(k), attempts_key(k)]
-    state, value = with_store_retry(lambda: _script(_CLAIM)(keys=keys, args=[token, _lease_ms()]))
+def try_claim(k: str, token: str, task_id: str = "") -> Claim:
+    """One claim attempt (one Lua call); a done key also ends ``task_id``'s ledger entry."""
+    from agentjobs import ledger
+
+    keys = [outcome_key(k), lease_key(k), attempts_key(k), ledger.entries_key(), ledger.times_key()]
+    args = [token, _lease_ms(), task_id]
+    state, value = with_store_retry(lambda: _script(_CLAIM)(keys=keys, args=args))
     state = state.decode() if isinstance(state, bytes) else str(state)
     if state == "done":
-        return Claim(k, token, state, json.loads(value))
+        return Claim(k, token, state, json.loads(value), task_id=task_id)
     if state == "claimed":
-        return Claim(k, token, state, prior_attempts=int(value))
-    return Claim(k, token, state, lease_left_ms=max(0, int(value)))
+        return Claim(k, token, state, prior_attempts=int(value), task_id=task_id)
+    return Claim(k, token, state, lease_left_ms=max(0, int(value)), task_id=task_id)
 
 
 def claim(
-    k: str, token: str, wait_s: float | None = None, sleep: Callable[[float], None] = time.sleep
+    k: str,
+    token: str,
+    wait_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    task_id: str = "",
 ) -> Claim:
     """Claim ``k``, polling up to ``wait_s`` while another live copy holds it."""
     wait = get_settings().idempotency_wait_s if wait_s is None else wait_s
     t0 = time.monotonic()
     interval = 0.02
     while True:
-        c = try_claim(k, token)
+        c = try_claim(k, token, task_id)
         c.waited_s = time.monotonic() - t0
         if c.state != "busy" or c.waited_s >= wait:
             return c
@@ -201,11 +223,12 @@ def key_of(kwargs: dict[str, Any], task_id: str) -> str:
 
 def finish(c: Claim, outcome: dict[str, Any], ttl_s: float) -> dict[str, Any]:
     """Store the key's outcome (``{"result": ...}`` or ``{"dead_letter": id, ...}``),
-    free the lease, drop the attempt history; returns the outcome now stored.
+    free the lease, drop the attempt history and ``c.task_id``'s submit-ledger entry;
+    returns the outcome now stored.
 
     A success also removes the key's dead letter (a replay that worked).
     """
-    from agentjobs import deadletter  # deadletter imports this module
+    from agentjobs import deadletter, ledger  # deadletter imports this module
 
     success = "result" in outcome
     drop = deadletter.dead_letter_id(c.key) if success else ""
@@ -215,9 +238,11 @@ def finish(c: Claim, outcome: dict[str, Any], ttl_s: float) -> dict[str, Any]:
         attempts_key(c.key),
         deadletter.record_key(drop or "-"),
         deadletter.index_key(),
+        ledger.entries_key(),
+        ledger.times_key(),
     ]
     body = json.dumps(outcome, separators=(",", ":"))
-    args = [c.token, body, max(1, int(ttl_s)), drop, "1" if success else "0"]
+    args = [c.token, body, max(1, int(ttl_s)), drop, "1" if success else "0", c.task_id]
     stored = with_store_retry(lambda: _script(_FINISH)(keys=keys, args=args))
     return json.loads(stored)
 

@@ -71,7 +71,8 @@ def claim(task: Task, kwargs: dict[str, Any]) -> idempotency.Claim:
     info = task.request
     key = idempotency.key_of(kwargs, str(info.id))
     try:
-        return idempotency.claim(key, idempotency.new_token(str(info.hostname), str(info.id)))
+        token = idempotency.new_token(str(info.hostname), str(info.id))
+        return idempotency.claim(key, token, task_id=str(info.id))
     except redis.RedisError as exc:
         raise Reject(f"state store unreachable, message requeued: {exc}", True) from exc
 

@@ -42,7 +42,7 @@ from celery import signals as cs
 from celery.bootsteps import CLOSE, TERMINATE
 from celery.utils.dispatch import Signal
 
-from agentjobs import catalog, metrics
+from agentjobs import catalog, metrics, sweeper
 from agentjobs.errors import AgentJobsError, DeadLetteredError
 
 log = logging.getLogger(__name__)
@@ -365,6 +365,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     if hostname and task_consumer is not None:
         queues = sorted(q.name for q in task_consumer.queues)
         _register(str(hostname), queues, getattr(sender, "controller", None))
+    sweeper.start(getattr(sender, "controller", None))  # submit ledger (issue 5)
 
 
 @cs.worker_shutdown.connect

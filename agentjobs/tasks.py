@@ -1,7 +1,8 @@
 """The tasks: ``agentjobs.complete``.
 
 ``ClaudeTask.apply_async`` validates the request in the caller and picks the queue
-from the model family, so bad input never reaches a queue and nobody routes by hand.
+from the model family, so bad input never reaches a queue and nobody routes by hand;
+after the publish it records the task in the submit ledger (``ledger.py``).
 The worker-side flow is in ``pipeline.py``.
 """
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from celery import Task
 
-from agentjobs import catalog
+from agentjobs import catalog, ledger
 from agentjobs.app import app
 from agentjobs.errors import AgentJobsError, RequestError
 from agentjobs.schemas import AUTO_MODEL, CompleteRequest, parse_request
@@ -74,7 +75,13 @@ class ClaudeTask(Task):
         if args:
             raise RequestError(f"{TASK_NAME} takes keyword arguments only")
         req = prepare(dict(kwargs or {}), options)
-        return super().apply_async(args=(), kwargs=req.task_kwargs(), **options)
+        task_kwargs = req.task_kwargs()
+        result = super().apply_async(args=(), kwargs=task_kwargs, **options)
+        # Published: note it in the submit ledger (after, so a failed publish leaves no
+        # entry; best effort, a state store down only logs). Retries pass here too.
+        if ledger.enabled(self.app):
+            ledger.record(str(result.id), task_kwargs, str(options["queue"]))
+        return result
 
 
 @app.task(
