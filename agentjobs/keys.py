@@ -56,6 +56,14 @@ Dead letters (deadletter.py):
 - ``{p}:pause:{group}`` string, TTL ``AGENTJOBS_SPEND_PAUSE_S``: a rate-limit group
   paused after a spend-limit 429 (the reason); ``agentjobs dlq resume GROUP`` deletes it.
 
+Submit ledger (ledger.py, sweeper.py; docs/reliability.md):
+- ``{p}:ledger`` hash, no TTL (an entry ends with its key's outcome, in the same Lua
+  call; the sweeper drops entries older than ``AGENTJOBS_RESULT_TTL_S``): task id ->
+  ``{"t": recorded at, "q": queue, "k": idempotency key, "kw": kwargs, "r": re-sends}``.
+- ``{p}:ledger:times`` zset, no TTL: the same task ids scored by the time recorded.
+- ``{p}:ledger:stats`` hash, no TTL: counters ``resent``, ``expired``.
+- ``{p}:ledger:lock`` string, TTL confirm delay + 60 s: the one sweeper running.
+
 Metrics (metrics.py, signals.py; docs/operations.md):
 - ``{p}:metrics:total`` hash, no TTL: all-time counters and histogram buckets; fields
   ``c|{name}|{labels}`` (counter; cost in 1e-10 USD), ``h|{name}|{bucket}|{labels}``
