@@ -303,6 +303,8 @@ class _Heartbeat:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        #: The period the thread sleeps now (inf until it has computed one).
+        self._period = float("inf")
         self.lost: set[str] = set()
 
     def add(self, lease: str, token: str) -> None:
@@ -314,9 +316,12 @@ class _Heartbeat:
                     target=self._run, name="agentjobs-lease-heartbeat", daemon=True
                 )
                 self._thread.start()
-        # Renew at once and restart the period: the thread may be asleep for a period
-        # computed from older settings, longer than this lease.
-        self._wake.set()
+        # The claim has just set the lease whole, so it needs no renewal now, unless the
+        # thread sleeps a period computed from older settings, longer than this lease
+        # allows: then renew at once and restart the period. (Waking on every add cost
+        # a pipeline renewing every held lease per task.)
+        if get_settings().idempotency_lease_s / 3.0 < self._period:
+            self._wake.set()
 
     def remove(self, lease: str) -> None:
         with self._lock:
@@ -324,7 +329,8 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(get_settings().idempotency_lease_s / 3.0)
+            self._period = get_settings().idempotency_lease_s / 3.0
+            self._wake.wait(self._period)
             self._wake.clear()
             with self._lock:
                 held = list(self._held.items())
