@@ -46,18 +46,25 @@ class Accounting:
     submitted: int = 0
     succeeded: list[str] = field(default_factory=list)
     dead_lettered: list[str] = field(default_factory=list)
+    #: Not ended yet, but in the submit ledger: queued, running, or lost and to be re-sent.
+    in_flight: list[str] = field(default_factory=list)
     other: dict[str, str] = field(default_factory=dict)  # task id -> state/error: a bug
+    #: Tasks the ledger sweeper found lost by the broker and sent again (all drills).
+    resent: int = 0
 
     @property
     def balanced(self) -> bool:
-        return not self.other and self.submitted == len(self.succeeded) + len(self.dead_lettered)
+        ended = len(self.succeeded) + len(self.dead_lettered) + len(self.in_flight)
+        return not self.other and self.submitted == ended
 
     def summary(self) -> dict[str, Any]:
         return {
             "submitted": self.submitted,
             "succeeded": len(self.succeeded),
             "dead_lettered": len(self.dead_lettered),
+            "in_flight": len(self.in_flight),
             "unaccounted": len(self.other),
+            "resent": self.resent,
         }
 
 
@@ -77,6 +84,10 @@ class Drill:
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="agentjobs-drill-")
         url = self.redis.url
         self.env = {
+            # The workers' ledger sweepers look every second at entries 3 s old, so a
+            # message the broker loses is sent again within seconds (drill scale).
+            "AGENTJOBS_LEDGER_GRACE_S": "3",
+            "AGENTJOBS_LEDGER_SWEEP_INTERVAL_S": "1",
             "AGENTJOBS_BROKER_URL": f"{url}/0",
             "AGENTJOBS_REDIS_URL": f"{url}/1",
             "AGENTJOBS_RESULT_BACKEND": f"{url}/2",
@@ -139,10 +150,13 @@ class Drill:
     # -- the batch ---------------------------------------------------------------------
 
     def submit(self, prompt: str, **kwargs: Any) -> Any:
+        """Publish, then record in the submit ledger (what ``complete.apply_async`` does)."""
+        from agentjobs import ledger
+
         task_id = str(uuid.uuid4())
-        res = self.app.send_task(
-            TASK, kwargs={"prompt": prompt, **kwargs}, queue="claude.haiku", task_id=task_id
-        )
+        body = {"prompt": prompt, **kwargs}
+        res = self.app.send_task(TASK, kwargs=body, queue="claude.haiku", task_id=task_id)
+        ledger.record(task_id, body, "claude.haiku")
         self.results.append(res)
         self.prompts[task_id] = prompt
         return res
@@ -179,15 +193,20 @@ class Drill:
         def all_ready() -> bool:
             return all(r.state in ("SUCCESS", "FAILURE") for r in self.results)
 
+        from agentjobs import ledger
+
         with contextlib.suppress(TimeoutError):
             wait_for(all_ready, timeout=timeout, interval=0.2, what="every task to end")
-        acc = Accounting(submitted=len(self.results))
+        in_ledger = ledger.ids()
+        acc = Accounting(submitted=len(self.results), resent=ledger.stats().get("resent", 0))
         for r in self.results:
             state = r.state
             if state == "SUCCESS":
                 acc.succeeded.append(r.id)
             elif state == "FAILURE" and type(r.result).__name__ == "DeadLetteredError":
                 acc.dead_lettered.append(r.id)
+            elif r.id in in_ledger:
+                acc.in_flight.append(r.id)
             else:
                 acc.other[r.id] = f"{state}: {r.result!r}"[:200]
         return acc
@@ -202,7 +221,10 @@ class Drill:
         unacked = bool(tags)
         index = [broker.zscore("unacked_index", t) for t in tags]
         lines = [line for w in self.workers for line in w.log().splitlines() if task_id in line]
+        from agentjobs import ledger
+
         return {
+            "ledger": ledger.get([task_id]).get(task_id),
             "outcome": idempotency.outcome(task_id),
             "lease": idempotency.held_leases().get(task_id),
             "queued": queued,

@@ -1,7 +1,9 @@
 """End to end under faults: subprocess workers, a private Redis, the simulator over HTTP.
 
 The simulator's per-request-hash counters are the count of real calls. Every drill
-ends with the accounting invariant: submitted = succeeded + dead-lettered.
+ends with the accounting invariant: submitted = succeeded + dead-lettered (+ still in
+the submit ledger: in flight), nothing unaccounted, even when kombu's Redis transport
+loses a message (the workers' ledger sweepers send it again).
 """
 
 from __future__ import annotations
@@ -118,19 +120,19 @@ def test_redis_restart_during_a_batch(sim: Any) -> None:
     import kombu.exceptions
     import redis as redis_lib
 
-    sim.configure(latency_median_ms=3000)
+    sim.configure(latency_median_ms=300)
     # A lease outlives the outage (the production default, 30 s, does too): the calls
     # in flight keep their keys while Redis is down, so no copy calls in parallel.
     env = {**FAST, "AGENTJOBS_IDEMPOTENCY_LEASE_S": "10", "AGENTJOBS_REQUEST_TIMEOUT_S": "10"}
     with Drill(sim, persist=True, env=env) as d:
         d.worker(concurrency=8)
         d.worker(concurrency=8)
-        for i in range(16):
+        for i in range(40):
             d.submit(f"restart drill {i}")
-        # Restart while all 16 calls are in flight and the queue is empty. (A message
-        # that a worker's BRPOP pops at the very instant Redis goes down is lost by
-        # kombu's Redis transport; docs/reliability.md measures it and says why.)
-        wait_for(d.all_taken, timeout=30, what="every task calling or done")
+        # Restart with a backlog, the workers polling: a message a worker's BRPOP pops
+        # at the instant Redis goes down is lost by kombu's Redis transport (about one
+        # run in five); the workers' ledger sweepers send it again (docs/reliability.md).
+        wait_for(lambda: d.finished() >= 10, timeout=30, what="a quarter done")
         d.redis.stop()
         outcome = "succeeded"
         try:  # a producer during the outage: a clear error, or it succeeds
@@ -139,16 +141,15 @@ def test_redis_restart_during_a_batch(sim: Any) -> None:
             outcome = "error"  # nothing was enqueued (submit records only what was sent)
             assert "connect" in str(exc).lower()
         d.redis.start()
-        for i in range(16, 32):
-            d.submit(f"restart drill {i}")
         acc = d.account(timeout=90)
-        assert acc.balanced, {t: d.diagnose(t) for t in acc.other}
+        assert acc.balanced and not acc.in_flight, {t: d.diagnose(t) for t in acc.other}
         dead = [r.summary() for r in deadletter.records()]
-        assert len(acc.succeeded) == len(d.results) == 32 + (outcome == "succeeded"), dead
+        assert len(acc.succeeded) == len(d.results) == 40 + (outcome == "succeeded"), dead
         calls = d.calls_by_task()
         assert min(calls.values()) >= 1
         print(
             f"redis restart: {len(d.results)} tasks, producer during outage: {outcome}, "
+            f"re-sent by the ledger {acc.resent}, "
             f"repeated calls {sum(c - 1 for c in calls.values())}"
         )
 
