@@ -170,8 +170,10 @@ def sweep(
     now: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     limit: int = 10_000,
+    lock_wait_s: float = 0.0,
 ) -> Report:
-    """One sweep: re-send the ledger's lost tasks (none if ``dry_run``)."""
+    """One sweep: re-send the ledger's lost tasks (none if ``dry_run``). Skipped (see
+    ``Report.skipped``) when another sweeper holds the lock past ``lock_wait_s``."""
     if app is None:
         from agentjobs.app import app
     s = get_settings()
@@ -184,9 +186,12 @@ def sweep(
     token = uuid.uuid4().hex
     if not dry_run:
         ttl_ms = int((confirm_s + 60.0) * 1000)
-        if not state.set(ledger.lock_key(), token, nx=True, px=ttl_ms):
-            report.skipped = "another sweeper holds the lock"
-            return report
+        deadline = time.monotonic() + lock_wait_s
+        while not state.set(ledger.lock_key(), token, nx=True, px=ttl_ms):
+            if time.monotonic() >= deadline:
+                report.skipped = "another sweeper holds the lock"
+                return report
+            time.sleep(0.05)
     try:
         t = now()
         stale = ledger.older_than(t - s.result_ttl_s, limit)

@@ -45,6 +45,11 @@ def lose(broker: Any, task_id: str) -> None:
     raise AssertionError(f"{task_id} not queued")
 
 
+def sweep(confirm_s: float = 0.05) -> sweeper.Report:
+    """A sweep that judges every entry (grace 0); waits out a worker's sweep in progress."""
+    return sweeper.sweep(grace_s=0, confirm_s=confirm_s, lock_wait_s=10)
+
+
 def calls(sim: Any, prompt: str) -> int:
     return int(sim.stats(hashes=True)["ok_by_hash"].get(sim_hash(prompt), 0))
 
@@ -85,19 +90,19 @@ def test_backlog_is_not_resent_but_a_lost_one_in_it_is(
     monkeypatch.setattr(sweeper, "ORDER_SLACK_S", 0.0)  # the test's producer is one host
     first = complete.delay(prompt="backlog 0")
     rest = [complete.delay(prompt=f"backlog {i}") for i in range(1, 4)]
-    report = sweeper.sweep(grace_s=0, confirm_s=0.05)
+    report = sweep()
     assert (report.checked, report.queued, report.lost) == (4, 4, [])
     lose(broker, first.id)  # the oldest: popped, then lost
-    report = sweeper.sweep(grace_s=0, confirm_s=0.05)
+    report = sweep()
     assert report.resent == [first.id] and report.queued == 3
     assert broker.llen(QUEUE) == 4  # the three others were left alone
     # A task lost in the middle of a backlog is found once the queue has moved past it.
     middle = rest[1]
     lose(broker, middle.id)
-    assert sweeper.sweep(grace_s=0, confirm_s=0.05).lost == []  # rest[0] still older
+    assert sweep().lost == []  # rest[0] still older
     broker.rpop(QUEUE)  # rest[0] consumed (and held elsewhere: drop its entry)
     ledger.remove([rest[0].id])
-    assert sweeper.sweep(grace_s=0, confirm_s=0.05).resent == [middle.id]
+    assert sweep().resent == [middle.id]
 
 
 def test_running_and_countdown_tasks_are_not_resent(broker: Any, fresh_sim: Any) -> None:
@@ -107,7 +112,7 @@ def test_running_and_countdown_tasks_are_not_resent(broker: Any, fresh_sim: Any)
         # The call holds a lease; the countdown task waits unacked in the worker (ETA).
         wait_for(lambda: broker.hlen("unacked") == 2, timeout=10, what="both held unacked")
         wait_for(lambda: fresh_sim.stats()["messages"] >= 1, timeout=10, what="the call")
-        report = sweeper.sweep(grace_s=0, confirm_s=0.2)
+        report = sweep(confirm_s=0.2)
         assert (report.checked, report.leased, report.unacked, report.lost) == (2, 1, 1, [])
         assert slow.get(timeout=20)["text"] and later.get(timeout=20)["text"]
     assert fresh_sim.stats()["messages"] == 2
@@ -163,3 +168,22 @@ def test_ledger_off_and_rabbitmq(broker: Any, monkeypatch: pytest.MonkeyPatch) -
 
     assert sweeper.sweep(Amqp, grace_s=0).skipped is not None
     assert not ledger.enabled(Amqp)
+
+
+@pytest.mark.slow
+def test_a_worker_process_sweeps_and_resends(fresh_sim: Any) -> None:
+    """The wiring: ``agentjobs worker`` starts its sweeper at worker_ready."""
+    from agentjobs.drill import Drill
+
+    with Drill(fresh_sim, env={"AGENTJOBS_LEDGER_GRACE_S": "0"}) as d:
+        prompt = f"lost, found by a worker {uuid.uuid4()}"
+        res = d.submit(prompt)  # to claude.haiku, which nobody consumes yet
+        broker = redis.Redis.from_url(d.env["AGENTJOBS_BROKER_URL"])
+        assert broker.rpop(QUEUE) is not None  # popped, then lost
+        d.worker("sonnet", concurrency=1)  # sweeps every queue's entries
+        wait_for(lambda: ledger.stats().get("resent") == 1, timeout=15, what="a re-send")
+        assert broker.llen(QUEUE) == 1
+        d.worker("haiku", concurrency=1)
+        assert res.get(timeout=15)["text"]
+        assert d.calls_by_task()[res.id] == 1
+        wait_for(lambda: ledger.size() == 0, timeout=5, what="the entry removed")
