@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CLAIM = """
--- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts, KEYS[4] ledger hash, KEYS[5] ledger zset
+-- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts,
+-- KEYS[4..6] submit ledger: entries hash, kwargs hash, times zset
 -- ARGV[1] owner token, ARGV[2] lease ms, ARGV[3] task id ('' for none)
 -- -> {'done', outcome} | {'claimed', failed attempts so far} | {'busy', lease pttl ms}
 -- A done key ends this task: its submit-ledger entry goes (ledger.py).
@@ -50,7 +51,8 @@ local out = redis.call('GET', KEYS[1])
 if out then
   if ARGV[3] ~= '' then
     redis.call('HDEL', KEYS[4], ARGV[3])
-    redis.call('ZREM', KEYS[5], ARGV[3])
+    redis.call('HDEL', KEYS[5], ARGV[3])
+    redis.call('ZREM', KEYS[6], ARGV[3])
   end
   return {'done', out}
 end
@@ -64,7 +66,7 @@ return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
 
 _FINISH = """
 -- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts, KEYS[4] dead letter, KEYS[5] dlq index,
--- KEYS[6] ledger hash, KEYS[7] ledger zset
+-- KEYS[6..8] submit ledger: entries hash, kwargs hash, times zset
 -- ARGV[1] owner token, ARGV[2] outcome JSON, ARGV[3] outcome TTL s,
 -- ARGV[4] dead-letter id to remove ('' keeps it), ARGV[5] '1' if a success,
 -- ARGV[6] task id whose submit-ledger entry ends here ('' for none)
@@ -87,7 +89,8 @@ if ARGV[4] ~= '' then
 end
 if ARGV[6] ~= '' then
   redis.call('HDEL', KEYS[6], ARGV[6])
-  redis.call('ZREM', KEYS[7], ARGV[6])
+  redis.call('HDEL', KEYS[7], ARGV[6])
+  redis.call('ZREM', KEYS[8], ARGV[6])
 end
 return out
 """
@@ -183,7 +186,7 @@ def try_claim(k: str, token: str, task_id: str = "") -> Claim:
     """One claim attempt (one Lua call); a done key also ends ``task_id``'s ledger entry."""
     from agentjobs import ledger
 
-    keys = [outcome_key(k), lease_key(k), attempts_key(k), ledger.entries_key(), ledger.times_key()]
+    keys = [outcome_key(k), lease_key(k), attempts_key(k), *ledger.script_keys()]
     args = [token, _lease_ms(), task_id]
     state, value = with_store_retry(lambda: _script(_CLAIM)(keys=keys, args=args))
     state = state.decode() if isinstance(state, bytes) else str(state)
@@ -238,8 +241,7 @@ def finish(c: Claim, outcome: dict[str, Any], ttl_s: float) -> dict[str, Any]:
         attempts_key(c.key),
         deadletter.record_key(drop or "-"),
         deadletter.index_key(),
-        ledger.entries_key(),
-        ledger.times_key(),
+        *ledger.script_keys(),
     ]
     body = json.dumps(outcome, separators=(",", ":"))
     args = [c.token, body, max(1, int(ttl_s)), drop, "1" if success else "0", c.task_id]

@@ -59,7 +59,9 @@ Dead letters (deadletter.py):
 Submit ledger (ledger.py, sweeper.py; docs/reliability.md):
 - ``{p}:ledger`` hash, no TTL (an entry ends with its key's outcome, in the same Lua
   call; the sweeper drops entries older than ``AGENTJOBS_RESULT_TTL_S``): task id ->
-  ``{"t": recorded at, "q": queue, "k": idempotency key, "kw": kwargs, "r": re-sends}``.
+  ``{"t": recorded at, "q": queue, "k": idempotency key, "r": re-sends}``.
+- ``{p}:ledger:kwargs`` hash, no TTL (removed with the entry): task id -> the task's
+  kwargs JSON (read only to re-send it).
 - ``{p}:ledger:times`` zset, no TTL: the same task ids scored by the time recorded.
 - ``{p}:ledger:stats`` hash, no TTL: counters ``resent``, ``expired``.
 - ``{p}:ledger:lock`` string, TTL confirm delay + 60 s: the one sweeper running.

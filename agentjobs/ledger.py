@@ -7,18 +7,19 @@ queued nor unacked, and no visibility timeout brings it back. kombu has no setti
 that closes this window. The ledger is what makes such a task findable again:
 
 - ``record`` runs in the caller right after a publish returned (``ClaudeTask.apply_async``,
-  so retries too): task id -> queue, kwargs, idempotency key, time. One Redis round trip
-  (MULTI: ``HSET`` + ``ZADD``). A failed publish leaves no entry; a state store that is
-  down costs a warning, never the submit.
+  so retries too): task id -> queue, idempotency key, time, and its kwargs. One Redis
+  round trip (MULTI: ``HSET`` x 2 + ``ZADD``). A failed publish leaves no entry; a
+  state store that is down costs a warning, never the submit.
 - The entry is removed by the idempotency scripts (idempotency.py) in the same Lua call
   that stores the key's outcome, or that finds it already stored.
 - ``sweeper.py`` re-sends entries found nowhere (not queued, not unacked, not leased).
 
 Only for a Redis broker: RabbitMQ has no such window (a delivery is unacked at once).
 
-Redis keys (keys.py): ``{p}:ledger`` hash (task id -> entry JSON), ``{p}:ledger:times``
-zset (task id by time recorded), ``{p}:ledger:stats`` hash (``resent``, ``expired``),
-``{p}:ledger:lock`` string (the sweeper's lock).
+Redis keys (keys.py): ``{p}:ledger`` hash (task id -> entry JSON, small: the sweeper
+reads many), ``{p}:ledger:kwargs`` hash (task id -> kwargs JSON, read only to re-send),
+``{p}:ledger:times`` zset (task id by time recorded), ``{p}:ledger:stats`` hash
+(``resent``, ``expired``), ``{p}:ledger:lock`` string (the sweeper's lock).
 """
 
 from __future__ import annotations
@@ -47,8 +48,17 @@ def entries_key() -> str:
     return rkey("ledger")
 
 
+def kwargs_key() -> str:
+    return rkey("ledger", "kwargs")
+
+
 def times_key() -> str:
     return rkey("ledger", "times")
+
+
+def script_keys() -> list[str]:
+    """The keys a Lua script removing an entry touches: entries, kwargs, times."""
+    return [entries_key(), kwargs_key(), times_key()]
 
 
 def stats_key() -> str:
@@ -67,19 +77,20 @@ class Entry:
     sent_at: float  # epoch seconds, after the publish returned (>= the message's header)
     queue: str
     key: str  # idempotency key
-    kwargs: dict[str, Any]
     resent: int = 0
+    kwargs: dict[str, Any] | None = None  # read only when asked for (``get``)
 
     def dumps(self) -> str:
-        body = {"t": self.sent_at, "q": self.queue, "k": self.key, "kw": self.kwargs}
+        body: dict[str, Any] = {"t": self.sent_at, "q": self.queue, "k": self.key}
         if self.resent:
             body["r"] = self.resent
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
-    def loads(cls, task_id: str, raw: bytes | str) -> Entry:
+    def loads(cls, task_id: str, raw: bytes | str, kwargs: bytes | None = None) -> Entry:
         d = json.loads(raw)
-        return cls(task_id, float(d["t"]), d["q"], d["k"], d["kw"], int(d.get("r", 0)))
+        kw = json.loads(kwargs) if kwargs is not None else None
+        return cls(task_id, float(d["t"]), d["q"], d["k"], int(d.get("r", 0)), kw)
 
 
 def is_redis_broker(url: Any) -> bool:
@@ -91,8 +102,14 @@ def is_redis_broker(url: Any) -> bool:
 
 
 def enabled(app: Any) -> bool:
-    """Record for this app? The setting is on and its broker is Redis."""
-    return get_settings().ledger_enabled and is_redis_broker(app.conf.broker_url)
+    """Record for this app? The setting is on, its broker is Redis, tasks are not eager
+    (an eager task has already run and ended when its apply_async returns)."""
+    conf = app.conf
+    return (
+        get_settings().ledger_enabled
+        and is_redis_broker(conf.broker_url)
+        and not conf.task_always_eager
+    )
 
 
 # A client of its own with short timeouts: a state store that hangs (not refusing
@@ -125,10 +142,11 @@ def record(
     state store cannot be written. Call it after the publish returned."""
     from agentjobs.idempotency import key_of
 
-    entry = Entry(task_id, now(), queue, key_of(kwargs, task_id), kwargs, resent)
+    entry = Entry(task_id, now(), queue, key_of(kwargs, task_id), resent)
     try:
         pipe = _client().pipeline(transaction=True)
         pipe.hset(entries_key(), task_id, entry.dumps())
+        pipe.hset(kwargs_key(), task_id, json.dumps(kwargs, separators=(",", ":")))
         pipe.zadd(times_key(), {task_id: entry.sent_at})
         pipe.execute()
     except redis.RedisError as exc:
@@ -148,6 +166,7 @@ def remove(task_ids: Iterable[str]) -> None:
         return
     pipe = _client().pipeline(transaction=True)
     pipe.hdel(entries_key(), *ids)
+    pipe.hdel(kwargs_key(), *ids)
     pipe.zrem(times_key(), *ids)
     pipe.execute()
 
@@ -158,12 +177,17 @@ def older_than(t: float, limit: int = 10_000) -> list[str]:
     return [r.decode() for r in raw]
 
 
-def get(task_ids: list[str]) -> dict[str, Entry]:
-    """The entries of ``task_ids`` still in the ledger."""
+def get(task_ids: list[str], with_kwargs: bool = False) -> dict[str, Entry]:
+    """The entries of ``task_ids`` still in the ledger (their kwargs too if asked)."""
     if not task_ids:
         return {}
     raws = _client().hmget(entries_key(), task_ids)
-    return {t: Entry.loads(t, r) for t, r in zip(task_ids, raws, strict=True) if r is not None}
+    kws = _client().hmget(kwargs_key(), task_ids) if with_kwargs else [None] * len(task_ids)
+    return {
+        t: Entry.loads(t, r, kw)
+        for t, r, kw in zip(task_ids, raws, kws, strict=True)
+        if r is not None and (kw is not None or not with_kwargs)
+    }
 
 
 def size() -> int:

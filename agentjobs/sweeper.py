@@ -214,9 +214,10 @@ def sweep(
                     sleep(confirm_s)
                 report.lost = _lost(suspects, broker, None, before=first)
         if not dry_run:
-            for tid, e in ledger.get(report.lost).items():
-                app.send_task(TASK_NAME, kwargs=e.kwargs, queue=e.queue, task_id=tid)
-                ledger.record(tid, e.kwargs, e.queue, resent=e.resent + 1)
+            for tid, e in ledger.get(report.lost, with_kwargs=True).items():
+                kwargs = e.kwargs or {}
+                app.send_task(TASK_NAME, kwargs=kwargs, queue=e.queue, task_id=tid)
+                ledger.record(tid, kwargs, e.queue, resent=e.resent + 1)
                 report.resent.append(tid)
                 log.warning(
                     "submit ledger: task %s (key %s, queue %s, recorded %.0fs ago) was lost "

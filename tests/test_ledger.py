@@ -56,8 +56,9 @@ def calls(sim: Any, prompt: str) -> int:
 
 def test_submit_records_and_stamps(broker: Any) -> None:
     res = complete.delay(prompt="ledger entry", idempotency_key="k-entry")
-    e = ledger.get([res.id])[res.id]
-    assert (e.queue, e.key, e.kwargs["prompt"]) == (QUEUE, "k-entry", "ledger entry")
+    e = ledger.get([res.id], with_kwargs=True)[res.id]
+    assert (e.queue, e.key, e.kwargs) == (QUEUE, "k-entry", json.loads(json.dumps(e.kwargs)))
+    assert e.kwargs["prompt"] == "ledger entry" and ledger.get([res.id])[res.id].kwargs is None
     msg = json.loads(broker.lindex(QUEUE, -1))
     assert msg["headers"]["id"] == res.id
     assert msg["headers"][sweeper.SENT_AT] <= e.sent_at  # recorded after the publish
