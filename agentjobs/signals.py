@@ -27,6 +27,13 @@ Signal (where it fires): what is counted.
 Tokens and cost are counted per API answer, not per task result: a result returned
 again (idempotency record, response cache) cost nothing the second time, so the
 counters equal what the API (or the simulator's log) saw.
+
+Round trips: each handler adds its increments in one script call (``Batch.commit``).
+A call made inside one of our tasks waits in its thread for the task's outcome
+(success, retry or failure; ``task_postrun`` for any other end) and is added in that
+outcome's script call, atomically with it: one round trip per task end instead of two.
+So a call's figures appear together with its task's outcome, a few milliseconds after
+the answer; a worker killed in between loses them, as one killed during the call does.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import signals as cs
+from celery._state import get_current_task
 from celery.bootsteps import CLOSE, TERMINATE
 from celery.utils.dispatch import Signal
 
@@ -174,6 +182,28 @@ def _first_sent(headers: dict[str, Any]) -> float | None:
 
 # --- worker: task lifecycle -----------------------------------------------------------
 
+#: Per thread: the increments of a call made in the running task, kept for its outcome.
+_pending = threading.local()
+
+
+def _defer(batch: metrics.Batch) -> bool:
+    """Inside one of our tasks, keep ``batch`` for the task's outcome commit (True)."""
+    task = get_current_task()
+    if task is None or not _ours(getattr(task, "name", None)):
+        return False
+    earlier = getattr(_pending, "batch", None)
+    if earlier is not None:  # a second call in the same task: the first one goes now
+        earlier.commit()
+    _pending.batch = batch
+    return True
+
+
+def _outcome_batch() -> metrics.Batch:
+    """A batch for a task's outcome, holding its call's increments if one is pending."""
+    batch: metrics.Batch | None = getattr(_pending, "batch", None)
+    _pending.batch = None
+    return batch if batch is not None else metrics.Batch()
+
 
 @cs.task_received.connect
 def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
@@ -212,7 +242,7 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         return
     req = sender.request
     queue, model = _request_labels(req)
-    batch = metrics.Batch()
+    batch = _outcome_batch()
     batch.inc("tasks", (queue, model, "succeeded"))
     if isinstance(result, dict) and "usage" in result:
         if result.get("cached"):
@@ -232,7 +262,7 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
         return
     queue, model = _request_labels(request if request is not None else sender.request)
     kind = failure_class(reason)
-    batch = metrics.Batch()
+    batch = _outcome_batch()
     batch.inc("retries", (queue, model, kind))
     if kind != "deferred":
         batch.inc("errors", (queue, model, kind))
@@ -247,13 +277,22 @@ def _on_failure(sender: Any = None, exception: BaseException | None = None, **_:
     queue, model = _request_labels(req)
     kind = failure_class(exception)
     dead = isinstance(exception, DeadLetteredError)
-    batch = metrics.Batch()
+    batch = _outcome_batch()
     batch.inc("tasks", (queue, model, "dead_lettered" if dead else "failed"))
     batch.inc("errors", (queue, model, kind))
     if dead:
         batch.inc("dead_lettered", (queue, model, kind))
     _end_to_end(batch, req, queue)
     batch.commit()
+
+
+@cs.task_postrun.connect
+def _on_postrun(**_: Any) -> None:
+    """Any end without an outcome signal (e.g. a Reject): a pending call goes now."""
+    batch = getattr(_pending, "batch", None)
+    if batch is not None:
+        _pending.batch = None
+        batch.commit()
 
 
 @cs.task_revoked.connect
@@ -411,7 +450,8 @@ def _on_call_finished(
         batch.inc("rate_limited", (queue, model))
     if message is not None and getattr(message, "usage", None) is not None:
         _count_usage(batch, queue, model, params or {}, message.usage)
-    batch.commit()
+    if not _defer(batch):
+        batch.commit()
 
 
 def _count_usage(
