@@ -16,6 +16,11 @@ Measured, the sides alternating each round:
 - throughput: submit N tasks, wait for all results; N / elapsed (best of the rounds);
 - latency: one task at a time, submit to result (AsyncResult.get), p50 and p99.
 
+Deployment shape: ``--procs 1,2`` measures each side with one, then two worker
+processes (each ``-c`` threads). A threads-pool worker runs Python on one core (the
+GIL), so production runs one worker process per core; on a small box the producer,
+Redis and the simulator share those cores, which the two-process rows include.
+
 Rerun it as the pipeline grows; ``--record`` rewrites this benchmark's section of
 docs/benchmarks.md (between its markers) and leaves the rest of the file alone.
 """
@@ -84,6 +89,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per side")
     parser.add_argument("--latency-tasks", type=int, default=200, help="sequential tasks")
     parser.add_argument("-c", "--concurrency", type=int, default=16, help="worker threads")
+    parser.add_argument(
+        "--procs",
+        default="1",
+        help="worker processes per side, comma-separated shapes measured in turn (e.g. 1,2)",
+    )
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
     parser.add_argument(
         "--env",
@@ -93,6 +103,7 @@ def main() -> None:
         help="extra setting for the run, e.g. AGENTJOBS_METRICS_ENABLED=false (what-if runs)",
     )
     args = parser.parse_args()
+    shapes = [int(p) for p in args.procs.split(",")]
 
     sys.path.insert(0, str(BENCH))  # noop_app
     redis_server = RedisServer().start()
@@ -114,27 +125,35 @@ def main() -> None:
     os.environ.update(env)
     os.environ.pop("ANTHROPIC_API_KEY", None)  # never the real API
     workers: list[WorkerProcess] = []
+    reports: dict[int, dict[str, Any]] = {}
     try:
         sim.start()
         os.environ["ANTHROPIC_BASE_URL"] = sim.base_url
         conc = ("-c", str(args.concurrency), "-l", "info")
-        workers = [
-            WorkerProcess("haiku", {}, args=conc, name="bench-agentjobs"),
-            NoopWorker("haiku", {}, args=conc, name="bench-noop"),
-        ]
-        for w in workers:
-            w.launch()
-        for w in workers:
-            w.wait_ready()
-        report = measure(args)
+        for procs in shapes:
+            workers = [
+                *(WorkerProcess("haiku", {}, args=conc, name=f"bench-aj{i}") for i in range(procs)),
+                *(NoopWorker("haiku", {}, args=conc, name=f"bench-noop{i}") for i in range(procs)),
+            ]
+            for w in workers:
+                w.launch()
+            for w in workers:
+                w.wait_ready()
+            print(f"-- {procs} worker process(es) per side", file=sys.stderr)
+            reports[procs] = measure(args)
+            for w in workers:
+                w.stop()
+            workers = []
     finally:
         for w in workers:
             w.stop()
         sim.stop()
         redis_server.cleanup()
-    print_report(report)
+    for procs, report in reports.items():
+        print(f"== {procs} worker process(es) per side, -c {args.concurrency} each")
+        print_report(report)
     if args.record:
-        record(report)
+        record(reports)
 
 
 class NoopWorker(WorkerProcess):
@@ -223,15 +242,18 @@ def print_report(rep: dict[str, Any]) -> None:
     print(f"the HTTP call inside complete (result latency_ms p50): {rep['http_p50']:.2f} ms")
 
 
-def record(rep: dict[str, Any]) -> None:
+def record(reports: dict[int, dict[str, Any]]) -> None:
     import celery
 
-    tps, lat, a, f = rep["tps"], rep["lat"], rep["args"], figures(rep)
+    first = min(reports)
+    rep = reports[first]
+    tps, a, f = rep["tps"], rep["args"], figures(rep)
     ratio = f["ratio"]
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     opts = f"--tasks {a['tasks']} --rounds {a['rounds']} --latency-tasks {a['latency_tasks']}"
+    opts += f" --procs {a['procs']}"
     opts += "".join(f" --env {e}" for e in a["env"])
     verdict = "meets" if ratio >= 0.5 else "MISSES"
     lines = [
@@ -243,20 +265,31 @@ def record(rep: dict[str, Any]) -> None:
         f"(`nproc`), {cpu_model()}; Python {platform.python_version()}, "
         f"Celery {celery.__version__}.",
         "Setup: one private redis-server (broker, state store, results); one worker "
-        f"subprocess per side, threads pool, -c {a['concurrency']}; the simulator as a "
+        f"subprocess per side (and in the extra rows: N per side), threads pool, -c "
+        f"{a['concurrency']} each; the simulator as a "
         "subprocess at zero latency; rate limits far above the load. Throughput: submit N "
         "tasks, wait for every result (best of the rounds, sides alternating). Latency: one "
         "task at a time, submit to result.",
         "",
-        "| task | tasks/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|",
+        "| worker processes per side | task | tasks/s | p50 ms | p99 ms |",
+        "|---:|---|---:|---:|---:|",
         *(
-            f"| {label} | {tps[k]:,.1f} | {lat[k][0]:.2f} | {lat[k][1]:.2f} |"
+            f"| {procs} | {label} | {r['tps'][k]:,.1f} | {r['lat'][k][0]:.2f} | "
+            f"{r['lat'][k][1]:.2f} |"
+            for procs, r in reports.items()
             for k, label in LABELS.items()
         ),
         "",
-        f"Throughput ratio complete / no-op: **{ratio:.2f}** (target at least 0.5: {verdict}); "
-        f"complete / SDK-call floor: **{f['ratio_floor']:.2f}**.",
+        f"Throughput ratio complete / no-op, {first} worker process(es) per side: "
+        f"**{ratio:.2f}** "
+        f"(target at least 0.5: {verdict}); complete / SDK-call floor: "
+        f"**{f['ratio_floor']:.2f}**.",
+        *(
+            f"With {procs} worker processes per side: complete / no-op "
+            f"**{figures(r)['ratio']:.2f}**, complete / floor **{figures(r)['ratio_floor']:.2f}**."
+            for procs, r in reports.items()
+            if procs != first
+        ),
         f"Added latency per task over the no-op: p50 {f['added'][0]:+.2f} ms, p99 "
         f"{f['added'][1]:+.2f} ms; over the floor: p50 {f['added_floor'][0]:+.2f} ms, p99 "
         f"{f['added_floor'][1]:+.2f} ms. The HTTP call inside complete (the result's "
