@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -66,6 +67,24 @@ def test_flower_live_with_auth(worker: Any, fresh_sim: Any, tmp_path: Any) -> No
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _get(base + "/healthcheck")[0] == 200, timeout=30, what="flower up")
+
+        # Flower learns of tasks from events, which are not kept: one sent before its
+        # event receiver has subscribed is never shown. Healthcheck answers before that,
+        # so wait until a probe task shows up (a fresh probe each round).
+        def listed() -> dict[str, Any]:
+            status, body = _get(base + "/api/tasks", "ops:s3cret")
+            return json.loads(body) if status == 200 else {}
+
+        def probe_seen() -> bool:
+            probe = complete.delay(prompt=f"flower probe {time.monotonic_ns()}", model="haiku")
+            probe.get(timeout=30)
+            try:
+                wait_for(lambda: probe.id in listed(), timeout=3, what="probe")
+            except TimeoutError:
+                return False
+            return True
+
+        wait_for(probe_seen, timeout=90, interval=0, what="flower receiving task events")
         ok = complete.delay(prompt="flower ok", model="haiku")
         bad = complete.delay(prompt="flower bad [[sim:error=400]]", model="haiku")
         ok.get(timeout=30)
