@@ -43,6 +43,9 @@ REQUEST_OVERHEAD_TOKENS = 4
 MESSAGE_OVERHEAD_TOKENS = 3
 #: A 429 without retry-after still pauses the group this long, seconds.
 DEFAULT_429_PAUSE_S = 1.0
+#: A call booked further ahead than this looks at the schedule again this long before
+#: its start: what ended meanwhile may have moved it earlier (a sleeper cannot be woken).
+RECHECK_LEAD_S = 0.5
 
 _lock = threading.Lock()
 _limiters: dict[tuple[int, int, str, int], Limiter] = {}
@@ -167,8 +170,7 @@ def admitted(
     if not res.admitted:
         raise _too_long(group, res.wait_s, res.binding)
     if res.wait_s > 0:
-        sleep(res.wait_s)
-        _follow_schedule(lim, res, t0, max_sleep, sleep)
+        _follow_schedule(lim, res, max_sleep, sleep)
     _take_lease(lim, res, t0, max_sleep, sleep)
     admit = Admission(lim, res, (time.monotonic() - t0) * 1000.0)
     try:
@@ -183,23 +185,29 @@ def admitted(
 
 
 def _follow_schedule(
-    lim: Limiter, res: Reservation, t0: float, max_sleep: float, sleep: Callable[[float], None]
+    lim: Limiter, res: Reservation, max_sleep: float, sleep: Callable[[float], None]
 ) -> None:
-    """While we slept, a 429 or the server's headers may have moved the group's whole
-    schedule later: move with it, or these booked calls would still go out at the old,
-    too-dense pace (a burst into a server that has less room than we thought)."""
-    followed = 0.0
+    """Sleep until the booked start, following the group's schedule as it moves.
+
+    A 429 or the server's headers move it later: these booked calls must not go out at
+    the old, too-dense pace. Real output corrections move it either way: the booked
+    starts were spaced by output estimates. Sleeping to ``RECHECK_LEAD_S`` before the
+    start and looking again lets the call go earlier; then each look (one HMGET) is at
+    the start as it stands, until it no longer moves."""
+    slept = moved = 0.0
     while True:
-        extra = lim.drift(res) - followed
-        if extra < 0.001:
+        left = res.wait_s + moved - slept
+        if left < 0.001:
             return
+        step = left - RECHECK_LEAD_S if left > 2 * RECHECK_LEAD_S else left
+        sleep(step)
+        slept += step
+        moved = lim.drift(res)
         # Only a big move (a long 429 pause) goes back to the broker: after sleeping
         # most of the bound already, a short extra sleep frees the thread sooner.
-        if followed + extra > max_sleep / 2:
+        if moved > max_sleep / 2:
             lim.settle(res, called=False)
-            raise _too_long(res.group, followed + extra, "pull-back")
-        sleep(extra)
-        followed += extra
+            raise _too_long(res.group, moved, "pull-back")
 
 
 def _take_lease(

@@ -108,6 +108,8 @@ class Reservation:
     start_ms: float = 0.0
     #: The group's schedule shift when booked (see ``Limiter.drift``).
     shift: str = "0"
+    #: The group's output-correction shift when booked (see ``Limiter.drift``).
+    out_shift: str = "0"
 
     @property
     def member(self) -> str:
@@ -192,7 +194,7 @@ class Limiter:
         state, sched, _ = self._keys(group)
         rid = uuid.uuid4().hex[:16]
         max_wait_ms = max_wait_s * 1000.0 if math.isfinite(max_wait_s) else 1e15
-        admitted, wait_us, in_amount, out_amount, binding, start, shift = self._acquire(
+        admitted, wait_us, in_amount, out_amount, binding, start, shift, oshift = self._acquire(
             keys=[state, sched],
             args=[
                 self._now(),
@@ -218,6 +220,7 @@ class Limiter:
             binding=binding.decode() if isinstance(binding, bytes) else str(binding),
             start_ms=float(start),
             shift=shift.decode() if isinstance(shift, bytes) else str(shift),
+            out_shift=oshift.decode() if isinstance(oshift, bytes) else str(oshift),
         )
 
     def settle(
@@ -307,10 +310,18 @@ class Limiter:
         )
 
     def drift(self, res: Reservation) -> float:
-        """Seconds the group's schedule moved later since ``res`` was booked (pull-backs
-        from headers, 429 pauses): a caller that slept until its start sleeps this too."""
-        shift = self.redis.hget(self._keys(res.group)[0], "shift_ms")
-        return max(0.0, float(shift or 0.0) - res.shift_ms) / 1000.0
+        """Seconds the start of ``res`` moved since it was booked (negative: earlier).
+
+        Pull-backs from headers and 429 pauses move every booked call later. In
+        real-time output accounting a call whose start output decided also follows the
+        real output of the calls that ended meanwhile (its start was spaced by their
+        estimates): earlier when they generated less, later when more.
+        """
+        shift, oshift = self.redis.hmget(self._keys(res.group)[0], "shift_ms", "oshift_ms")
+        moved = float(shift or 0.0) - res.shift_ms
+        if self.output_mode == "realtime" and res.binding == "otpm":
+            moved += float(oshift or 0.0) - float(res.out_shift)
+        return moved / 1000.0
 
     def paused_for(self, group: str) -> float:
         """Seconds left of a pause of ``group`` (0 when not paused)."""

@@ -17,11 +17,15 @@
 -- ARGV[10] max_wait_ms: a longer wait reserves nothing and reports the wait
 -- ARGV[11] reservation id             ARGV[12] ttl of both keys, s
 -- Returns {admitted 0|1, wait_us, input_reserved, output_reserved, binding dimension,
---          start ms as a string, the group's schedule shift ms as a string}
+--          start ms as a string, the group's schedule shift ms as a string,
+--          the group's output-correction shift ms as a string}
 --
 -- The shift (field shift_ms) grows whenever settle moves the whole schedule later (a
 -- pull-back or a 429 pause); a caller that slept compares it with the value returned
--- here and sleeps the difference, so calls booked earlier move along with it.
+-- here and sleeps the difference, so calls booked earlier move along with it. The
+-- output shift (field oshift_ms) is the signed sum of what real output corrections
+-- moved tat_otpm by: a sleeper whose start output decided follows it too, earlier or
+-- later (see limiter_settle.lua).
 
 local now
 if ARGV[1] ~= '' then
@@ -32,19 +36,20 @@ else
 end
 local burst = tonumber(ARGV[2])
 local st = redis.call('HMGET', KEYS[1], 'tat_rpm', 'tat_itpm', 'tat_otpm', 'pause_until',
-  'in_ratio', 'out_ewma', 'srv_rpm', 'srv_itpm', 'srv_otpm', 'shift_ms', 'out_dev')
+  'in_ratio', 'out_ewma', 'srv_rpm', 'srv_itpm', 'srv_otpm', 'shift_ms', 'oshift_ms')
 local shift = st[10] or '0'
+local oshift = st[11] or '0'
 
 local in_amount = math.max(1, math.ceil(tonumber(ARGV[6]) * (tonumber(st[5]) or 1)))
 local max_tokens = tonumber(ARGV[7])
 local out_amount = max_tokens
 local realtime = ARGV[9] ~= 'max_tokens'
 if realtime then
-  -- Mean + mean deviation of recent outputs: a call rarely generates more than it
-  -- reserved, so calls booked ahead stay within what the server will have; what was
-  -- not used is given back when the call ends.
+  -- The mean of recent outputs, an unbiased guess: the real output corrects tat when
+  -- the call ends and moves the calls booked ahead with it (oshift_ms), so a margin
+  -- (mean + deviation) would only space booked starts too far apart.
   local mean = tonumber(st[6]) or tonumber(ARGV[8])
-  out_amount = math.min(max_tokens, math.ceil(mean + (tonumber(st[11]) or 0)))
+  out_amount = math.min(max_tokens, math.ceil(mean))
 end
 local amounts = {1, in_amount, out_amount}
 local dims = {'rpm', 'itpm', 'otpm'}
@@ -73,7 +78,7 @@ local wait = start - now
 if wait > tonumber(ARGV[10]) then
   redis.call('HINCRBY', KEYS[1], 'deferred', 1)
   return {0, math.floor(wait * 1000), in_amount, out_amount, binding,
-    string.format('%.3f', start), shift}
+    string.format('%.3f', start), shift, oshift}
 end
 for i = 1, 3 do
   local tat = math.max(tats[i], start) + amounts[i] * intervals[i]
@@ -89,4 +94,4 @@ local ttl = tonumber(ARGV[12])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 return {1, math.floor(wait * 1000), in_amount, out_amount, binding,
-  string.format('%.3f', start), shift}
+  string.format('%.3f', start), shift, oshift}

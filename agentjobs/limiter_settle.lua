@@ -14,6 +14,13 @@
 -- moved by the same amount; a sleeper compares shift_ms with its value at booking
 -- and sleeps the difference.
 --
+-- Output corrections move the booked calls too, earlier or later: their starts were
+-- spaced by output estimates, and with a backlog many calls are booked seconds ahead,
+-- so leaving them where they are lets the errors of every call that ends meanwhile
+-- drain or overfill the server's bucket (it debits what was generated). The field
+-- oshift_ms adds up (signed) how far corrections moved tat_otpm; a sleeper whose
+-- start output decided follows it (schedule scores are not moved for these).
+--
 -- KEYS[1]  state hash of the group          KEYS[2]  schedule zset (start ms -> member
 --          "id:input:output")
 -- ARGV[1]  now in ms ("" = redis TIME)      ARGV[2]  burst_ms
@@ -68,11 +75,13 @@ for i = 1, 3 do
 end
 local olds = {tats[1], tats[2], tats[3]}
 
-local pulled, pulled_dim = 0, ''
+local pulled, pulled_dim, omoved = 0, '', 0
 for i = 1, 3 do
   local delta = tonumber(ARGV[5 + i]) or 0
   if delta ~= 0 then
-    tats[i] = math.max(now, math.max(tats[i], now) + delta * intervals[i])
+    local from = math.max(tats[i], now)
+    tats[i] = math.max(now, from + delta * intervals[i])
+    if i == 3 then omoved = tats[i] - from end
   end
   local remaining = tonumber(ARGV[8 + i])
   if remaining then
@@ -83,6 +92,9 @@ for i = 1, 3 do
       tats[i] = floor
     end
   end
+end
+if omoved ~= 0 then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'oshift_ms', string.format('%.3f', omoved))
 end
 local moved = pulled
 if pulled > 0 then

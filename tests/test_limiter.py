@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
+import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
+from agentjobs.admission import RECHECK_LEAD_S, _follow_schedule
 from agentjobs.limiter import Limiter, fingerprint
 from agentjobs.settings import GroupLimits
+from agentjobs.simulator.buckets import Bucket
 
 
 class Clock:
@@ -106,11 +113,12 @@ def test_output_reservation_learns_and_reconciles(state_redis: redis.Redis, cloc
     assert res.output_tokens == 300  # no sample yet: the default, capped by max_tokens
     assert lim.acquire("haiku", 10, 50).output_tokens == 50
     lim.settle(res, input_tokens=10, output_tokens=100)
-    # mean + mean deviation: the first sample is the mean, half of it the deviation
-    assert lim.acquire("haiku", 10, 1_000).output_tokens == 150
+    # the learned mean (an unbiased guess: corrections move the calls booked ahead)
+    assert lim.acquire("haiku", 10, 1_000).output_tokens == 100
     lim.settle(res, input_tokens=10, output_tokens=200)
-    # then moving averages: mean 110, deviation 0.9 x 50 + 0.1 x 100 = 55
-    assert lim.acquire("haiku", 10, 1_000).output_tokens == 165
+    # then moving averages: mean 110; the first sample's deviation is half of it,
+    # then 0.9 x 50 + 0.1 x 100 = 55 (reported, not reserved)
+    assert lim.acquire("haiku", 10, 1_000).output_tokens == 110
     snap = lim.snapshot("haiku")
     assert (snap["output_estimate"], snap["output_deviation"]) == (110, 55)
     max_mode = make(state_redis, clock, otpm=60_000, output_mode="max_tokens")
@@ -294,3 +302,122 @@ def test_realtime_output_needs_room_for_one_token_only(
     old = make(state_redis, clock, otpm=60_000, output_mode="max_tokens", key="old")
     waits = [old.acquire("haiku", 10, 1_500).wait_s for _ in range(3)]
     assert waits == pytest.approx([0.0, 1.0, 2.5])  # max_tokens must fit at the start
+
+
+def test_booked_output_bound_calls_follow_real_output(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    # 1,000 output tokens/s, a bucket of 2,000; every call reserves 500 (no sample yet).
+    lim = make(state_redis, clock, otpm=60_000, output_default=500)
+    booked = [lim.acquire("haiku", 10, 1_000) for _ in range(6)]
+    sleeper = booked[-1]
+    assert (sleeper.binding, sleeper.wait_s) == ("otpm", pytest.approx(0.501))
+    # Its start was spaced by the estimates of the calls before it: their real output
+    # moves it, earlier when they generated less, later when more.
+    lim.settle(booked[0], input_tokens=10, output_tokens=100)
+    assert lim.drift(sleeper) == pytest.approx(-0.4)
+    lim.settle(booked[1], input_tokens=10, output_tokens=700)
+    assert lim.drift(sleeper) == pytest.approx(-0.2)
+    # ...and a call booked now starts where the corrected schedule says.
+    assert lim.acquire("haiku", 10, 1_000).wait_s == pytest.approx(0.501 + 0.5 - 0.2)
+    # A refund into a bucket that filled up meanwhile frees nothing and moves nothing.
+    late = lim.acquire("haiku", 10, 1_000)
+    clock.advance(60)
+    lim.settle(late, input_tokens=10, output_tokens=10)
+    assert lim.drift(sleeper) == pytest.approx(-0.2)
+    # A start the request rate decided does not follow output corrections.
+    rpm = make(state_redis, clock, rpm=60, burst_s=1.0, otpm=60_000, key="rpm")
+    first, second = rpm.acquire("haiku", 10, 100), rpm.acquire("haiku", 10, 100)
+    assert second.binding == "rpm"
+    rpm.settle(first, input_tokens=10, output_tokens=1)
+    assert rpm.drift(second) == 0
+
+
+def _run_output_backlog(lim: Limiter, clock: Clock, callers: int = 32) -> tuple[float, int]:
+    """bench/ratelimit.py's output scenario on the injected clock: ``callers`` threads with
+    a backlog, answers of 50-400 tokens after ~400 ms, a server debiting the output when
+    it answers (the simulator's 2-second bucket). Each caller sleeps as admission does:
+    to RECHECK_LEAD_S before its start, then to the start as it stands. Returns the
+    server's utilisation over seconds 10-60 and the number of calls it refused."""
+    rng = random.Random(7)
+    server = Bucket(60_000, 2.0, clock.t / 1000.0)
+    t_begin = clock.t
+    events: list[tuple[float, int, str, Any]] = []
+    seq = itertools.count()
+
+    def at(t: float, kind: str, data: Any) -> None:
+        heapq.heappush(events, (t, next(seq), kind, data))
+
+    for _ in range(callers):
+        at(clock.t, "book", None)
+    used, refused = 0, 0
+    while events:
+        t, _, kind, data = heapq.heappop(events)
+        if t - t_begin > 60_000:
+            break
+        clock.t = t
+        if kind == "book":
+            res = lim.acquire("haiku", 10, 512)
+            data = [res, 0.0, 0.0]  # reservation, slept, moved
+            kind = "wake"
+        if kind == "wake":
+            res, slept, moved = data
+            left = res.wait_s + moved - slept
+            if left >= 0.001:
+                step = left - RECHECK_LEAD_S if left > 2 * RECHECK_LEAD_S else left
+                at(t + step * 1000.0, "look", [res, slept + step, moved])
+            else:
+                server.refill(t / 1000.0)
+                if server.level < 1:
+                    refused += 1
+                    lim.settle(res, retry_after_s=1, refund_output=True)
+                    at(t, "book", None)
+                else:
+                    latency = 1000.0 * min(3.0, rng.lognormvariate(math.log(0.4), 0.5))
+                    at(t + latency, "answer", (res, rng.randint(50, 400)))
+        elif kind == "look":
+            res, slept, _ = data
+            at(t, "wake", [res, slept, lim.drift(res)])
+        elif kind == "answer":
+            res, output = data
+            server.take(output, t / 1000.0)
+            if t - t_begin >= 10_000:
+                used += output
+            lim.settle(res, input_tokens=10, output_tokens=output)
+            at(t, "book", None)
+    return used / 50_000.0, refused
+
+
+def test_output_backlog_booked_ahead_runs_at_the_limit_without_429(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    # With a backlog, calls are booked seconds ahead, spaced by output estimates. Unless
+    # the booked calls follow the real output of the calls that end meanwhile, the
+    # estimate errors of a whole horizon pile up in the server's small bucket: it sits
+    # full for seconds (lost throughput), then runs dry (429s, each pausing the group).
+    # (Booked calls that stayed put: 0.90 of the limit and 4 calls refused here.)
+    lim = make(state_redis, clock, otpm=60_000, headroom_s=0.5)
+    utilisation, refused = _run_output_backlog(lim, clock)
+    assert utilisation >= 0.97
+    # The output of the few calls in flight is known only when they end: now and then
+    # they still overdraw the small bucket (here once in ~270 calls; the bench allows 1%).
+    assert refused <= 1
+
+
+def test_a_sleeper_looks_again_before_its_start_and_goes_earlier(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    lim = make(state_redis, clock, otpm=60_000, output_default=500)  # 1,000/s, bucket 2,000
+    booked = [lim.acquire("haiku", 10, 1_000) for _ in range(10)]
+    sleeper = booked[-1]
+    assert sleeper.wait_s == pytest.approx(2.501)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+        if len(slept) == 1:  # meanwhile the first call ends, 400 tokens under its estimate
+            lim.settle(booked[0], input_tokens=10, output_tokens=100)
+
+    _follow_schedule(lim, sleeper, 10.0, sleep)
+    assert slept == pytest.approx([2.501 - RECHECK_LEAD_S, RECHECK_LEAD_S - 0.4])
