@@ -191,15 +191,16 @@ def _follow_schedule(
 
     A 429 or the server's headers move it later: these booked calls must not go out at
     the old, too-dense pace. Real output corrections move it either way: the booked
-    starts were spaced by output estimates. Sleeping to ``RECHECK_LEAD_S`` before the
-    start and looking again lets the call go earlier; then each look (one HMGET) is at
-    the start as it stands, until it no longer moves."""
+    starts were spaced by output estimates: such a call sleeps to ``RECHECK_LEAD_S``
+    before its start and looks again, so it can go earlier. Then each look (one HMGET)
+    is at the start as it stands, until it no longer moves."""
+    lead = RECHECK_LEAD_S if lim.follows_output(res) else 0.0
     slept = moved = 0.0
     while True:
         left = res.wait_s + moved - slept
         if left < 0.001:
             return
-        step = left - RECHECK_LEAD_S if left > 2 * RECHECK_LEAD_S else left
+        step = left - lead if left > 2 * lead else left
         sleep(step)
         slept += step
         moved = lim.drift(res)

@@ -319,9 +319,13 @@ class Limiter:
         """
         shift, oshift = self.redis.hmget(self._keys(res.group)[0], "shift_ms", "oshift_ms")
         moved = float(shift or 0.0) - res.shift_ms
-        if self.output_mode == "realtime" and res.binding == "otpm":
+        if self.follows_output(res):
             moved += float(oshift or 0.0) - float(res.out_shift)
         return moved / 1000.0
+
+    def follows_output(self, res: Reservation) -> bool:
+        """Whether real output corrections move the start of ``res`` (see ``drift``)."""
+        return self.output_mode == "realtime" and res.binding == "otpm"
 
     def paused_for(self, group: str) -> float:
         """Seconds left of a pause of ``group`` (0 when not paused)."""
