@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import random
-import re
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from report import cpu_model, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -267,16 +268,6 @@ def bench(args: argparse.Namespace, base_url: str) -> int:
     return 0 if ok_saving and ok_hits else 1
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def write_docs(
     args: argparse.Namespace,
     runs: list[dict[str, Any]],
@@ -334,14 +325,7 @@ def write_docs(
         END,
     ]
     section = "\n".join(lines)
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in current:
-        current = re.sub(
-            re.escape(START) + r".*?" + re.escape(END), lambda _: section, current, flags=re.S
-        )
-    else:
-        current = current.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(current)
+    write_section(section, START, END, DOCS)
     print(f"wrote {DOCS.relative_to(ROOT)}")
 
 

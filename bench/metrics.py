@@ -15,7 +15,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+
+from report import cpu_model, write_section
 
 from agentjobs.testing import RedisServer, SimProcess, WorkerProcess
 
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH))
-    from overhead import cpu_model, throughput
+    from overhead import throughput
 
     redis_server = RedisServer().start()
     sim = SimProcess(
@@ -176,14 +177,7 @@ def record(rep: dict[str, Any]) -> None:
         END,
     ]
     section = "\n".join(lines)
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(
-            re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
-        )
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(text, encoding="utf-8")
+    write_section(section, START, END, DOCS)
     print(f"recorded in {DOCS}", file=sys.stderr)
 
 

@@ -31,7 +31,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from report import cpu_model, write_section
 
 from agentjobs.testing import RedisServer, SimProcess, WorkerProcess
 
@@ -52,16 +53,6 @@ HUGE = str(10**9)  # a rate limit nothing in this run can reach
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def throughput(send: Callable[[int], Any], backend: Any, n: int, run: str) -> float:
@@ -307,14 +298,7 @@ def record(reports: dict[int, dict[str, Any]]) -> None:
         END,
     ]
     section = "\n".join(lines)
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(
-            re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
-        )
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(text, encoding="utf-8")
+    write_section(section, START, END, DOCS)
     print(f"recorded in {DOCS}", file=sys.stderr)
 
 

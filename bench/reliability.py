@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from report import machine
 
 from agentjobs import deadletter
 from agentjobs.drill import Drill
@@ -273,12 +272,10 @@ def same_key(n: int) -> None:
 
 
 def render(command: str, elapsed: float) -> str:
-    cpu = platform.processor() or _cpu_model()
     lines = [
         "<!-- bench:reliability:start -->",
         f"Command: `{command}`  ",
-        f"Date: {datetime.date.today()}; machine: {os.cpu_count()} CPUs (`nproc`), {cpu}; "
-        f"Python {platform.python_version()}; run time {elapsed:.0f} s.",
+        f"Date: {datetime.date.today()}; machine: {machine()}; run time {elapsed:.0f} s.",
         "",
         "| drill | submitted | succeeded | dead-lettered | unaccounted | re-sent by the "
         "ledger | calls | duplicate calls | notes |",
@@ -295,15 +292,6 @@ def render(command: str, elapsed: float) -> str:
         )
     lines.append("<!-- bench:reliability:end -->")
     return "\n".join(lines)
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        m = re.search(r"Model name:\s*(.+)", out)
-        return m.group(1).strip() if m else "unknown CPU"
-    except OSError:
-        return "unknown CPU"
 
 
 def main() -> None:

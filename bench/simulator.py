@@ -29,6 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from report import cpu_model, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:simulator:start -->", "<!-- bench:simulator:end -->"
@@ -161,16 +163,6 @@ def run_aiohttp_client(url: str, seconds: int, connections: int) -> dict[str, fl
             "p50_ms": float("nan"), "p99_ms": float("nan")}  # fmt: skip
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def measure(name: str, cmd: list[str], gen: str, args: argparse.Namespace) -> dict[str, float]:
     proc, url = start(cmd)
     try:
@@ -196,15 +188,7 @@ def measure(name: str, cmd: list[str], gen: str, args: argparse.Namespace) -> di
 
 
 def update_docs(section: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text)
+    write_section(f"{START}\n{section.rstrip()}\n{END}", START, END, DOCS)
 
 
 def main() -> int:
