@@ -329,3 +329,24 @@ class RabbitVhost:
                 self._api("DELETE", f"/vhosts/{self.name}")
             elif self.how == "rabbitmqctl":
                 self._ctl("delete_vhost", self.name)
+
+
+def http_get(url: str, auth: str | None = None, data: bytes | None = None) -> tuple[int, bytes]:
+    """(status, body) of a GET (or a JSON POST with ``data``); basic ``auth`` "user:pw";
+    status 0 when nothing answers, so it can be polled with ``wait_for``."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=data)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""

@@ -8,7 +8,6 @@ the exporter serves; promtool checks them when installed.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -16,8 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import yaml
 
 from agentjobs import metrics
 from agentjobs.testing import free_port, wait_for
+from agentjobs.testing import http_get as _get
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -132,21 +130,6 @@ def test_promtool_checks_config_and_rules() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "7 rules found" in out.stdout + out.stderr
-
-
-def _get(url: str, auth: str | None = None, data: bytes | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
 
 
 class Stack:

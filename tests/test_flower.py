@@ -3,14 +3,11 @@ failures, /metrics open for Prometheus; and the auth rule of `agentjobs flower`.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import click
@@ -20,19 +17,7 @@ from agentjobs import complete
 from agentjobs.flower import flower_argv
 from agentjobs.settings import reset_settings
 from agentjobs.testing import free_port, wait_for
-
-
-def _get(url: str, auth: str | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url)
-    if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
+from agentjobs.testing import http_get as _get
 
 
 def test_auth_required_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
