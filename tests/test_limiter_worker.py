@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -28,6 +29,18 @@ def limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield apply
     monkeypatch.undo()
     reset_settings()
+
+
+@pytest.fixture(autouse=True)
+def _restore_sim_config(sim: Any) -> Iterator[None]:
+    """Tests here tighten the session simulator's limits (``fresh_sim`` resets only its
+    counters and buckets): put them back, or later test files run into 429s."""
+    before = dataclasses.asdict(sim.config)
+    yield
+    after = dataclasses.asdict(sim.config)
+    changed = {name: value for name, value in before.items() if after[name] != value}
+    if changed:
+        sim.configure(**changed)
 
 
 def submit(n: int, model: str = "haiku", **kw: Any) -> list[Any]:
