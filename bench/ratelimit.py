@@ -34,9 +34,7 @@ import datetime
 import json
 import math
 import os
-import platform
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -47,6 +45,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from report import machine, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -380,14 +380,6 @@ def _units(scn: Scenario, r: dict[str, Any]) -> float:
 
 
 def render(runs: list[Run], args: argparse.Namespace, elapsed: float) -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     total_ok = sum(f["ok"] for r in runs for f in r.by_family.values())
     total = sum(r.requests for r in runs)
     lines = [
@@ -396,8 +388,7 @@ def render(runs: list[Run], args: argparse.Namespace, elapsed: float) -> str:
         "",
         f"Command: `.venv/bin/python bench/ratelimit.py --duration {args.duration:g} "
         f"--warmup {args.warmup:g}`",
-        f"Date: {datetime.date.today()}; machine: {os.cpu_count()} CPUs (`nproc`), {cpu}; "
-        f"Python {platform.python_version()}; whole run {elapsed / 60:.1f} min.",
+        f"Date: {datetime.date.today()}; machine: {machine()}; whole run {elapsed / 60:.1f} min.",
         f"Setup: simulator process (burst {BURST_S:g} s, median latency {args.latency_ms:g} ms, "
         f"real-time OTPM), {WORKERS_PER_FAMILY} worker processes x {THREADS} threads per "
         f"family, 2 families (Haiku, Sonnet; each its own limits), tasks offered at "
@@ -442,12 +433,7 @@ def render(runs: list[Run], args: argparse.Namespace, elapsed: float) -> str:
 
 
 def write_docs(section: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(text)
+    write_section(section, START, END, DOCS)
 
 
 def main() -> None:
