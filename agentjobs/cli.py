@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from agentjobs.errors import ConfigurationError
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Group(click.Group):
+    """Turns a configuration error (a bad AGENTJOBS_* value, no credentials) into one
+    line and exit status 1, instead of a traceback from wherever it was noticed."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="agentjobs")
 def main() -> None:
     """agentjobs: Claude calls as Celery tasks.

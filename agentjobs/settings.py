@@ -10,10 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentjobs.catalog import FAMILIES
+from agentjobs.errors import ConfigurationError
 
 # Anthropic's entry ("Start") tier for Claude 4.x models, per model class.
 _START_RPM = 1_000
@@ -196,6 +197,18 @@ class Settings(BaseSettings):
     #: `agentjobs flower` unless it listens on a loopback address only.
     flower_basic_auth: str | None = None
 
+    @field_validator("retry_policies")
+    @classmethod
+    def _check_retry_policies(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        # Checked when the settings load (worker start), not when a task first fails.
+        from agentjobs.retry import Policy
+
+        for family, overrides in v.items():
+            if family not in FAMILIES:
+                raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
+            Policy.model_validate(overrides)
+        return v
+
     @property
     def backend_url(self) -> str:
         return self.result_backend or self.redis_url
@@ -214,8 +227,18 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use."""
-    return Settings()
+    """The process-wide settings, read from the environment on first use; a bad value
+    raises ConfigurationError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            name = "AGENTJOBS_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
+            where = ".".join(str(p) for p in err["loc"][1:])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}{' (' + where + ')' if where else ''}: {msg}")
+        raise ConfigurationError("bad setting: " + "; ".join(problems)) from None
 
 
 def reset_settings() -> None:

@@ -202,3 +202,23 @@ def test_broker_and_shutdown_settings_follow_the_reliability_design() -> None:
     assert s.retry_backoff_max_s < s.visibility_timeout_s / 2
     # A live task holds its message less than the timeout: call + idempotency wait.
     assert s.request_timeout_s + s.idempotency_wait_s + s.limiter_max_sleep_s < 300
+
+
+def test_a_bad_retry_policy_is_refused_when_the_settings_load(monkeypatch):
+    from agentjobs.errors import ConfigurationError
+    from agentjobs.settings import get_settings, reset_settings
+
+    for bad, why in [
+        ('{"opus": {"max_atempts": 8}}', "max_atempts"),
+        ('{"gpt": {}}', "unknown family"),
+        ('{"haiku": {"max_attempts": 0}}', "greater than or equal to 1"),
+    ]:
+        monkeypatch.setenv("AGENTJOBS_RETRY_POLICIES", bad)
+        reset_settings()
+        with pytest.raises(ConfigurationError, match=why):
+            get_settings()
+    monkeypatch.setenv("AGENTJOBS_RETRY_POLICIES", '{"opus": {"max_attempts": 8}}')
+    reset_settings()
+    assert get_settings().retry_policies == {"opus": {"max_attempts": 8}}
+    monkeypatch.delenv("AGENTJOBS_RETRY_POLICIES")
+    reset_settings()
