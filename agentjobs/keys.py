@@ -11,10 +11,11 @@ hash tag, so one group's keys share a slot):
 - ``{p}:limiter:{{fp}:{g}}`` hash, TTL 1 day from last use: per dimension
   ``tat_rpm|itpm|otpm`` (GCRA theoretical arrival time, ms) and ``srv_*`` (the
   server's ``-limit`` headers); ``pause_until`` (ms), ``in_ratio`` (input calibration),
-  ``out_ewma`` and ``out_dev`` (output mean and mean deviation), ``shift_ms`` (how far pull-backs and pauses moved the
-  booked schedule, in total), ``oshift_ms`` (signed total of how far real output
-  corrections moved ``tat_otpm``: output-bound sleepers follow it); counters ``admitted``, ``deferred``, ``wait_ms``,
-  ``rate_limited``, ``pullbacks``, ``pullback_ms``.
+  ``out_ewma`` and ``out_dev`` (output mean and mean deviation), ``shift_ms`` (how far
+  pull-backs and pauses moved the booked schedule, in total), ``oshift_ms`` (signed
+  total of how far real output corrections moved ``tat_otpm``: output-bound sleepers
+  follow it); counters ``admitted``, ``deferred``, ``wait_ms``, ``rate_limited``,
+  ``pullbacks``, ``pullback_ms``.
 - ``{p}:limiter:{{fp}:{g}}:sched`` zset, TTL 1 day: reservations by start time (ms),
   member ``{id}:{input}:{output}``, moved along with ``shift_ms``; entries older than a
   minute are dropped.
