@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import anthropic
 import httpx2
 import pytest
 
+from agentjobs.testing import wait_for
+
 from .conftest import StartSim, sdk, user
-
-
-def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_log_lines_and_stats(start_sim: StartSim, tmp_path: Path) -> None:
@@ -35,7 +29,7 @@ def test_log_lines_and_stats(start_sim: StartSim, tmp_path: Path) -> None:
         c.messages.count_tokens(model="sonnet", messages=user("count me"))
 
     # Flushed within a second, without stopping the server.
-    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 6)
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 6, timeout=5.0)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [line["status"] for line in lines] == [200, 200, 529, 429, 404, 200]
     ok = lines[0]
