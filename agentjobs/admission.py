@@ -52,13 +52,8 @@ _limiters: dict[tuple[int, int, str, int], Limiter] = {}
 
 
 def api_key_fingerprint() -> str:
-    """Fingerprint of the credential the SDK will use (the same precedence as client.py)."""
-    secret = (
-        os.environ.get("ANTHROPIC_API_KEY")
-        or os.environ.get("ANTHROPIC_AUTH_TOKEN")
-        or client._LOCAL_KEY
-    )
-    return fingerprint(secret)
+    """Fingerprint of the credential the SDK will use."""
+    return fingerprint(client.credential())
 
 
 def get_limiter() -> Limiter:

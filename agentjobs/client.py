@@ -50,6 +50,14 @@ def _is_local(url: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
+def credential() -> str:
+    """The secret the client authenticates with: the API key, else the auth token, else
+    the simulator stand-in (which ``_build`` uses only for a local or simulator URL)."""
+    return (
+        os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN") or _LOCAL_KEY
+    )
+
+
 def _build() -> anthropic.Anthropic:
     s = get_settings()
     # An empty variable (compose's `${VAR:-}`) means unset, as it does for a shell user.
