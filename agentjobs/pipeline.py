@@ -64,10 +64,12 @@ def call(task: Task, kwargs: dict[str, Any], key: str, attempts: int) -> dict[st
         hit = cache.hit_result(flight, req, task, key, attempts, latency_ms)
         return hit.model_dump(mode="json")
     try:
-        recovery.check_pause(kwargs)  # spend limit reached for this group: no call
         # budget (issue 7): hold the estimated cost, or reject / downgrade / defer
         req, reservation = budget.reserve(req)
         try:
+            # spend limit reached for the group really called (after routing and a
+            # budget downgrade): no call
+            recovery.check_pause(catalog.resolve(req.model).group)
             # global limiter (issue 4): reserve RPM+ITPM+OTPM and sleep the short wait (a
             # long one raises RateLimitedError: a retry that is not an error attempt),
             # hold a concurrency lease; settle with real usage and rate-limit headers.

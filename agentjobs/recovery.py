@@ -55,10 +55,9 @@ def group_of(kwargs: dict[str, Any]) -> str | None:
         return None
 
 
-def check_pause(kwargs: dict[str, Any]) -> None:
-    """Raise SpendLimitError while the request's rate-limit group is paused."""
-    group = group_of(kwargs)
-    reason = deadletter.paused(group) if group else None
+def check_pause(group: str) -> None:
+    """Raise SpendLimitError while rate-limit ``group`` is paused."""
+    reason = deadletter.paused(group)
     if reason is not None:
         raise SpendLimitError(
             f"rate-limit group {group} is paused: {reason} "

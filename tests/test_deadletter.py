@@ -107,6 +107,24 @@ def test_spend_limit_dead_letters_and_pauses_the_group(
     assert replayed.get(timeout=20)["idempotency_key"] == other.id
 
 
+def test_a_paused_group_stops_requests_routed_to_it(
+    fast_retries: None, fresh_sim: Any, worker: Any
+) -> None:
+    # model="auto" from another client reaches the worker unrouted; the pause must be
+    # checked on the group the router picks (a short question: Haiku), not the raw kwargs.
+    deadletter.pause("haiku", "test pause", 60)
+    try:
+        res = complete.app.send_task(
+            "agentjobs.complete",
+            kwargs={"prompt": "short question?", "model": "auto"},
+            queue="claude.haiku",
+        )
+        assert "paused" in str(deadletter.get(dead_letter_of(res)))
+        assert fresh_sim.stats()["messages"] == 0
+    finally:
+        deadletter.resume("haiku")
+
+
 def test_replay_after_the_fault_is_removed(fast_retries: None, fresh_sim: Any, worker: Any) -> None:
     fresh_sim.configure(fault_529=1.0)
     try:
