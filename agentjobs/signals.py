@@ -449,20 +449,18 @@ def _on_call_finished(
     if status == 429:
         batch.inc("rate_limited", (queue, model))
     if message is not None and getattr(message, "usage", None) is not None:
-        _count_usage(batch, queue, model, params or {}, message.usage)
+        _count_usage(batch, queue, model, params or {}, message)
     if not _defer(batch):
         batch.commit()
 
 
 def _count_usage(
-    batch: metrics.Batch, queue: str, model: str, params: dict[str, Any], raw_usage: Any
+    batch: metrics.Batch, queue: str, model: str, params: dict[str, Any], message: Any
 ) -> None:
     from agentjobs.cost import cost_usd
-    from agentjobs.schemas import Usage
+    from agentjobs.pipeline import usage_of  # the result's own reading of the API usage
 
-    usage = Usage.model_validate(
-        raw_usage.model_dump() if hasattr(raw_usage, "model_dump") else raw_usage
-    )
+    usage = usage_of(message)
     for kind, n in (
         ("input", usage.input_tokens),
         ("output", usage.output_tokens),
