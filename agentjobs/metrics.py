@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -381,10 +380,6 @@ def calls_in_flight(
         queue, model, _ = member.decode().split("|", 2)
         out[(queue, model)] += 1
     return dict(out)
-
-
-def new_call_id() -> str:
-    return uuid.uuid4().hex
 
 
 def worker_seen(
