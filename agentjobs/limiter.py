@@ -358,13 +358,12 @@ class Limiter:
 
     def snapshot(self, group: str) -> dict[str, Any]:
         """The group's state as our side sees it (one round trip, read-only)."""
-        state, sched, leases = self._keys(group)
+        state, _, leases = self._keys(group)
         pipe = self.redis.pipeline(transaction=False)
         pipe.time()
         pipe.hgetall(state)
-        pipe.zcard(sched)
         pipe.zrange(leases, 0, -1, withscores=True)
-        (sec, usec), raw, _scheduled, lease_rows = pipe.execute()
+        (sec, usec), raw, lease_rows = pipe.execute()
         now = self.now_ms() if self.now_ms is not None else sec * 1000.0 + usec / 1000.0
         fields = {k.decode(): v.decode() for k, v in raw.items()}
         configured = self.limits(group)
