@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from agentjobs import catalog
 from agentjobs.errors import ConfigurationError
 
 
@@ -42,7 +43,7 @@ Examples:
   agentjobs worker opus --autoscale 32,4   # any celery worker flag passes through
 """,
 )
-@click.argument("family", type=click.Choice(["haiku", "sonnet", "opus"]))
+@click.argument("family", type=click.Choice(catalog.FAMILIES))
 @click.pass_context
 def worker(ctx: click.Context, family: str) -> None:
     """Run a worker for FAMILY's queue (claude.FAMILY).
