@@ -129,21 +129,21 @@ def enabled(tenant: str | None) -> bool:
 
 def estimate_input_tokens(req: CompleteRequest) -> tuple[int, int]:
     """(system tokens, message tokens), estimated from characters, erring high."""
-    return _tokens(_text(req.system)), _tokens(
-        (req.prompt or "") + "".join(_text(m.content) for m in req.messages or ())
-    )
+    messages = len(req.prompt or "") + sum(_chars(m.content) for m in req.messages or ())
+    return _tokens(_chars(req.system)), _tokens(messages)
 
 
-def _text(content: str | list[TextBlock] | None) -> str:
+def _chars(content: str | list[TextBlock] | None) -> int:
+    # Counted, not joined: the prompt may be megabytes and only its length matters.
     if content is None:
-        return ""
+        return 0
     if isinstance(content, str):
-        return content
-    return "".join(b.text for b in content if isinstance(b, TextBlock))
+        return len(content)
+    return sum(len(b.text) for b in content if isinstance(b, TextBlock))
 
 
-def _tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN) + (_OVERHEAD_TOKENS if text else 0)
+def _tokens(chars: int) -> int:
+    return math.ceil(chars / CHARS_PER_TOKEN) + (_OVERHEAD_TOKENS if chars else 0)
 
 
 def estimate_usd(req: CompleteRequest) -> float:
