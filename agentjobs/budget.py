@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import redis
 
-from agentjobs import catalog, cost, keys
+from agentjobs import catalog, cost, keys, store
 from agentjobs.errors import BudgetDeferredError, BudgetExceededError
 from agentjobs.schemas import CompleteRequest, TextBlock
 from agentjobs.settings import Settings, get_settings
@@ -192,20 +192,18 @@ def _admit(
         lease_s = s.request_timeout_s + s.limiter_max_sleep_s + 60
     lease_ms = int(lease_s * 1000)
     k_budget = keys.key("budget", day)
-    reply = r.eval(
-        _RESERVE,
-        3,
-        cost.day_key(day),
-        k_budget,
-        k_budget + ":leases",
-        member,
-        tenant,
-        nano,
-        _nano(overall),
-        _nano(per_tenant),
-        lease_ms,
-        _KEY_TTL_S,
-        1 if check_only else 0,
+    reply = store.script(r, _RESERVE)(
+        keys=[cost.day_key(day), k_budget, k_budget + ":leases"],
+        args=[
+            member,
+            tenant,
+            nano,
+            _nano(overall),
+            _nano(per_tenant),
+            lease_ms,
+            _KEY_TTL_S,
+            1 if check_only else 0,
+        ],
     )
     if int(reply[0]) == 1:
         return (None if check_only else Reservation(day, member, tenant, nano)), ""
@@ -296,7 +294,8 @@ def release(res: Reservation | None, client: redis.Redis | None = None) -> bool:
     r = client or state_redis()
     k = keys.key("budget", res.day)
     try:
-        return bool(r.eval(_RELEASE, 2, k, k + ":leases", res.member, res.tenant, res.nano))
+        release = store.script(r, _RELEASE)
+        return bool(release(keys=[k, k + ":leases"], args=[res.member, res.tenant, res.nano]))
     except redis.RedisError as exc:  # the reservation's lease lapses on its own
         log.warning("budget reservation not released (lapses later): %s", exc)
         return False

@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from celery import Task
 
-from agentjobs import catalog, cost, keys
+from agentjobs import catalog, cost, keys, store
 from agentjobs.schemas import ClaudeResult, CompleteRequest
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
@@ -120,7 +120,7 @@ class Flight:
         if self.key is not None and self.token is not None:
             r = self._client or state_redis()
             try:
-                r.eval(_UNLOCK, 1, self.key + ":lock", self.token)
+                store.script(r, _UNLOCK)(keys=[self.key + ":lock"], args=[self.token])
             except redis.RedisError as exc:  # the lease lapses on its own
                 log.warning("single-flight lease not released: %s", exc)
             self.token = None
@@ -141,6 +141,7 @@ def lookup(req: CompleteRequest, *, sleep: Any = time.sleep) -> Flight:
         return _off()
     s = get_settings()
     r = state_redis()
+    lookup = store.script(r, _LOOKUP)
     key = entry_key(req)
     token = uuid.uuid4().hex
     lease_ms = int((s.request_timeout_s + s.limiter_max_sleep_s + 30) * 1000)
@@ -148,7 +149,7 @@ def lookup(req: CompleteRequest, *, sleep: Any = time.sleep) -> Flight:
     pause = _POLL_FIRST_S
     waited = False
     while True:
-        reply = r.eval(_LOOKUP, 2, key, key + ":lock", token, lease_ms)
+        reply = lookup(keys=[key, key + ":lock"], args=[token, lease_ms])
         state = int(reply[0])
         if state == 1:
             stored = json.loads(reply[1])

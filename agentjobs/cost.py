@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from agentjobs import catalog, keys
+from agentjobs import catalog, keys, store
 from agentjobs.schemas import ClaudeResult, Usage
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
@@ -39,7 +39,6 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-_scripts: dict[int, Any] = {}
 
 _PER_TOKEN = 1e-6
 #: Dimensions of the per-day totals; a field is ``{measure}:{dimension}:{value}``.
@@ -122,9 +121,7 @@ def record(
         for dim, value in (("model", model), ("queue", queue), ("tenant", tenant or NO_TENANT)):
             out += (f"{measure}:{dim}:{value}", arg)
         out += (measure, arg)
-    script = _scripts.get(id(r))
-    if script is None:  # a Script runs as EVALSHA and reloads itself after NOSCRIPT
-        script = _scripts[id(r)] = r.register_script(_ADD)
+    script = store.script(r, _ADD)
     ttl = get_settings().cost_retention_days * 86_400
     script(keys=[k], args=[ttl, len(ints) // 2, *ints, *floats])
 

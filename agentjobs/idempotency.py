@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import redis
 import tenacity
 
+from agentjobs import store
 from agentjobs.keys import key as rkey
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
@@ -110,16 +111,8 @@ return 0
 """
 
 
-_scripts: dict[tuple[int, str], Any] = {}
-
-
 def _script(src: str) -> Any:
-    # A Script object reloads itself after NOSCRIPT (a restarted Redis).
-    client = state_redis()
-    found = _scripts.get((id(client), src))
-    if found is None:
-        found = _scripts[(id(client), src)] = client.register_script(src)
-    return found
+    return store.script(state_redis(), src)
 
 
 def lease_key(k: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import redis
 
@@ -16,6 +17,7 @@ from agentjobs.settings import get_settings
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, int], redis.Redis] = {}
+_scripts: dict[tuple[int, str], Any] = {}
 
 
 def state_redis() -> redis.Redis:
@@ -30,3 +32,12 @@ def state_redis() -> redis.Redis:
                 client = redis.Redis.from_url(url, health_check_interval=30)
                 _clients[key] = client
     return client
+
+
+def script(client: redis.Redis, src: str) -> Any:
+    """``src`` registered on ``client``: it runs as EVALSHA (the text is sent once, not on
+    every call) and reloads itself after NOSCRIPT (a restarted Redis)."""
+    found = _scripts.get((id(client), src))
+    if found is None:
+        found = _scripts[(id(client), src)] = client.register_script(src)
+    return found
