@@ -35,6 +35,7 @@ from typing import Any
 
 import redis
 
+from agentjobs import store
 from agentjobs.keys import key
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
@@ -134,14 +135,6 @@ def minute_key(minute: int) -> str:
 
 
 _ADD_LUA = (Path(__file__).with_name("metrics_add.lua")).read_text()
-_scripts: dict[int, Any] = {}
-
-
-def _add_script(r: redis.Redis) -> Any:
-    script = _scripts.get(id(r))
-    if script is None:
-        script = _scripts[id(r)] = r.register_script(_ADD_LUA)
-    return script
 
 
 @dataclass
@@ -182,7 +175,8 @@ class Batch:
             args: list[Any] = [ttl, self.call_done]
             for f, v in self.fields.items():
                 args += (f, v)
-            _add_script(r)(keys=[total_key(), minute_key(minute), _inflight_key()], args=args)
+            keys = [total_key(), minute_key(minute), _inflight_key()]
+            store.script(r, _ADD_LUA)(keys=keys, args=args)
         except redis.RedisError as exc:
             # Metrics must never fail a task; the loss is logged so it is not silent.
             log.warning("agentjobs metrics: lost %d increments: %s", len(self.fields), exc)
