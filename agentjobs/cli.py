@@ -58,8 +58,8 @@ def worker(ctx: click.Context, family: str) -> None:
 
 
 def _register() -> None:
-    # Sub-commands live next to the code they drive; importing them here lazily keeps
-    # `agentjobs --help` fast and lets each module own its own options.
+    # Sub-commands live next to the code they drive, so each module owns its options;
+    # they are imported here, after the group exists, to keep the import graph one-way.
     from agentjobs.simulator.command import sim
 
     main.add_command(sim)
