@@ -1,6 +1,6 @@
 """Celery settings for agentjobs, read from the environment (AGENTJOBS_* variables).
 
-``agentjobs.app`` loads this module with ``config_from_object``; a deployment can copy
+``agentjobs.worker.app`` loads this module with ``config_from_object``; a deployment can copy
 it and change what it needs. Every value here is chosen for Claude calls: slow (2-30 s),
 I/O bound, expensive, and never to be run twice.
 """
@@ -53,7 +53,7 @@ worker_enable_soft_shutdown_on_idle = True
 worker_cancel_long_running_tasks_on_connection_loss = False
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 
-task_routes = ("agentjobs.tasks.route_task",)
+task_routes = ("agentjobs.worker.tasks.route_task",)
 task_default_queue = "claude.haiku"
 task_create_missing_queues = True
 task_track_started = True

@@ -4,7 +4,6 @@ from agentjobs import complete
 result = complete.delay(prompt="Summarise ...", model="haiku").get(timeout=60)
 """
 
-from agentjobs.app import app
 from agentjobs.errors import (
     AgentJobsError,
     BudgetExceededError,
@@ -12,8 +11,9 @@ from agentjobs.errors import (
     DeadLetteredError,
     RequestError,
 )
-from agentjobs.schemas import ClaudeResult, CompleteRequest
-from agentjobs.tasks import complete
+from agentjobs.messages.request import ClaudeResult, CompleteRequest
+from agentjobs.worker.app import app
+from agentjobs.worker.tasks import complete
 
 __all__ = [
     "AgentJobsError",

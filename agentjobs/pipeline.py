@@ -14,9 +14,10 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Retry
 
-from agentjobs import admission, budget, cache, catalog, client, cost, idempotency, recovery
-from agentjobs.cost import cost_usd
-from agentjobs.schemas import (
+from agentjobs import catalog
+from agentjobs.api import client
+from agentjobs.limiter import admission
+from agentjobs.messages.request import (
     AUTO_MODEL,
     CacheCreation,
     ClaudeResult,
@@ -24,6 +25,9 @@ from agentjobs.schemas import (
     Usage,
     parse_request,
 )
+from agentjobs.reliability import idempotency, recovery
+from agentjobs.spend import budget, cache, cost
+from agentjobs.spend.cost import cost_usd
 
 
 def execute(task: Task, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +57,7 @@ def call(task: Task, kwargs: dict[str, Any], key: str, attempts: int) -> dict[st
     """One attempt: validate, cache, budget, call Claude, result. Raises on failure."""
     req = parse_request(kwargs)
     if req.model == AUTO_MODEL:
-        from agentjobs.routing import choose_model
+        from agentjobs.spend.routing import choose_model
 
         req = choose_model(req)
     t0 = time.perf_counter()

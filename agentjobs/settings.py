@@ -201,7 +201,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_retry_policies(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         # Checked when the settings load (worker start), not when a task first fails.
-        from agentjobs.retry import Policy
+        from agentjobs.reliability.retry import Policy
 
         for family, overrides in v.items():
             if family not in FAMILIES:

@@ -168,7 +168,7 @@ def main() -> int:
     ap.add_argument("--no-docs", action="store_true", help="print only, do not edit docs")
     args = ap.parse_args()
 
-    from agentjobs.testing import RedisServer
+    from agentjobs.contrib.testing import RedisServer
 
     redis_server = RedisServer().start()
     port = free_port()
@@ -221,7 +221,8 @@ def bench(args: argparse.Namespace, base_url: str) -> int:
     import redis
     from celery.contrib.testing.worker import start_worker
 
-    from agentjobs import app, cache
+    from agentjobs import app
+    from agentjobs.spend import cache
 
     system, reqs = workload(args.requests, args.repeat_share, args.seed)
     repeats = args.requests - len({id(r) for r in reqs})

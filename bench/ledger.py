@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 
-from agentjobs.testing import RedisServer
+from agentjobs.contrib.testing import RedisServer
 
 
 def main() -> None:
@@ -29,10 +29,10 @@ def main() -> None:
         os.environ["AGENTJOBS_REDIS_URL"] = f"{server.url}/1"
         os.environ["AGENTJOBS_RESULT_BACKEND"] = f"{server.url}/2"
         os.environ["AGENTJOBS_METRICS_ENABLED"] = "false"  # measure the ledger alone
-        from agentjobs import ledger
+        from agentjobs.reliability import ledger
         from agentjobs.settings import reset_settings
         from agentjobs.store import state_redis
-        from agentjobs.tasks import complete
+        from agentjobs.worker.tasks import complete
 
         rates: dict[bool, list[float]] = {True: [], False: []}
         prompt = "Summarise the ledger benchmark in one sentence. " * 10  # ~500 bytes

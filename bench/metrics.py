@@ -25,7 +25,7 @@ from typing import Any
 
 from report import cpu_model, write_section
 
-from agentjobs.testing import RedisServer, SimProcess, WorkerProcess
+from agentjobs.contrib.testing import RedisServer, SimProcess, WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -116,7 +116,7 @@ def main() -> None:
 def time_scrape() -> tuple[float, int]:
     from prometheus_client import start_http_server
 
-    from agentjobs.exporter import registry
+    from agentjobs.ops.exporter import registry
 
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry())
     url = f"http://127.0.0.1:{server.server_address[1]}/metrics"

@@ -41,7 +41,7 @@ from typing import Any
 
 from report import cpu_model, write_section
 
-from agentjobs.testing import RedisServer, SimProcess, WorkerProcess
+from agentjobs.contrib.testing import RedisServer, SimProcess, WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent

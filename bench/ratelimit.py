@@ -161,7 +161,7 @@ class Run:
 
 
 def run_one(scn: Scenario, mode: str, args: argparse.Namespace, redis_url: str) -> Run:
-    from agentjobs.testing import SimProcess, WorkerProcess
+    from agentjobs.contrib.testing import SimProcess, WorkerProcess
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-ratelimit-{scn.name}-{mode}-"))
     log_path = work / "sim.jsonl"
@@ -185,8 +185,9 @@ def run_one(scn: Scenario, mode: str, args: argparse.Namespace, redis_url: str) 
         for dim in ("rpm", "itpm", "otpm"):
             env[f"AGENTJOBS_LIMIT_{fam.upper()}_{dim.upper()}"] = str(getattr(scn, dim))
     os.environ.update(env)
-    from agentjobs import app, tasks
+    from agentjobs import app
     from agentjobs.settings import reset_settings
+    from agentjobs.worker import tasks
 
     reset_settings()
     workers = [
@@ -306,7 +307,7 @@ def _other_client(base_url: str, fam: str, rate: float, t_end: float, stop: Any)
 
 
 def _progress() -> None:
-    from agentjobs.admission import get_limiter
+    from agentjobs.limiter.admission import get_limiter
     from agentjobs.settings import reset_settings
 
     reset_settings()
@@ -324,7 +325,7 @@ def _progress() -> None:
 
 
 def _mean_wait(api_key: str) -> float | None:
-    from agentjobs.admission import get_limiter
+    from agentjobs.limiter.admission import get_limiter
     from agentjobs.settings import reset_settings
 
     reset_settings()
@@ -458,7 +459,7 @@ def main() -> None:
     os.environ["AGENTJOBS_BROKER_URL"] = f"{url}/0"
     os.environ["AGENTJOBS_REDIS_URL"] = f"{url}/1"
     os.environ["AGENTJOBS_RESULT_BACKEND"] = f"{url}/2"
-    from agentjobs.testing import RedisServer
+    from agentjobs.contrib.testing import RedisServer
 
     random.seed(11)
     server = RedisServer(port=port).start()

@@ -20,10 +20,10 @@ from typing import Any
 
 from report import machine
 
-from agentjobs import deadletter
-from agentjobs.drill import Drill
+from agentjobs.contrib.drill import Drill
+from agentjobs.contrib.testing import wait_for
+from agentjobs.reliability import deadletter
 from agentjobs.simulator import SimConfig, run_in_thread
-from agentjobs.testing import wait_for
 
 FAST = {
     "AGENTJOBS_RETRY_MAX_ATTEMPTS": "3",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from agentjobs.testing import RedisServer
+from agentjobs.contrib.testing import RedisServer
 
 _SERVER: RedisServer | None = None
 
@@ -58,7 +58,7 @@ def state_redis(redis_server: RedisServer) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def sim() -> Iterator[Any]:
     """The simulator in this process on a free port, zero latency; the SDK points at it."""
-    from agentjobs import client
+    from agentjobs.api import client
     from agentjobs.simulator import SimConfig, run_in_thread
 
     server = run_in_thread(SimConfig(latency_median_ms=0), host="127.0.0.1", port=0)

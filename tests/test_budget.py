@@ -11,10 +11,11 @@ import pytest
 import redis
 from conftest import in_process_worker
 
-from agentjobs import budget, complete, cost
+from agentjobs import complete
 from agentjobs.errors import BudgetDeferredError, BudgetExceededError
-from agentjobs.schemas import Usage, parse_request
+from agentjobs.messages.request import Usage, parse_request
 from agentjobs.settings import get_settings, reset_settings
+from agentjobs.spend import budget, cost
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_a_killed_workers_reservation_lapses(
     configure(env, budget_daily_usd=0.01)
     r = req(max_tokens=1500)  # ~$0.0075: only one fits under $0.01
     budget.reserve(r, lease_s=0.05)  # never released: its worker "died"
-    from agentjobs.testing import wait_for
+    from agentjobs.contrib.testing import wait_for
 
     def admitted() -> bool:
         try:
@@ -250,7 +251,7 @@ def test_budget_under_concurrency_through_the_worker(
 
 
 def test_release_survives_a_state_store_error(state_redis: redis.Redis) -> None:
-    from agentjobs.testing import free_port
+    from agentjobs.contrib.testing import free_port
 
     res = budget.Reservation(cost.today(), "id\t(none)\t5", "(none)", 5)
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
@@ -260,7 +261,7 @@ def test_release_survives_a_state_store_error(state_redis: redis.Redis) -> None:
 def test_defer_through_the_worker_retries_until_the_budget_frees(
     worker: Any, fresh_sim: Any, state_redis: redis.Redis, env: pytest.MonkeyPatch
 ) -> None:
-    from agentjobs.testing import wait_for
+    from agentjobs.contrib.testing import wait_for
 
     configure(env, budget_daily_usd=1.0, budget_action="defer", budget_defer_s=0.2)
     spend(1.0)  # today's budget is used up

@@ -10,10 +10,11 @@ import pytest
 import redis
 from conftest import in_process_worker
 
-from agentjobs import cache, complete, cost
-from agentjobs.schemas import CompleteRequest, parse_request
+from agentjobs import complete
+from agentjobs.contrib.testing import wait_for
+from agentjobs.messages.request import CompleteRequest, parse_request
 from agentjobs.settings import reset_settings
-from agentjobs.testing import wait_for
+from agentjobs.spend import cache, cost
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentjobs import client
+from agentjobs.api import client
 from agentjobs.errors import ConfigurationError
 from agentjobs.settings import reset_settings
 

@@ -10,10 +10,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from agentjobs import catalog, complete, cost
+from agentjobs import catalog, complete
 from agentjobs.cli import main
-from agentjobs.schemas import CacheCreation, Usage
+from agentjobs.messages.request import CacheCreation, Usage
 from agentjobs.settings import reset_settings
+from agentjobs.spend import cost
 
 M = 1_000_000
 
@@ -172,8 +173,8 @@ def test_cost_command_json_and_table(state_redis: redis.Redis) -> None:
 def test_totals_are_best_effort_after_a_paid_call(
     env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agentjobs.schemas import ClaudeResult
-    from agentjobs.testing import free_port
+    from agentjobs.contrib.testing import free_port
+    from agentjobs.messages.request import ClaudeResult
 
     env.setenv("AGENTJOBS_REDIS_URL", f"redis://127.0.0.1:{free_port()}/1")  # nobody there
     reset_settings()

@@ -11,11 +11,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from agentjobs import deadletter, idempotency
 from agentjobs.cli import main
 from agentjobs.errors import DeadLetteredError
+from agentjobs.reliability import deadletter, idempotency
 from agentjobs.settings import reset_settings
-from agentjobs.tasks import complete
+from agentjobs.worker.tasks import complete
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agentjobs import metrics
-from agentjobs.testing import free_port, wait_for
-from agentjobs.testing import http_get as _get
+from agentjobs.contrib.testing import free_port, wait_for
+from agentjobs.contrib.testing import http_get as _get
+from agentjobs.ops import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

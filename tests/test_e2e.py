@@ -20,9 +20,8 @@ import redis
 from kombu import Connection
 
 from agentjobs import app, complete
-from agentjobs.client import sdk_kwargs
-from agentjobs.schemas import parse_request
-from agentjobs.testing import (
+from agentjobs.api.client import sdk_kwargs
+from agentjobs.contrib.testing import (
     RabbitVhost,
     RedisServer,
     WorkerProcess,
@@ -30,6 +29,7 @@ from agentjobs.testing import (
     wait_for,
     worker_processes,
 )
+from agentjobs.messages.request import parse_request
 
 pytestmark = pytest.mark.slow
 

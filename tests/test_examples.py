@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from agentjobs import app
-from agentjobs.testing import wait_for
+from agentjobs.contrib.testing import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 QUEUES = ("claude.haiku", "claude.sonnet", "claude.opus")

@@ -14,10 +14,10 @@ import click
 import pytest
 
 from agentjobs import complete
-from agentjobs.flower import flower_argv
+from agentjobs.contrib.testing import free_port, wait_for
+from agentjobs.contrib.testing import http_get as _get
+from agentjobs.ops.flower import flower_argv
 from agentjobs.settings import reset_settings
-from agentjobs.testing import free_port, wait_for
-from agentjobs.testing import http_get as _get
 
 
 def test_auth_required_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,10 @@ import pytest
 import redis
 from conftest import in_process_worker
 
-from agentjobs import idempotency
+from agentjobs.contrib.testing import wait_for
+from agentjobs.reliability import idempotency
 from agentjobs.settings import reset_settings
-from agentjobs.tasks import complete
-from agentjobs.testing import wait_for
+from agentjobs.worker.tasks import complete
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ import redis
 from click.testing import CliRunner
 from conftest import in_process_worker
 
-from agentjobs import ledger, sweeper
 from agentjobs.cli import main
-from agentjobs.drill import sim_hash
+from agentjobs.contrib.drill import sim_hash
+from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import DeadLetteredError
+from agentjobs.reliability import ledger, sweeper
 from agentjobs.settings import reset_settings
-from agentjobs.tasks import complete
-from agentjobs.testing import wait_for
+from agentjobs.worker.tasks import complete
 
 QUEUE = "claude.haiku"
 
@@ -136,12 +136,12 @@ def test_finished_dead_lettered_and_done_keys_leave_the_ledger(broker: Any, fres
 def test_state_store_down_at_submit_still_submits(
     broker: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agentjobs.testing import free_port
+    from agentjobs.contrib.testing import free_port
 
     monkeypatch.setenv("AGENTJOBS_REDIS_URL", f"redis://127.0.0.1:{free_port()}/1")
     reset_settings()
     try:
-        with caplog.at_level(logging.WARNING, logger="agentjobs.ledger"):
+        with caplog.at_level(logging.WARNING, logger="agentjobs.reliability.ledger"):
             res = complete.delay(prompt="state store down")
         assert json.loads(broker.lindex(QUEUE, -1))["headers"]["id"] == res.id
         assert "submit ledger could not record it" in caplog.text
@@ -174,7 +174,7 @@ def test_ledger_off_and_rabbitmq(broker: Any, monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.slow
 def test_a_worker_process_sweeps_and_resends(fresh_sim: Any) -> None:
     """The wiring: ``agentjobs worker`` starts its sweeper at worker_ready."""
-    from agentjobs.drill import Drill
+    from agentjobs.contrib.drill import Drill
 
     with Drill(fresh_sim, env={"AGENTJOBS_LEDGER_GRACE_S": "0"}) as d:
         prompt = f"lost, found by a worker {uuid.uuid4()}"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from agentjobs.admission import RECHECK_LEAD_S, _follow_schedule
-from agentjobs.limiter import Limiter, fingerprint
+from agentjobs.limiter.admission import RECHECK_LEAD_S, _follow_schedule
+from agentjobs.limiter.gcra import Limiter, fingerprint
 from agentjobs.settings import GroupLimits
 from agentjobs.simulator.buckets import Bucket
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from agentjobs.limiter import Limiter, fingerprint
+from agentjobs.contrib.testing import RedisServer, wait_for
+from agentjobs.limiter.gcra import Limiter, fingerprint
 from agentjobs.settings import GroupLimits
-from agentjobs.testing import RedisServer, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 # and print the start time Redis handed out for every call.
 _HAMMER = """
 import json, sys, time, redis
-from agentjobs.limiter import Limiter, fingerprint
+from agentjobs.limiter.gcra import Limiter, fingerprint
 from agentjobs.settings import GroupLimits
 url, seconds, threads, key = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 lim = Limiter(redis.Redis.from_url(url), key_fingerprint=fingerprint(key),
@@ -50,7 +50,7 @@ print(json.dumps(starts))
 
 _HOLDER = """
 import sys, time, redis
-from agentjobs.limiter import Limiter, fingerprint
+from agentjobs.limiter.gcra import Limiter, fingerprint
 from agentjobs.settings import GroupLimits
 lim = Limiter(redis.Redis.from_url(sys.argv[1]), key_fingerprint=fingerprint("sk-lease"),
               limits=lambda g: GroupLimits(rpm=60, itpm=1000, otpm=1000, concurrency=1),

@@ -12,9 +12,9 @@ import pytest
 import redis
 from conftest import in_process_worker
 
-from agentjobs import tasks
-from agentjobs.admission import api_key_fingerprint, get_limiter
+from agentjobs.limiter.admission import api_key_fingerprint, get_limiter
 from agentjobs.settings import reset_settings
+from agentjobs.worker import tasks
 
 
 @pytest.fixture

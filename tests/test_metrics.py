@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis
 
-from agentjobs import depth, metrics
-from agentjobs.signals import failure_class
-from agentjobs.testing import wait_for
+from agentjobs.contrib.testing import wait_for
+from agentjobs.ops import depth, metrics
+from agentjobs.ops.signals import failure_class
 
 
 def test_batches_from_many_writers_sum_exactly(state_redis: redis.Redis) -> None:

@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentjobs import complete, deadletter, metrics
-from agentjobs.cost import cost_usd
+from agentjobs import complete
+from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import DeadLetteredError
-from agentjobs.exporter import registry
-from agentjobs.schemas import Usage
+from agentjobs.messages.request import Usage
+from agentjobs.ops import metrics
+from agentjobs.ops.exporter import registry
+from agentjobs.reliability import deadletter
 from agentjobs.settings import reset_settings
-from agentjobs.testing import wait_for
+from agentjobs.spend.cost import cost_usd
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from agentjobs import complete, metrics
-from agentjobs.exporter import AgentJobsCollector
-from agentjobs.testing import WorkerProcess, wait_for, worker_processes
+from agentjobs import complete
+from agentjobs.contrib.testing import WorkerProcess, wait_for, worker_processes
+from agentjobs.ops import metrics
+from agentjobs.ops.exporter import AgentJobsCollector
 
 
 def _samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentjobs import app, complete, metrics
-from agentjobs.testing import wait_for
+from agentjobs import app, complete
+from agentjobs.contrib.testing import wait_for
+from agentjobs.ops import metrics
 
 
 def _outcomes() -> dict[str, float]:

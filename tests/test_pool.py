@@ -11,8 +11,8 @@ import pytest
 from celery import concurrency
 
 from agentjobs import app, complete
-from agentjobs.pool import ThreadPool
-from agentjobs.testing import WorkerProcess, wait_for, worker_processes
+from agentjobs.contrib.testing import WorkerProcess, wait_for, worker_processes
+from agentjobs.worker.pool import ThreadPool
 
 
 def test_threads_means_the_resizable_pool() -> None:

@@ -12,7 +12,6 @@ try:  # anthropic >= 2 is built on httpx2
 except ImportError:  # pragma: no cover
     import httpx  # type: ignore[no-redef]
 
-from agentjobs import retry
 from agentjobs.errors import (
     BudgetDeferredError,
     BudgetExceededError,
@@ -20,7 +19,8 @@ from agentjobs.errors import (
     RequestError,
     SpendLimitError,
 )
-from agentjobs.retry import Action, History, Policy, classify, decide
+from agentjobs.reliability import retry
+from agentjobs.reliability.retry import Action, History, Policy, classify, decide
 from agentjobs.settings import Settings
 
 _REQ = httpx.Request("POST", "https://api.anthropic.com/v1/messages")

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import redis
 
-from agentjobs import complete, cost, routing
-from agentjobs.schemas import parse_request
+from agentjobs import complete
+from agentjobs.messages.request import parse_request
 from agentjobs.settings import reset_settings
+from agentjobs.spend import cost, routing
 
 HAIKU, SONNET = "claude-haiku-4-5", "claude-sonnet-4-6"
 

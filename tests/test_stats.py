@@ -10,9 +10,10 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from agentjobs import complete, metrics
+from agentjobs import complete
 from agentjobs.cli import main
-from agentjobs.exporter import AgentJobsCollector
+from agentjobs.ops import metrics
+from agentjobs.ops.exporter import AgentJobsCollector
 from agentjobs.settings import reset_settings
 
 
@@ -82,7 +83,7 @@ def test_backlog_depth_matches_broker_in_stats_and_exporter(
 
 
 def test_state_store_down_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    from agentjobs.testing import free_port
+    from agentjobs.contrib.testing import free_port
 
     monkeypatch.setenv("AGENTJOBS_REDIS_URL", f"redis://127.0.0.1:{free_port()}/1")
     reset_settings()

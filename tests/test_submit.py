@@ -14,9 +14,9 @@ import redis
 from click.testing import CliRunner
 
 from agentjobs import app
-from agentjobs.batch import percentile, read_requests
 from agentjobs.cli import main
-from agentjobs.testing import free_port
+from agentjobs.cli.jobfile import percentile, read_requests
+from agentjobs.contrib.testing import free_port
 
 QUEUES = ("claude.haiku", "claude.sonnet", "claude.opus")
 

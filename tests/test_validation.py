@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from agentjobs import RequestError, app, complete
-from agentjobs.testing import RedisServer
+from agentjobs.contrib.testing import RedisServer
 
 QUEUES = ("claude.haiku", "claude.sonnet", "claude.opus")
 OK = {"prompt": "hello"}

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from agentjobs.cli import main
-from agentjobs.worker import worker_argv
+from agentjobs.cli.worker import worker_argv
 
 
 def test_defaults_equal_the_documented_celery_command() -> None:

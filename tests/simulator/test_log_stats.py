@@ -9,7 +9,7 @@ import anthropic
 import httpx2
 import pytest
 
-from agentjobs.testing import wait_for
+from agentjobs.contrib.testing import wait_for
 
 from .conftest import StartSim, sdk, user
 

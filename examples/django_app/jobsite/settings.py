@@ -2,7 +2,7 @@
 
 import os
 
-from agentjobs.app import celery_settings
+from agentjobs.worker.app import celery_settings
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "agentjobs-example-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"

@@ -1,0 +1,1 @@
+"""agentjobs.api."""

@@ -1,0 +1,136 @@
+"""``agentjobs submit FILE``: run a JSONL file of requests and collect the results.
+
+Each input line is one JSON object of ``complete`` keyword arguments. The whole file is
+validated before anything is sent: bad lines are reported with their line numbers and
+nothing is enqueued (``--skip-invalid`` sends the good ones and writes the bad ones as
+error lines). Results are written in input order, one JSON line per input line:
+
+    {"line": 1, "task_id": "...", "status": "SUCCESS", "result": {...ClaudeResult}}
+    {"line": 2, "task_id": "...", "status": "FAILURE", "error": {"type": ..., "message": ...}}
+
+The batch logic (read, send, collect, summarise) is in batch.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+
+from agentjobs.cli.jobfile import Item, invalid_report, read_requests, run_batch
+from agentjobs.errors import AgentJobsError
+
+
+def preflight() -> None:
+    """Fail fast, with one sentence, when the broker or the result backend is unreachable."""
+    from agentjobs.worker.app import app
+
+    with app.connection_for_write() as conn:
+        try:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
+        except Exception as exc:
+            raise click.ClickException(f"cannot reach the broker {conn.as_uri()}: {exc}") from None
+    client = getattr(app.backend, "client", None)  # the Redis result backend's client
+    if client is not None:
+        try:
+            client.ping()
+        except Exception as exc:
+            raise click.ClickException(f"cannot reach the result backend: {exc}") from None
+
+
+def write_results(items: list[Item], out: IO[str]) -> None:
+    for item in items:
+        out.write(json.dumps(item.record(), separators=(",", ":")) + "\n")
+
+
+def _write_output(items: list[Item], output: str) -> None:
+    if output == "-":
+        write_results(items, sys.stdout)
+        sys.stdout.flush()
+        return
+    # Written whole and renamed, so a reader never sees half a file.
+    tmp = Path(output + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        write_results(items, fh)
+    os.replace(tmp, output)
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  agentjobs submit examples/prompts.jsonl -o results.jsonl
+  agentjobs submit prompts.jsonl -o out.jsonl --json --timeout 300 | jq .cost_usd
+  echo '{"prompt": "Say hi", "model": "haiku"}' | agentjobs submit - --no-progress
+
+\b
+Each input line is a JSON object of complete() keyword arguments, e.g.
+  {"prompt": "Summarise ...", "model": "sonnet", "max_tokens": 200}
+Output lines: {"line", "task_id", "status": SUCCESS|FAILURE|INVALID|TIMEOUT,
+"result" (a ClaudeResult) or "error": {"type", "message"}}, in input order.
+Exit status: 0 all done, 1 some failed or timed out, 2 invalid input.
+"""
+)
+@click.argument("file", type=click.File("rb"))  # decoded line by line: bad bytes name their line
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    show_default=True,
+    help="Where to write result lines ('-': stdout, and the summary goes to stderr).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the whole batch; unfinished tasks are written as TIMEOUT.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for scripts).")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Send the valid lines even if some are invalid (written as INVALID lines).",
+)
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def submit(
+    file: IO[bytes], output: str, timeout: float, as_json: bool, skip_invalid: bool, progress: bool
+) -> None:
+    """Run every request in FILE (JSONL; '-' for stdin) and write the results."""
+    items = read_requests(file)
+    if not items:
+        raise click.UsageError(f"{file.name}: no requests (one JSON object per line)")
+    bad = sum(1 for i in items if i.status == "INVALID")
+    if bad and not skip_invalid:
+        click.echo(
+            f"{file.name}: {bad} of {len(items)} lines are invalid; nothing was submitted "
+            f"(fix them or pass --skip-invalid):\n{invalid_report(items)}",
+            err=True,
+        )
+        sys.exit(2)
+    if bad:
+        click.echo(f"{file.name}: skipping {bad} invalid lines:\n{invalid_report(items)}", err=True)
+    from kombu.exceptions import OperationalError
+    from redis import RedisError
+
+    preflight()
+    try:
+        summary = run_batch(items, timeout, progress=progress)
+    except KeyboardInterrupt:
+        click.echo("interrupted: tasks already queued keep running", err=True)
+        sys.exit(130)
+    except AgentJobsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (OperationalError, RedisError, OSError, RuntimeError) as exc:
+        # RuntimeError: what Celery's result consumer raises when it gives up reconnecting
+        raise click.ClickException(f"cannot reach the broker or result backend: {exc}") from None
+    _write_output(items, output)
+    to_stderr = output == "-"
+    if as_json:
+        click.echo(json.dumps(summary.as_dict()), err=to_stderr)
+    else:
+        click.echo(summary.text(), err=to_stderr)
+    sys.exit(0 if summary.done == summary.total - summary.invalid and not bad else 1)

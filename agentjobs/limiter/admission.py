@@ -1,0 +1,237 @@
+"""The pipeline's limiter step: admission before the Claude call, settlement after.
+
+    with admission.admitted(req) as admit:   # reserve, sleep the short wait, take a lease
+        raw = client.create_message(req.api_params())
+        admit.settle(raw)                    # reconcile with real usage and headers
+    ... build_result(..., limiter_wait_ms=admit.wait_ms)
+
+A wait longer than ``AGENTJOBS_LIMITER_MAX_SLEEP_S`` reserves nothing and raises
+``RateLimitedError`` with a countdown well under the visibility timeout: the task goes
+back through the broker (retry.py's ``rate_limited`` kind: a wait, not an error
+attempt) instead of pinning a worker thread. An API error leaving the block feeds the
+limiter too: a 429 pauses the whole group for its ``retry-after``, and every error
+answer's ``anthropic-ratelimit-*`` headers pull the group back if the server has less
+room than we think. ``AGENTJOBS_LIMITER_ENABLED=false`` turns all of it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anthropic
+import redis
+
+from agentjobs import catalog
+from agentjobs.api import client
+from agentjobs.errors import RateLimitedError
+from agentjobs.limiter.gcra import Limiter, Reservation, fingerprint
+from agentjobs.messages.request import CompleteRequest
+from agentjobs.reliability import retry
+from agentjobs.settings import get_settings
+from agentjobs.store import state_redis
+
+log = logging.getLogger(__name__)
+
+#: Tokens the API adds per request and per message beyond the text (roughly).
+REQUEST_OVERHEAD_TOKENS = 4
+MESSAGE_OVERHEAD_TOKENS = 3
+#: A 429 without retry-after still pauses the group this long, seconds.
+DEFAULT_429_PAUSE_S = 1.0
+#: A call booked further ahead than this looks at the schedule again this long before
+#: its start: what ended meanwhile may have moved it earlier (a sleeper cannot be woken).
+RECHECK_LEAD_S = 0.5
+
+_lock = threading.Lock()
+_limiters: dict[tuple[int, int, str, int], Limiter] = {}
+
+
+def api_key_fingerprint() -> str:
+    """Fingerprint of the credential the SDK will use."""
+    return fingerprint(client.credential())
+
+
+def get_limiter() -> Limiter:
+    """The limiter of this process's API key and state store (rebuilt when they change)."""
+    s = get_settings()
+    conn = state_redis()
+    fp = api_key_fingerprint()
+    cache_key = (id(s), id(conn), fp, os.getpid())
+    lim = _limiters.get(cache_key)
+    if lim is None:
+        with _lock:
+            lim = _limiters.get(cache_key)
+            if lim is None:
+                _limiters.clear()
+                lim = Limiter.from_settings(conn, s, fp)
+                _limiters[cache_key] = lim
+    return lim
+
+
+def estimate_input_tokens(req: CompleteRequest, chars_per_token: float) -> int:
+    """Input tokens of ``req`` from its text length, before the group's calibration."""
+    messages = len(req.messages) if req.messages is not None else 1
+    text = math.ceil(req.approx_bytes() / chars_per_token)
+    return text + REQUEST_OVERHEAD_TOKENS + MESSAGE_OVERHEAD_TOKENS * messages
+
+
+class Admission:
+    """One admitted call: what it waited, and how to settle it."""
+
+    def __init__(self, limiter: Limiter | None, res: Reservation | None, wait_ms: float) -> None:
+        self.limiter = limiter
+        self.reservation = res
+        #: Milliseconds this call spent waiting for the limiter (rate and concurrency).
+        self.wait_ms = wait_ms
+        self.settled = False
+
+    def settle(self, raw: client.RawResponse) -> None:
+        """Reconcile with the response's usage and rate-limit headers."""
+        if self.limiter is None or self.reservation is None or self.settled:
+            return
+        self.settled = True
+        u = raw.message.usage
+        created = getattr(u, "cache_creation_input_tokens", None) or 0
+        read = getattr(u, "cache_read_input_tokens", None) or 0
+        charged = (u.input_tokens or 0) + created  # cache reads do not count against ITPM
+        _quietly(
+            self.limiter.settle,
+            self.reservation,
+            input_tokens=charged,
+            output_tokens=u.output_tokens or 0,
+            prompt_tokens=charged + read,
+            headers=raw.headers,
+        )
+
+    def failed(self, exc: BaseException) -> None:
+        """Reconcile after a failed call: the server's headers, a 429's pause."""
+        if self.limiter is None or self.reservation is None or self.settled:
+            return
+        self.settled = True
+        if isinstance(exc, anthropic.APIStatusError):
+            headers = exc.response.headers
+            pause = None
+            if retry.classify(exc).kind == "rate_limited":
+                pause = retry.retry_after(headers) or DEFAULT_429_PAUSE_S
+            _quietly(
+                self.limiter.settle,
+                self.reservation,
+                headers=headers,
+                retry_after_s=pause,
+                refund_output=True,  # an error answer generated nothing
+            )
+        else:  # a timeout or a dropped connection: the call may have run, keep it all
+            _quietly(self.limiter.settle, self.reservation)
+
+
+def _quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    # Settling is bookkeeping: a state-store hiccup must not turn a paid answer into a
+    # failure (the reservation then simply stands, which errs on the safe side).
+    try:
+        fn(*args, **kwargs)
+    except redis.RedisError as exc:
+        log.warning("limiter: could not settle a reservation: %s", exc)
+
+
+@contextmanager
+def admitted(
+    req: CompleteRequest, *, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[Admission]:
+    """Wait for the global limiter and a concurrency lease, then run the block.
+
+    Raises RateLimitedError (nothing reserved, nothing held) when the wait is too long
+    for a worker thread. Leaving the block releases the lease; an exception leaving it
+    settles the reservation with what the error tells.
+    """
+    s = get_settings()
+    if not s.limiter_enabled:
+        yield Admission(None, None, 0.0)
+        return
+    lim = get_limiter()
+    group = catalog.resolve(req.model).group
+    max_sleep = s.limiter_max_sleep_s
+    t0 = time.monotonic()
+    res = lim.acquire(
+        group,
+        estimate_input_tokens(req, s.limiter_chars_per_token),
+        req.effective_max_tokens(),
+        max_wait_s=max_sleep,
+    )
+    if not res.admitted:
+        raise _too_long(group, res.wait_s, res.binding)
+    if res.wait_s > 0:
+        _follow_schedule(lim, res, max_sleep, sleep)
+    _take_lease(lim, res, t0, max_sleep, sleep)
+    admit = Admission(lim, res, (time.monotonic() - t0) * 1000.0)
+    try:
+        yield admit
+    except BaseException as exc:
+        admit.failed(exc)
+        raise
+    finally:
+        _quietly(lim.release, group, res.id)
+        if not admit.settled:  # the block neither settled nor failed: keep the reservation
+            _quietly(lim.settle, res)
+
+
+def _follow_schedule(
+    lim: Limiter, res: Reservation, max_sleep: float, sleep: Callable[[float], None]
+) -> None:
+    """Sleep until the booked start, following the group's schedule as it moves.
+
+    A 429 or the server's headers move it later: these booked calls must not go out at
+    the old, too-dense pace. Real output corrections move it either way: the booked
+    starts were spaced by output estimates: such a call sleeps to ``RECHECK_LEAD_S``
+    before its start and looks again, so it can go earlier. Then each look (one HMGET)
+    is at the start as it stands, until it no longer moves."""
+    lead = RECHECK_LEAD_S if lim.follows_output(res) else 0.0
+    slept = moved = 0.0
+    while True:
+        left = res.wait_s + moved - slept
+        if left < 0.001:
+            return
+        step = left - lead if left > 2 * lead else left
+        sleep(step)
+        slept += step
+        moved = lim.drift(res)
+        # Only a big move (a long 429 pause) goes back to the broker: after sleeping
+        # most of the bound already, a short extra sleep frees the thread sooner.
+        if moved > max_sleep / 2:
+            lim.settle(res, called=False)
+            raise _too_long(res.group, moved, "pull-back")
+
+
+def _take_lease(
+    lim: Limiter, res: Reservation, t0: float, max_sleep: float, sleep: Callable[[float], None]
+) -> None:
+    """Hold one of the group's concurrency slots; back off (jittered) while all are taken."""
+    step = 0.02
+    while True:
+        taken, lapse_s = lim.lease(res.group, res.id)
+        if taken:
+            return
+        waited = time.monotonic() - t0
+        if waited + step > max_sleep:
+            lim.settle(res, called=False)  # give the rate reservation back to the others
+            raise _too_long(res.group, max(step, lapse_s), "concurrency")
+        # Jitter spreads the retries of many waiting threads (no polling storm).
+        sleep(random.uniform(0.5, 1.0) * min(step, max(lapse_s, 0.005)))
+        step = min(step * 2, 0.5)
+
+
+def _too_long(group: str, wait_s: float, why: str) -> RateLimitedError:
+    s = get_settings()
+    # An ETA message sits unacked in a worker: keep it far from the visibility timeout.
+    countdown = min(max(wait_s, 0.5), s.visibility_timeout_s / 4)
+    return RateLimitedError(
+        f"rate-limit group {group}: limiter wait {wait_s:.1f}s ({why}) exceeds "
+        f"AGENTJOBS_LIMITER_MAX_SLEEP_S={s.limiter_max_sleep_s:g}; retry in {countdown:.1f}s",
+        retry_after_s=countdown,
+    )

@@ -1,0 +1,405 @@
+"""The global rate limiter: RPM, ITPM and OTPM of each rate-limit group, in Redis.
+
+One limiter state per *group*: an API key (by fingerprint, never the key itself) x a
+model class (``haiku``, ``sonnet``, ``opus``). Every worker thread, process and host
+that uses the same key and state store shares it.
+
+- ``acquire`` runs one Lua script (``limiter_acquire.lua``): a GCRA reservation across
+  the three dimensions at once. It returns how long to wait instead of refusing, so
+  starts are handed out first come, first served, and nobody polls. Time comes from
+  Redis (``TIME``), never from worker clocks; tests inject ``now_ms``.
+- ``settle`` (``limiter_settle.lua``) reconciles the reservation with the real usage
+  (input calibration and output size are learned per group as moving averages) and
+  lets the server's view win: low ``anthropic-ratelimit-*-remaining`` headers pull the
+  whole group back, a 429 pauses it for ``retry-after``.
+- ``lease`` / ``release`` (``limiter_lease.lua``): concurrency slots as leases with an
+  expiry, so a killed worker's slots come back by themselves.
+
+Key layout: see ``agentjobs/keys.py`` ("Rate limiter").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+
+from agentjobs.keys import key
+from agentjobs.settings import GroupLimits, Settings
+
+DIMENSIONS = ("rpm", "itpm", "otpm")
+#: Header names of the three dimensions, in DIMENSIONS order.
+_HEADER_NAMES = ("requests", "input-tokens", "output-tokens")
+#: Weight of one sample in the per-group moving averages (input calibration, output size).
+EWMA_ALPHA = 0.1
+#: The API rounds token -remaining headers down to this.
+TOKEN_ROUNDING = 1000
+#: Limiter state lives this long after the group's last use (keeps what it learned).
+STATE_TTL_S = 86_400
+
+OutputMode = Literal["realtime", "max_tokens"]
+
+
+def _script(name: str) -> str:
+    return resources.files("agentjobs").joinpath(name).read_text(encoding="utf-8")
+
+
+def fingerprint(api_key: str) -> str:
+    """A short, stable, non-reversible name for an API key (16 hex of its SHA-256)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """What one response says about the server's buckets (None: no such header).
+
+    ``remaining`` is the most the server may have left: token counts arrive rounded
+    down to the thousand, so a multiple of 1,000 stands for up to 999 more. Pulling
+    back on the rounded figure would throttle small token limits for nothing.
+    """
+
+    remaining: tuple[int | None, int | None, int | None] = (None, None, None)
+    limits: tuple[int | None, int | None, int | None] = (None, None, None)
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str] | Any | None) -> ServerView:
+        if headers is None:
+            return cls()
+        rem = [_int(headers.get(f"anthropic-ratelimit-{n}-remaining")) for n in _HEADER_NAMES]
+        lim = [_int(headers.get(f"anthropic-ratelimit-{n}-limit")) for n in _HEADER_NAMES]
+        for i in (1, 2):  # input and output tokens
+            value = rem[i]
+            if value is not None and value % TOKEN_ROUNDING == 0:
+                rem[i] = value + TOKEN_ROUNDING - 1
+        return cls(tuple(rem), tuple(lim))  # type: ignore[arg-type]
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """One admission: when the call may start, and what was reserved for it."""
+
+    group: str
+    id: str
+    admitted: bool
+    #: Seconds from the reservation until the call may start (the caller sleeps this).
+    wait_s: float
+    input_tokens: int
+    output_tokens: int
+    #: The chars-based input estimate before calibration (for learning the ratio).
+    raw_input_tokens: int
+    #: Which limit decided the start: rpm, itpm, otpm, pause or none.
+    binding: str
+    #: When the call may start, state-store clock, ms since the epoch.
+    start_ms: float = 0.0
+    #: The group's schedule shift when booked (see ``Limiter.drift``).
+    shift: str = "0"
+    #: The group's output-correction shift when booked (see ``Limiter.drift``).
+    out_shift: str = "0"
+
+    @property
+    def member(self) -> str:
+        return f"{self.id}:{self.input_tokens}:{self.output_tokens}"
+
+    @property
+    def shift_ms(self) -> float:
+        return float(self.shift)
+
+
+class Limiter:
+    """The shared limiter of one API key; cheap to build, safe across threads."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        key_fingerprint: str,
+        limits: Callable[[str], GroupLimits],
+        burst_s: float = 2.0,
+        headroom_s: float = 0.5,
+        output_mode: OutputMode = "realtime",
+        output_default: int = 256,
+        lease_ttl_s: float = 150.0,
+        now_ms: Callable[[], float] | None = None,
+    ) -> None:
+        self.redis = client
+        self.key_fingerprint = key_fingerprint
+        self.limits = limits
+        # Our own bursts stop `headroom` short of the server's bucket (up to half of it):
+        # requests of one burst reach the server a few ms apart and in any order, and
+        # the server's refill starts from its first debit, not from our reservation.
+        self.burst_ms = (burst_s - min(headroom_s, burst_s / 2)) * 1000.0
+        # The floor from the server's headers keeps half the headroom: alone, our steady
+        # state sits a whole headroom below the server's bucket (the shortened bursts),
+        # so rounding and estimate noise never trigger a pull-back; another client's
+        # consumption does, once it has eaten the first half.
+        self.floor_margin_ms = headroom_s * 500.0
+        self.output_mode = output_mode
+        self.output_default = output_default
+        self.lease_ttl_ms = lease_ttl_s * 1000.0
+        self.now_ms = now_ms
+        self._acquire = client.register_script(_script("scripts/acquire.lua"))
+        self._settle = client.register_script(_script("scripts/settle.lua"))
+        self._lease = client.register_script(_script("scripts/lease.lua"))
+
+    @classmethod
+    def from_settings(
+        cls, client: redis.Redis, settings: Settings, key_fingerprint: str
+    ) -> Limiter:
+        return cls(
+            client,
+            key_fingerprint=key_fingerprint,
+            limits=settings.limits,
+            burst_s=settings.limiter_burst_s,
+            headroom_s=settings.limiter_headroom_s,
+            output_mode=settings.limiter_otpm_mode,
+            lease_ttl_s=settings.request_timeout_s + settings.connect_timeout_s + 30.0,
+        )
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _keys(self, group: str) -> list[str]:
+        # The hash tag keeps a group's keys in one Redis Cluster slot (one script, one slot).
+        base = key("limiter", "{" + f"{self.key_fingerprint}:{group}" + "}")
+        return [base, base + ":sched", base + ":leases"]
+
+    def _now(self) -> str:
+        return "" if self.now_ms is None else repr(float(self.now_ms()))
+
+    def _limit_args(self, group: str) -> list[int]:
+        lim = self.limits(group)
+        return [lim.rpm, lim.itpm, lim.otpm]
+
+    # -- admission --------------------------------------------------------------------
+
+    def acquire(
+        self, group: str, raw_input_tokens: int, max_tokens: int, max_wait_s: float = math.inf
+    ) -> Reservation:
+        """Reserve one call's capacity; ``admitted=False`` (nothing reserved) when the
+        wait would exceed ``max_wait_s``. The caller sleeps ``wait_s`` then calls."""
+        state, sched, _ = self._keys(group)
+        rid = uuid.uuid4().hex[:16]
+        max_wait_ms = max_wait_s * 1000.0 if math.isfinite(max_wait_s) else 1e15
+        admitted, wait_us, in_amount, out_amount, binding, start, shift, oshift = self._acquire(
+            keys=[state, sched],
+            args=[
+                self._now(),
+                self.burst_ms,
+                *self._limit_args(group),
+                max(0, int(raw_input_tokens)),
+                max(1, int(max_tokens)),
+                self.output_default,
+                self.output_mode,
+                max_wait_ms,
+                rid,
+                STATE_TTL_S,
+            ],
+        )
+        return Reservation(
+            group=group,
+            id=rid,
+            admitted=bool(admitted),
+            wait_s=int(wait_us) / 1e6,
+            input_tokens=int(in_amount),
+            output_tokens=int(out_amount),
+            raw_input_tokens=max(0, int(raw_input_tokens)),
+            binding=binding.decode() if isinstance(binding, bytes) else str(binding),
+            start_ms=float(start),
+            shift=shift.decode() if isinstance(shift, bytes) else str(shift),
+            out_shift=oshift.decode() if isinstance(oshift, bytes) else str(oshift),
+        )
+
+    def settle(
+        self,
+        res: Reservation,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        prompt_tokens: int | None = None,
+        headers: Mapping[str, str] | Any | None = None,
+        retry_after_s: float | None = None,
+        refund_output: bool = False,
+        called: bool = True,
+    ) -> float:
+        """Reconcile ``res`` after the call; returns how far (s) the group's schedule moved
+        (a pull-back from the headers, or the growth of a 429 pause).
+
+        ``input_tokens`` is what the API charges against ITPM (input plus cache writes;
+        cache reads do not count), ``output_tokens`` what it generated: both correct the
+        reservation and teach the group's output estimate. ``prompt_tokens`` (all input,
+        cache reads included) teaches the chars-per-token calibration. Unknown usage
+        (None) leaves that part of the reservation standing. ``refund_output``: the
+        server answered an error, so nothing was generated. ``called=False``: the call
+        never left, everything is given back. ``retry_after_s`` (a 429) pauses the group.
+        """
+        state, sched, _ = self._keys(res.group)
+        if not called:
+            corrections = [-1, -res.input_tokens, -res.output_tokens]
+        else:
+            in_delta = 0 if input_tokens is None else input_tokens - res.input_tokens
+            if output_tokens is not None:
+                out_delta = output_tokens - res.output_tokens
+            else:
+                out_delta = -res.output_tokens if refund_output else 0
+            corrections = [0, in_delta, out_delta]
+        ratio = ""
+        if prompt_tokens is not None and res.raw_input_tokens > 0:
+            ratio = repr(prompt_tokens / res.raw_input_tokens)
+        out_sample = "" if output_tokens is None else str(int(output_tokens))
+        view = ServerView.from_headers(headers)
+        remaining = list(view.remaining)
+        if self.output_mode == "realtime":
+            # The server's output bucket lags by everything still being generated and
+            # reads 0 when in debt: no floor from it (its 429s still pause the group).
+            remaining[2] = None
+        pulled_ms, _dim = self._settle(
+            keys=[state, sched],
+            args=[
+                self._now(),
+                self.burst_ms,
+                *self._limit_args(res.group),
+                *corrections,
+                *("" if v is None else v for v in remaining),
+                *("" if v is None else v for v in view.limits),
+                self.floor_margin_ms,
+                "" if not retry_after_s else repr(float(retry_after_s) * 1000.0),
+                ratio,
+                out_sample,
+                EWMA_ALPHA,
+                res.member,
+                STATE_TTL_S,
+            ],
+        )
+        return int(pulled_ms) / 1000.0
+
+    def pause(self, group: str, seconds: float) -> None:
+        """Hold every new start of ``group`` back for ``seconds`` (a spend cap, an outage)."""
+        state, sched, _ = self._keys(group)
+        self._settle(
+            keys=[state, sched],
+            args=[
+                self._now(),
+                self.burst_ms,
+                *self._limit_args(group),
+                0,
+                0,
+                0,
+                *([""] * 6),
+                self.floor_margin_ms,
+                repr(float(seconds) * 1000.0),
+                "",
+                "",
+                EWMA_ALPHA,
+                "",
+                STATE_TTL_S,
+            ],
+        )
+
+    def drift(self, res: Reservation) -> float:
+        """Seconds the start of ``res`` moved since it was booked (negative: earlier).
+
+        Pull-backs from headers and 429 pauses move every booked call later. In
+        real-time output accounting a call whose start output decided also follows the
+        real output of the calls that ended meanwhile (its start was spaced by their
+        estimates): earlier when they generated less, later when more.
+        """
+        shift, oshift = self.redis.hmget(self._keys(res.group)[0], "shift_ms", "oshift_ms")
+        moved = float(shift or 0.0) - res.shift_ms
+        if self.follows_output(res):
+            moved += float(oshift or 0.0) - float(res.out_shift)
+        return moved / 1000.0
+
+    def follows_output(self, res: Reservation) -> bool:
+        """Whether real output corrections move the start of ``res`` (see ``drift``)."""
+        return self.output_mode == "realtime" and res.binding == "otpm"
+
+    def paused_for(self, group: str) -> float:
+        """Seconds left of a pause of ``group`` (0 when not paused)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.hget(self._keys(group)[0], "pause_until")
+        (sec, usec), until = pipe.execute()
+        now = self.now_ms() if self.now_ms is not None else sec * 1000.0 + usec / 1000.0
+        return max(0.0, float(until or 0.0) - now) / 1000.0
+
+    def resume(self, group: str) -> None:
+        """Lift a pause of ``group`` (an operator acted)."""
+        self.redis.hdel(self._keys(group)[0], "pause_until")
+
+    # -- concurrency ------------------------------------------------------------------
+
+    def lease(self, group: str, lease_id: str) -> tuple[bool, float]:
+        """Take a concurrency slot; (taken, seconds until the soonest lease lapses)."""
+        *_, leases = self._keys(group)
+        cap = self.limits(group).concurrency
+        taken, _held, lapse_ms = self._lease(
+            keys=[leases], args=[self._now(), cap, lease_id, self.lease_ttl_ms]
+        )
+        return bool(taken), int(lapse_ms) / 1000.0
+
+    def release(self, group: str, lease_id: str) -> None:
+        self.redis.zrem(self._keys(group)[2], lease_id)
+
+    # -- inspection -------------------------------------------------------------------
+
+    def snapshot(self, group: str) -> dict[str, Any]:
+        """The group's state as our side sees it (one round trip, read-only)."""
+        state, _, leases = self._keys(group)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(state)
+        pipe.zrange(leases, 0, -1, withscores=True)
+        (sec, usec), raw, lease_rows = pipe.execute()
+        now = self.now_ms() if self.now_ms is not None else sec * 1000.0 + usec / 1000.0
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        configured = self.limits(group)
+        dims: dict[str, Any] = {}
+        for dim in DIMENSIONS:
+            limit = getattr(configured, dim)
+            server = _int(fields.get(f"srv_{dim}"))
+            effective = min(limit, server) if server else limit
+            interval = 60_000.0 / effective
+            tat = float(fields.get(f"tat_{dim}", 0.0))
+            capacity = max(1.0, effective * self.burst_ms / 60_000.0)
+            ahead_ms = max(0.0, tat - now)
+            dims[dim] = {
+                "limit": effective,
+                "configured": limit,
+                "server_limit": server,
+                "available": round(capacity - ahead_ms / interval, 1),
+                "capacity": round(capacity, 1),
+                "booked_ahead_s": round(max(0.0, ahead_ms - self.burst_ms) / 1000.0, 3),
+            }
+        pause_until = float(fields.get("pause_until", 0.0))
+        admitted = int(fields.get("admitted", 0))
+        wait_ms = float(fields.get("wait_ms", 0.0))
+        return {
+            "group": group,
+            "key": self.key_fingerprint,
+            "dimensions": dims,
+            "paused_s": round(max(0.0, pause_until - now) / 1000.0, 3),
+            "leases": sum(1 for _m, exp in lease_rows if exp > now),
+            "concurrency": configured.concurrency,
+            "admitted": admitted,
+            "deferred": int(fields.get("deferred", 0)),
+            "rate_limited": int(fields.get("rate_limited", 0)),
+            "pullbacks": int(fields.get("pullbacks", 0)),
+            "mean_wait_ms": round(wait_ms / admitted, 3) if admitted else 0.0,
+            "input_ratio": float(fields.get("in_ratio", 1.0)),
+            "output_estimate": float(fields.get("out_ewma", self.output_default)),
+            "output_deviation": float(fields.get("out_dev", 0.0)),
+        }

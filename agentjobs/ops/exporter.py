@@ -1,0 +1,121 @@
+"""``agentjobs exporter``: one Prometheus scrape target for every worker on every host.
+
+Why an aggregating exporter rather than an endpoint per worker process: workers write
+their counters into Redis (``metrics.py``), so the exporter serves totals that are
+already summed over all processes and hosts. Nothing is lost when a worker restarts
+(a per-process counter would reset), ``--scale`` needs no scrape-config change, and
+the numbers equal ``agentjobs stats`` exactly. Queue depth is read from the broker and
+the dead-letter size from its store at each scrape. Several exporters may run (they
+read the same Redis); scrape one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import click
+from prometheus_client import start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from agentjobs.ops import depth, metrics
+
+log = logging.getLogger(__name__)
+
+
+class AgentJobsCollector(Collector):
+    """Reads the Redis aggregates and the broker at each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        snap = metrics.read_total()
+        for m in metrics.METRICS.values():
+            if m.kind == "counter":
+                c = CounterMetricFamily(m.prom_name, m.help, labels=m.labels)
+                for labels, value in sorted(snap.counters.get(m.name, {}).items()):
+                    c.add_metric(labels, value)
+                yield c
+            elif m.kind == "histogram":
+                h = HistogramMetricFamily(m.prom_name, m.help, labels=m.labels)
+                for labels, counts in sorted(snap.buckets.get(m.name, {}).items()):
+                    h.add_metric(labels, _cumulative(counts), snap.sums[m.name].get(labels, 0.0))
+                yield h
+        yield from self._gauges(snap)
+
+    def _gauges(self, snap: metrics.Snapshot) -> Iterator[Metric]:
+        queues = sorted(set(depth.known_queues()) | snap.label_values("queue") - {"unknown"})
+        spec = metrics.METRICS
+        g = GaugeMetricFamily(
+            spec["calls_in_flight"].prom_name,
+            spec["calls_in_flight"].help,
+            labels=("queue", "model"),
+        )
+        for (queue, model), n in sorted(metrics.calls_in_flight().items()):
+            g.add_metric((queue, model), n)
+        yield g
+        g = GaugeMetricFamily(spec["workers"].prom_name, spec["workers"].help, labels=("queue",))
+        for queue, n in metrics.workers_alive(queues).items():
+            g.add_metric((queue,), n)
+        yield g
+        g = GaugeMetricFamily(
+            spec["queue_depth"].prom_name, spec["queue_depth"].help, labels=("queue",)
+        )
+        try:
+            for queue, n in depth.queue_depths(queues).items():
+                g.add_metric((queue,), n)
+        except Exception as exc:  # the broker down must not hide the other figures
+            log.warning("agentjobs exporter: queue depth unavailable: %s", exc)
+        yield g
+        size = metrics.dead_letter_size()
+        g = GaugeMetricFamily(spec["dead_letters"].prom_name, spec["dead_letters"].help)
+        if size is not None:
+            g.add_metric((), size)
+        yield g
+
+
+def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
+    out, running = [], 0
+    for bound, n in zip(metrics.BUCKETS_S, counts, strict=True):
+        running += n
+        out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+    return out
+
+
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(AgentJobsCollector())
+    return reg
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  agentjobs exporter                         # http://0.0.0.0:9808/metrics
+  agentjobs exporter --port 9900 --address 127.0.0.1
+  curl -s localhost:9808/metrics | grep agentjobs_rate_limited_total
+"""
+)
+@click.option("--port", default=9808, show_default=True, envvar="AGENTJOBS_EXPORTER_PORT")
+@click.option("--address", default="0.0.0.0", show_default=True)
+def exporter(port: int, address: str) -> None:
+    """Serve agentjobs metrics for Prometheus, summed over every worker and host.
+
+    One scrape target for the whole deployment: counters and histograms come from
+    the state store (AGENTJOBS_REDIS_URL), queue depth from the broker, at each scrape.
+    """
+    import threading
+
+    server: Any
+    server, _thread = start_http_server(port, addr=address, registry=registry())
+    real_port = server.server_address[1]
+    click.echo(f"agentjobs exporter listening on http://{address}:{real_port}/metrics", err=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()

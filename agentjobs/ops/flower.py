@@ -1,0 +1,71 @@
+"""``agentjobs flower``: Flower for the agentjobs app, with authentication on by default.
+
+Equal to ``celery -A agentjobs flower --address A --port P --basic-auth U:P``. Basic auth
+comes from ``AGENTJOBS_FLOWER_BASIC_AUTH`` (``user:password``, comma-separated for
+several users). Without it, Flower may only listen on a loopback address (local
+development); on any other address the command refuses to start unless
+``--no-auth`` says an authenticating proxy sits in front. Flower's ``/metrics`` stays
+open for Prometheus (it has no task data); its UI and API require the password.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from agentjobs.settings import get_settings
+
+
+def is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def flower_argv(address: str, port: int, no_auth: bool, extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``celery flower`` argv; raises ClickException when auth is required but unset."""
+    auth = get_settings().flower_basic_auth
+    if auth is not None:
+        users = [u for u in auth.split(",") if u]
+        if not users or any(":" not in u or u.startswith(":") for u in users):
+            raise click.ClickException(
+                "AGENTJOBS_FLOWER_BASIC_AUTH must be user:password (comma-separate several)"
+            )
+    if not auth and not no_auth and not is_loopback(address):
+        raise click.ClickException(
+            f"Flower on {address} needs authentication: set "
+            "AGENTJOBS_FLOWER_BASIC_AUTH=user:password, listen on 127.0.0.1 for local "
+            "development, or pass --no-auth behind an authenticating proxy"
+        )
+    argv = ["flower", f"--address={address}", f"--port={port}"]
+    if auth:
+        argv.append(f"--basic-auth={auth}")
+    return [*argv, *extra]
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="""\b
+Examples:
+  agentjobs flower                                   # http://127.0.0.1:5555, local dev
+  AGENTJOBS_FLOWER_BASIC_AUTH=ops:s3cret agentjobs flower --address 0.0.0.0
+  agentjobs flower --url-prefix flower               # any flower flag passes through
+\b
+Dead letters are failed tasks: Tasks > state FAILURE (or /api/tasks?state=FAILURE);
+their exception is DeadLetteredError naming the record (`agentjobs dlq show ID`).
+""",
+)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5555, show_default=True, type=int)
+@click.option("--no-auth", is_flag=True, help="Run without auth on a non-loopback address.")
+@click.pass_context
+def flower(ctx: click.Context, address: str, port: int, no_auth: bool) -> None:
+    """Run Flower for agentjobs (password required outside local development)."""
+    argv = flower_argv(address, port, no_auth, tuple(ctx.args))
+    from agentjobs.worker.app import app
+
+    app.start(argv=argv)

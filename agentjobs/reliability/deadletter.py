@@ -1,0 +1,267 @@
+"""The dead-letter store: every task that gave up, kept whole, listed, replayed, purged.
+
+A dead letter holds the request as submitted, the error that ended it (class, kind,
+message, status), every attempt's error and time, the queue, worker, task id and the
+idempotency key. Its id is derived from the idempotency key, so a key has at most one
+dead letter: a replay that fails again updates it instead of adding a second.
+
+Redis keys (``keys.py``): ``{p}:dlq:{id}`` (record JSON, expires after
+``AGENTJOBS_DLQ_MAX_AGE_S``) and ``{p}:dlq:index`` (sorted set of ids by time of death).
+Retention is bounded by age and by count (``AGENTJOBS_DLQ_MAX_RECORDS``, oldest dropped
+first), enforced on every write.
+
+Replay sends the request again with the same idempotency key; the worker that succeeds
+removes the record in the same Lua call that stores the result (``idempotency.finish``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from agentjobs.keys import key as rkey
+from agentjobs.reliability import idempotency
+from agentjobs.settings import get_settings
+from agentjobs.store import state_redis
+
+
+class Attempt(BaseModel):
+    """One failed call of a task (or a refusal before the call)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    n: int
+    started_at: float
+    at: float
+    error_class: str
+    kind: str
+    message: str
+    status: int | None = None
+    #: Did it use up one of the policy's attempts (429s do not)?
+    counted: bool = True
+    action: str = ""
+    worker: str = ""
+    task_id: str = ""
+
+
+class DeadLetter(BaseModel):
+    """One dead-lettered task."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    created_at: float
+    request: dict[str, Any]
+    error_class: str
+    error_kind: str
+    message: str
+    status: int | None = None
+    reason: str
+    attempts: list[Attempt]
+    queue: str
+    worker: str
+    task_id: str
+    idempotency_key: str
+    group: str | None = None
+    state: Literal["dead", "replaying"] = "dead"
+    replays: int = 0
+    replay_task_id: str | None = None
+
+    def summary(self) -> str:
+        return f"{self.error_class}: {self.message}"
+
+
+def dead_letter_id(idempotency_key: str) -> str:
+    """The dead-letter id of a key: stable, so a key has at most one record."""
+    return "dl_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+def record_key(dl_id: str) -> str:
+    return rkey("dlq", dl_id)
+
+
+def index_key() -> str:
+    return rkey("dlq", "index")
+
+
+def add(record: DeadLetter, now: float | None = None) -> str:
+    """Store a dead letter (replacing the key's earlier one) and enforce retention."""
+    s = get_settings()
+    now = time.time() if now is None else now
+    old = get(record.id)
+    if old is not None:  # a replay that failed again: keep the replay count
+        record = record.model_copy(update={"replays": old.replays})
+
+    def write() -> None:
+        pipe = state_redis().pipeline()
+        pipe.set(record_key(record.id), record.model_dump_json(), ex=max(1, int(s.dlq_max_age_s)))
+        pipe.zadd(index_key(), {record.id: record.created_at})
+        pipe.execute()
+
+    idempotency.with_store_retry(write)
+    trim(now)
+    return record.id
+
+
+def trim(now: float | None = None) -> int:
+    """Drop records past the age limit and the oldest past the count limit; how many."""
+    s = get_settings()
+    client = state_redis()
+    now = time.time() if now is None else now
+    stale = [i.decode() for i in client.zrangebyscore(index_key(), "-inf", now - s.dlq_max_age_s)]
+    excess = client.zcard(index_key()) - len(stale) - s.dlq_max_records
+    if excess > 0:
+        oldest = client.zrange(index_key(), len(stale), len(stale) + excess - 1)
+        stale += [i.decode() for i in oldest]
+    _delete(stale)
+    return len(stale)
+
+
+def _delete(ids: list[str]) -> None:
+    if not ids:
+        return
+    pipe = state_redis().pipeline()
+    for dl_id in ids:
+        pipe.delete(record_key(dl_id))
+    pipe.zrem(index_key(), *ids)
+    pipe.execute()
+
+
+def get(dl_id: str) -> DeadLetter | None:
+    raw = state_redis().get(record_key(dl_id))
+    return None if raw is None else DeadLetter.model_validate_json(raw)
+
+
+def count() -> int:
+    return int(state_redis().zcard(index_key()))
+
+
+def ids(offset: int = 0, limit: int | None = None, newest_first: bool = True) -> list[str]:
+    end = -1 if limit is None else offset + limit - 1
+    client = state_redis()
+    raw = (
+        client.zrevrange(index_key(), offset, end)
+        if newest_first
+        else client.zrange(index_key(), offset, end)
+    )
+    return [i.decode() for i in raw]
+
+
+def records(
+    offset: int = 0,
+    limit: int | None = None,
+    queue: str | None = None,
+    error: str | None = None,
+    newest_first: bool = True,
+) -> Iterator[DeadLetter]:
+    """Dead letters, newest first, optionally only one queue or error class/kind."""
+    for batch in _batches(ids(offset, limit, newest_first), 500):
+        raws = state_redis().mget([record_key(i) for i in batch])
+        for raw in raws:
+            if raw is None:  # expired between the index read and now
+                continue
+            rec = DeadLetter.model_validate_json(raw)
+            if queue is not None and rec.queue != queue:
+                continue
+            if error is not None and error not in (rec.error_class, rec.error_kind):
+                continue
+            yield rec
+
+
+def _batches(items: list[str], n: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def remove(dl_id: str) -> bool:
+    """Delete one record and the failed outcome it left on its key; False if unknown."""
+    rec = get(dl_id)
+    _delete([dl_id])
+    if rec is None:
+        return False
+    _forget_failure(rec)
+    return True
+
+
+def purge(
+    ids_: Iterable[str] | None = None, older_than_s: float | None = None, queue: str | None = None
+) -> int:
+    """Delete the given records, or all matching ``older_than_s``/``queue``; how many."""
+    if ids_ is None:
+        cutoff = None if older_than_s is None else time.time() - older_than_s
+        chosen = [r.id for r in records(queue=queue) if cutoff is None or r.created_at <= cutoff]
+    else:
+        chosen = list(ids_)
+    return sum(remove(i) for i in chosen)
+
+
+def _forget_failure(rec: DeadLetter) -> None:
+    # The key's outcome says "dead-lettered as <id>": without the record it would make
+    # every resubmission fail, so it goes too (a success stored since stays).
+    out = idempotency.outcome(rec.idempotency_key)
+    if out is not None and out.get("dead_letter") == rec.id:
+        idempotency.forget(rec.idempotency_key)
+
+
+def export(out: Any, queue: str | None = None) -> int:
+    """Write every record as one JSON line to the text stream ``out``; how many."""
+    n = 0
+    for rec in records(queue=queue, newest_first=False):
+        out.write(rec.model_dump_json() + "\n")
+        n += 1
+    return n
+
+
+# -- replay ---------------------------------------------------------------------------
+
+
+def replay_one(dl_id: str) -> Any:
+    """Send a dead letter's request again with its idempotency key; the AsyncResult.
+
+    The record stays, marked ``replaying``, until a worker succeeds with that key
+    (the worker removes it); a new failure rewrites it as ``dead``.
+    """
+    from agentjobs.worker.tasks import complete
+
+    rec = get(dl_id)
+    if rec is None:
+        raise KeyError(dl_id)
+    task_id = str(uuid.uuid4())
+    marked = rec.model_copy(
+        update={"state": "replaying", "replays": rec.replays + 1, "replay_task_id": task_id}
+    )
+    state_redis().set(record_key(dl_id), marked.model_dump_json(), keepttl=True)
+    _forget_failure(rec)
+    kwargs = {**rec.request, "idempotency_key": rec.idempotency_key}
+    return complete.apply_async(kwargs=kwargs, task_id=task_id)
+
+
+def pause_key(group: str) -> str:
+    return rkey("pause", group)
+
+
+def pause(group: str, reason: str, ttl_s: float) -> None:
+    """Refuse calls of a rate-limit group for ``ttl_s`` (spend cap reached)."""
+    if ttl_s > 0:
+        state_redis().set(pause_key(group), reason, ex=max(1, int(ttl_s)))
+
+
+def paused(group: str) -> str | None:
+    """The reason the group is paused, or None."""
+    raw = idempotency.with_store_retry(lambda: state_redis().get(pause_key(group)))
+    return None if raw is None else raw.decode()
+
+
+def resume(group: str) -> bool:
+    """Lift a group's pause (an operator raised the spend limit); False if none."""
+    return bool(state_redis().delete(pause_key(group)))
+
+
+def to_json(rec: DeadLetter) -> dict[str, Any]:
+    return json.loads(rec.model_dump_json())

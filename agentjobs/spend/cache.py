@@ -1,0 +1,220 @@
+"""Response cache in Redis: identical requests of one tenant are answered once.
+
+A request is cached when it says ``cache=True``, or says nothing and
+``AGENTJOBS_CACHE_DEFAULT`` allows it (``deterministic``, the default, caches only
+``temperature=0`` requests, whose answer is meant to be repeatable; ``on`` caches all;
+``off`` none). The key is the SHA-256 of the canonical JSON of the API parameters as
+sent (model resolved, defaults filled, string content as a text block), under the
+tenant's namespace: an entry is never served to another tenant.
+
+Single flight: the first worker to miss takes a lease on the key and calls Claude;
+identical requests arriving meanwhile wait (polling, bounded by
+``AGENTJOBS_CACHE_WAIT_S``) for its result instead of calling too. If the owner fails
+it drops the lease and one waiter takes over. A hit returns the stored result with
+``cached=True`` and ``cost_usd=0``; ``usage`` stays the usage of the call that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import Task
+
+from agentjobs import catalog, keys, store
+from agentjobs.messages.request import ClaudeResult, CompleteRequest
+from agentjobs.settings import get_settings
+from agentjobs.spend import cost
+from agentjobs.store import state_redis
+
+# KEYS[1] entry  KEYS[2] its lock   ARGV[1] lock token  ARGV[2] lease ms
+# Returns {1, value} on a hit, {2} when this caller took the lease, {0} when another holds it.
+_LOOKUP = """
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+"""
+
+# KEYS[1] lock  ARGV[1] token: delete the lock only if it is still ours.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+log = logging.getLogger(__name__)
+
+_POLL_FIRST_S = 0.005
+_POLL_MAX_S = 0.1
+
+
+def enabled(req: CompleteRequest) -> bool:
+    """Whether this request uses the response cache."""
+    if req.cache is not None:
+        return req.cache
+    mode = get_settings().cache_default
+    return mode == "on" or (mode == "deterministic" and req.temperature == 0)
+
+
+def canonical(req: CompleteRequest) -> str:
+    """The canonical JSON of the request as sent: equal requests give equal strings."""
+    params = req.api_params()
+    params["messages"] = [{**m, "content": _blocks(m["content"])} for m in params["messages"]]
+    if "system" in params:
+        params["system"] = _blocks(params["system"])
+    if "temperature" in params:
+        params["temperature"] = float(params["temperature"])
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _blocks(content: Any) -> Any:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def entry_key(req: CompleteRequest) -> str:
+    digest = hashlib.sha256(canonical(req).encode()).hexdigest()
+    return keys.key("rc", req.tenant or cost.NO_TENANT, digest)
+
+
+def _stats_key() -> str:
+    return keys.key("rc", "stats")
+
+
+@dataclass
+class Flight:
+    """The outcome of ``lookup``: a hit, or the right (and duty) to compute and ``store``."""
+
+    key: str | None
+    hit: dict[str, Any] | None = None
+    token: str | None = None
+    #: True when this caller waited for another's identical call.
+    coalesced: bool = False
+    _client: redis.Redis | None = field(default=None, repr=False)
+
+    def store(self, result: dict[str, Any], sent: CompleteRequest) -> None:
+        """Cache a fresh result under the request actually sent, then drop the lease.
+
+        A budget downgrade changes the request: its answer is stored under the
+        downgraded request's key, never under the one that was asked for.
+        """
+        if self.key is None:
+            return
+        r = self._client or state_redis()
+        ttl_ms = int(get_settings().cache_ttl_s * 1000)
+        try:
+            pipe = r.pipeline(transaction=False)
+            pipe.set(entry_key(sent), json.dumps(result, separators=(",", ":")), px=ttl_ms)
+            pipe.hincrby(_stats_key(), "stores", 1)
+            pipe.execute()
+        except redis.RedisError as exc:  # the answer is paid for: return it, uncached
+            log.warning("response not cached: %s", exc)
+        self.close()
+
+    def close(self) -> None:
+        """Drop the lease if this caller holds it (idempotent; call it on every path)."""
+        if self.key is not None and self.token is not None:
+            r = self._client or state_redis()
+            try:
+                store.script(r, _UNLOCK)(keys=[self.key + ":lock"], args=[self.token])
+            except redis.RedisError as exc:  # the lease lapses on its own
+                log.warning("single-flight lease not released: %s", exc)
+            self.token = None
+
+
+#: The Flight of a request that does not use the cache.
+def _off() -> Flight:
+    return Flight(key=None)
+
+
+def lookup(req: CompleteRequest, *, sleep: Any = time.sleep) -> Flight:
+    """A hit, or a miss whose caller must ``store`` (or ``close``) when done.
+
+    Waits while an identical request is in flight elsewhere, up to
+    ``AGENTJOBS_CACHE_WAIT_S``; after that the caller computes without the lease.
+    """
+    if not enabled(req):
+        return _off()
+    s = get_settings()
+    r = state_redis()
+    lookup = store.script(r, _LOOKUP)
+    key = entry_key(req)
+    token = uuid.uuid4().hex
+    lease_ms = int((s.request_timeout_s + s.limiter_max_sleep_s + 30) * 1000)
+    deadline = time.monotonic() + s.cache_wait_s
+    pause = _POLL_FIRST_S
+    waited = False
+    while True:
+        reply = lookup(keys=[key, key + ":lock"], args=[token, lease_ms])
+        state = int(reply[0])
+        if state == 1:
+            stored = json.loads(reply[1])
+            if stored.get("tenant") != req.tenant:  # the key has the tenant; belt and braces
+                return _count(r, "misses", Flight(key=None))
+            flight = Flight(key=key, hit=stored, coalesced=waited, _client=r)
+            return _count(r, "hits", flight, coalesced=waited)
+        if state == 2:
+            return _count(r, "misses", Flight(key=key, token=token, _client=r))
+        if time.monotonic() >= deadline:
+            return _count(r, "misses", Flight(key=key, _client=r))
+        waited = True
+        sleep(pause)
+        pause = min(pause * 1.5, _POLL_MAX_S)
+
+
+def _count(r: redis.Redis, what: str, flight: Flight, coalesced: bool = False) -> Flight:
+    pipe = r.pipeline(transaction=False)
+    pipe.hincrby(_stats_key(), what, 1)
+    if coalesced:
+        pipe.hincrby(_stats_key(), "coalesced", 1)
+    pipe.execute()
+    return flight
+
+
+def hit_result(
+    flight: Flight,
+    req: CompleteRequest,
+    task: Task,
+    key: str,
+    attempts: int,
+    latency_ms: float,
+) -> ClaudeResult:
+    """The result of a cache hit (``cached=True``, ``cost_usd=0``), added to the cost totals."""
+    assert flight.hit is not None
+    info = task.request
+    queue = (info.delivery_info or {}).get("routing_key") or catalog.queue_for(req.family)
+    stored = ClaudeResult.model_validate(flight.hit)
+    result = stored.model_copy(
+        update={
+            "cost_usd": 0.0,
+            "cached": True,
+            "latency_ms": round(latency_ms, 3),
+            "attempts": attempts,
+            "queue": queue,
+            "worker": str(info.hostname),
+            "idempotency_key": key,
+            "task_id": str(info.id),
+            "tenant": req.tenant,
+            "limiter_wait_ms": 0.0,
+            "route_reason": req.route_reason,
+        }
+    )
+    cost.record_result(result, saved_usd=stored.cost_usd)
+    return result
+
+
+def stats(client: redis.Redis | None = None) -> dict[str, float]:
+    """Counters since the state store was created: hits, misses, stores, coalesced
+    (hits that waited for an identical call in flight) and hit_rate (hits / lookups)."""
+    r = client or state_redis()
+    raw = r.hgetall(_stats_key())
+    out: dict[str, float] = {k: 0 for k in ("hits", "misses", "stores", "coalesced")}
+    out.update({k.decode(): int(v) for k, v in raw.items()})
+    lookups = out["hits"] + out["misses"]
+    out["hit_rate"] = out["hits"] / lookups if lookups else 0.0
+    return out

@@ -1,0 +1,99 @@
+"""The tasks: ``agentjobs.complete``.
+
+``ClaudeTask.apply_async`` validates the request in the caller and picks the queue
+from the model family, so bad input never reaches a queue and nobody routes by hand;
+after the publish it records the task in the submit ledger (``ledger.py``).
+The worker-side flow is in ``pipeline.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from agentjobs import catalog
+from agentjobs.errors import AgentJobsError, RequestError
+from agentjobs.messages.request import AUTO_MODEL, CompleteRequest, parse_request
+from agentjobs.reliability import ledger
+from agentjobs.worker.app import app
+
+TASK_NAME = "agentjobs.complete"
+
+
+def route_task(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
+) -> dict[str, str] | None:
+    """Celery router: ``send_task("agentjobs.complete", kwargs=...)`` lands on the right queue."""
+    if name != TASK_NAME or not isinstance(kwargs, dict):
+        return None
+    model = kwargs.get("model", "haiku")
+    if model == AUTO_MODEL:  # the worker routes again, and records why
+        from agentjobs.spend.routing import queue_for_auto
+
+        return queue_for_auto(kwargs)
+    try:
+        return {"queue": catalog.resolve(model).queue}
+    except AgentJobsError:
+        return None  # the worker validates again and dead-letters the request
+
+
+def prepare(kwargs: dict[str, Any], options: dict[str, Any]) -> CompleteRequest:
+    """Validate, resolve ``model="auto"``, check budgets and fix the queue.
+
+    Raises RequestError (bad input) or BudgetExceededError (a daily cap is reached).
+    """
+    req = parse_request(kwargs)
+    if req.model == AUTO_MODEL:
+        from agentjobs.spend.routing import choose_model
+
+        req = choose_model(req)
+    from agentjobs.spend import budget
+
+    req = budget.check(req)  # over a daily cap: BudgetExceededError, or downgraded
+    queue = catalog.queue_for(req.family)
+    given = options.get("queue")
+    if given is not None and getattr(given, "name", given) != queue:
+        raise RequestError(
+            f"queue {given!r} does not serve model {req.model}; agentjobs routes by model "
+            f"family ({queue}): leave queue unset"
+        )
+    options["queue"] = queue
+    return req
+
+
+class ClaudeTask(Task):
+    """Base of ``complete``: validation and routing happen in the caller."""
+
+    typing = False  # kwargs are checked by pydantic, with clearer errors
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        if args:
+            raise RequestError(f"{TASK_NAME} takes keyword arguments only")
+        req = prepare(dict(kwargs or {}), options)
+        task_kwargs = req.task_kwargs()
+        result = super().apply_async(args=(), kwargs=task_kwargs, **options)
+        # Published: note it in the submit ledger (after, so a failed publish leaves no
+        # entry; best effort, a state store down only logs). Retries pass here too.
+        if ledger.enabled(self.app):
+            ledger.record(str(result.id), task_kwargs, str(options["queue"]))
+        return result
+
+
+@app.task(
+    bind=True,
+    base=ClaudeTask,
+    name=TASK_NAME,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def complete(self: ClaudeTask, **kwargs: Any) -> dict[str, Any]:
+    """Call Claude once (or return the stored result); returns a ClaudeResult dict."""
+    from agentjobs.pipeline import execute
+
+    return execute(self, kwargs)
