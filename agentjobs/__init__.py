@@ -1,8 +1,16 @@
 """agentjobs: Claude calls as Celery tasks at production scale.
 
-from agentjobs import complete
-result = complete.delay(prompt="Summarise ...", model="haiku").get(timeout=60)
+    from agentjobs import complete
+    result = complete.delay(prompt="Summarise ...", model="haiku").get(timeout=60)
+
+The public names load on first use, so importing a part of agentjobs (the simulator,
+the errors, the CLI's ``--help``) does not load the Celery app.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from agentjobs.errors import (
     AgentJobsError,
@@ -11,9 +19,19 @@ from agentjobs.errors import (
     DeadLetteredError,
     RequestError,
 )
-from agentjobs.messages.request import ClaudeResult, CompleteRequest
-from agentjobs.worker.app import app
-from agentjobs.worker.tasks import complete
+
+if TYPE_CHECKING:
+    from agentjobs.messages.request import CompleteRequest
+    from agentjobs.messages.result import ClaudeResult
+    from agentjobs.worker.app import app
+    from agentjobs.worker.tasks import complete
+
+_LAZY = {
+    "app": "agentjobs.worker.app",
+    "complete": "agentjobs.worker.tasks",
+    "ClaudeResult": "agentjobs.messages.result",
+    "CompleteRequest": "agentjobs.messages.request",
+}
 
 __all__ = [
     "AgentJobsError",
@@ -26,3 +44,12 @@ __all__ = [
     "app",
     "complete",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentjobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -90,9 +90,34 @@ Celery's own keys (not under the prefix; named by Celery and kombu, celeryconfig
 
 from __future__ import annotations
 
+import hashlib
+
 from agentjobs.settings import get_settings
 
 
 def key(*parts: str) -> str:
     """``{prefix}:part1:part2...``."""
     return ":".join((get_settings().key_prefix, *parts))
+
+
+# Keys that scripts of more than one module touch, named once here: the idempotency
+# scripts end a dead letter and a submit-ledger entry in the same call that stores an
+# outcome.
+
+
+def dead_letter_id(idempotency_key: str) -> str:
+    """The dead-letter id of an idempotency key: stable, so a key has at most one record."""
+    return "dl_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+def dead_letter_key(dl_id: str) -> str:
+    return key("dlq", dl_id)
+
+
+def dead_letter_index() -> str:
+    return key("dlq", "index")
+
+
+def ledger_keys() -> list[str]:
+    """The submit ledger's entries, kwargs and times: what removing an entry touches."""
+    return [key("ledger"), key("ledger", "kwargs"), key("ledger", "times")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentjobs.catalog import FAMILIES
@@ -32,6 +32,22 @@ class GroupLimits(BaseModel):
     itpm: int
     otpm: int
     concurrency: int
+
+
+class Policy(BaseModel):
+    """How one queue retries: attempts, backoff and total time (seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Calls that may fail with an error before the task is dead-lettered (429s excluded).
+    max_attempts: int = Field(default=5, ge=1)
+    #: First backoff ceiling; the n-th retry waits uniform(0, min(max, base * 2**(n-1))).
+    backoff_base_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    #: From the first attempt: no error retry is scheduled past this.
+    max_total_s: float = Field(default=600.0, gt=0)
+    #: From the first attempt: no 429 wait is scheduled past this.
+    rate_limit_max_total_s: float = Field(default=3_600.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -201,8 +217,6 @@ class Settings(BaseSettings):
     @classmethod
     def _check_retry_policies(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         # Checked when the settings load (worker start), not when a task first fails.
-        from agentjobs.reliability.retry import Policy
-
         for family, overrides in v.items():
             if family not in FAMILIES:
                 raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")

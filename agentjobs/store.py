@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from importlib import resources
 from typing import Any
 
 import redis
@@ -32,6 +33,12 @@ def state_redis() -> redis.Redis:
                 client = redis.Redis.from_url(url, health_check_interval=30)
                 _clients[key] = client
     return client
+
+
+def lua(package: str, name: str) -> str:
+    """The text of the Lua script ``name`` shipped in ``package``'s ``scripts/`` folder
+    (e.g. ``lua("agentjobs.limiter", "acquire.lua")``); each states its KEYS and ARGV."""
+    return resources.files(package).joinpath("scripts", name).read_text(encoding="utf-8")
 
 
 def script(client: redis.Redis, src: str) -> Any:

@@ -24,6 +24,7 @@ from agentjobs.contrib.drill import Drill
 from agentjobs.contrib.testing import wait_for
 from agentjobs.reliability import deadletter
 from agentjobs.simulator import SimConfig, run_in_thread
+from agentjobs.worker.tasks import complete
 
 FAST = {
     "AGENTJOBS_RETRY_MAX_ATTEMPTS": "3",
@@ -77,7 +78,7 @@ def faults_and_replay(n: int) -> None:
             # Replay after the fault is removed.
             sim.configure(fault_529=0, fault_500=0, fault_drop=0, fault_slow=0)
             before = deadletter.count()
-            replays = [deadletter.replay_one(r.id) for r in dead]
+            replays = [deadletter.replay_one(r.id, complete.apply_async) for r in dead]
             ok = sum(1 for r in replays if _succeeds(r))
             rows.append(
                 (

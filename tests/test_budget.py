@@ -13,7 +13,8 @@ from conftest import in_process_worker
 
 from agentjobs import complete
 from agentjobs.errors import BudgetDeferredError, BudgetExceededError
-from agentjobs.messages.request import Usage, parse_request
+from agentjobs.messages.request import parse_request
+from agentjobs.messages.result import Usage
 from agentjobs.settings import get_settings, reset_settings
 from agentjobs.spend import budget, cost
 

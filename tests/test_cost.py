@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from agentjobs import catalog, complete
 from agentjobs.cli import main
-from agentjobs.messages.request import CacheCreation, Usage
+from agentjobs.messages.result import CacheCreation, Usage
+from agentjobs.messages.usage import cost_usd
 from agentjobs.settings import reset_settings
 from agentjobs.spend import cost
 
@@ -33,13 +34,13 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 @pytest.mark.parametrize("model", sorted(catalog.models()))
 def test_each_usage_field_is_priced_at_its_rate(model: str) -> None:
     p = catalog.resolve(model).price
-    assert cost.cost_usd(model, Usage(input_tokens=M)) == pytest.approx(p.input)
-    assert cost.cost_usd(model, Usage(output_tokens=M)) == pytest.approx(p.output)
-    assert cost.cost_usd(model, Usage(cache_read_input_tokens=M)) == pytest.approx(p.cache_read)
+    assert cost_usd(model, Usage(input_tokens=M)) == pytest.approx(p.input)
+    assert cost_usd(model, Usage(output_tokens=M)) == pytest.approx(p.output)
+    assert cost_usd(model, Usage(cache_read_input_tokens=M)) == pytest.approx(p.cache_read)
     writes = Usage(cache_creation_input_tokens=M)
-    assert cost.cost_usd(model, writes) == pytest.approx(p.cache_write_5m)
-    assert cost.cost_usd(model, writes, cache_ttl="1h") == pytest.approx(p.cache_write_1h)
-    assert cost.cost_usd(model, Usage(input_tokens=M), batch=True) == pytest.approx(
+    assert cost_usd(model, writes) == pytest.approx(p.cache_write_5m)
+    assert cost_usd(model, writes, cache_ttl="1h") == pytest.approx(p.cache_write_1h)
+    assert cost_usd(model, Usage(input_tokens=M), batch=True) == pytest.approx(
         p.input * catalog.BATCH_DISCOUNT
     )
 
@@ -53,10 +54,10 @@ def test_known_figures_from_the_price_list() -> None:
         cache_read_input_tokens=10_000,
     )
     expected = (1_000 * 3 + 500 * 15 + 2_000 * 3.75 + 10_000 * 0.30) / M
-    assert cost.cost_usd("sonnet", u) == pytest.approx(expected, abs=1e-12)
-    assert cost.cost_usd("sonnet", u, batch=True) == pytest.approx(expected / 2, abs=1e-12)
+    assert cost_usd("sonnet", u) == pytest.approx(expected, abs=1e-12)
+    assert cost_usd("sonnet", u, batch=True) == pytest.approx(expected / 2, abs=1e-12)
     # Haiku 4.5: 1 / 1.25 / 2 / 0.10 / 5
-    assert cost.cost_usd("haiku", u) == pytest.approx(
+    assert cost_usd("haiku", u) == pytest.approx(
         (1_000 * 1 + 500 * 5 + 2_000 * 1.25 + 10_000 * 0.10) / M, abs=1e-12
     )
 
@@ -69,10 +70,10 @@ def test_reported_write_split_beats_the_ttl_argument() -> None:
         ),
     )
     expected = (1_000 * 1.25 + 2_000 * 2.0) / M
-    assert cost.cost_usd("haiku", u, cache_ttl="5m") == pytest.approx(expected, abs=1e-12)
+    assert cost_usd("haiku", u, cache_ttl="5m") == pytest.approx(expected, abs=1e-12)
     # an inconsistent split is ignored: the TTL argument prices all writes
     bad = u.model_copy(update={"cache_creation_input_tokens": 5_000})
-    assert cost.cost_usd("haiku", bad, cache_ttl="1h") == pytest.approx(5_000 * 2.0 / M)
+    assert cost_usd("haiku", bad, cache_ttl="1h") == pytest.approx(5_000 * 2.0 / M)
 
 
 def test_user_price_override(env: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -87,8 +88,8 @@ def test_user_price_override(env: pytest.MonkeyPatch, tmp_path: Any) -> None:
     path.write_text(json.dumps({"claude-haiku-4-5": fields}))
     env.setenv("AGENTJOBS_PRICES_FILE", str(path))
     catalog.models.cache_clear()
-    assert cost.cost_usd("haiku", Usage(input_tokens=M, output_tokens=M)) == pytest.approx(60)
-    assert cost.cost_usd("sonnet", Usage(input_tokens=M)) == pytest.approx(3)  # untouched
+    assert cost_usd("haiku", Usage(input_tokens=M, output_tokens=M)) == pytest.approx(60)
+    assert cost_usd("sonnet", Usage(input_tokens=M)) == pytest.approx(3)  # untouched
 
 
 # -- totals per model, queue, tenant and day ------------------------------------------
@@ -136,7 +137,7 @@ def test_worker_results_carry_cost_and_feed_the_totals(
     assert results[2]["usage"]["cache_creation"]["ephemeral_1h_input_tokens"] > 1_024
     for r in results:
         u = Usage.model_validate(r["usage"])
-        assert r["cost_usd"] == pytest.approx(cost.cost_usd(r["model"], u), abs=1e-9)
+        assert r["cost_usd"] == pytest.approx(cost_usd(r["model"], u), abs=1e-9)
     # the simulator bills independently: the same total
     total = sum(r["cost_usd"] for r in results)
     assert total == pytest.approx(fresh_sim.stats()["cost_usd"], abs=1e-6)  # sim rounds to 1e-6
@@ -174,7 +175,7 @@ def test_totals_are_best_effort_after_a_paid_call(
     env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from agentjobs.contrib.testing import free_port
-    from agentjobs.messages.request import ClaudeResult
+    from agentjobs.messages.result import ClaudeResult
 
     env.setenv("AGENTJOBS_REDIS_URL", f"redis://127.0.0.1:{free_port()}/1")  # nobody there
     reset_settings()

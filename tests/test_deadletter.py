@@ -103,7 +103,7 @@ def test_spend_limit_dead_letters_and_pauses_the_group(
     assert complete.delay(prompt="fine", model="haiku").get(timeout=20)["text"]
     result = CliRunner().invoke(main, ["dlq", "resume", "sonnet", "--json"])
     assert json.loads(result.output) == {"group": "sonnet", "was_paused": True}
-    replayed = deadletter.replay_one(deadletter.dead_letter_id(other.id))
+    replayed = deadletter.replay_one(deadletter.dead_letter_id(other.id), complete.apply_async)
     assert replayed.get(timeout=20)["idempotency_key"] == other.id
 
 

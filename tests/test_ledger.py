@@ -17,6 +17,7 @@ import redis
 from click.testing import CliRunner
 from conftest import in_process_worker
 
+from agentjobs import app
 from agentjobs.cli import main
 from agentjobs.contrib.drill import sim_hash
 from agentjobs.contrib.testing import wait_for
@@ -47,7 +48,7 @@ def lose(broker: Any, task_id: str) -> None:
 
 def sweep(confirm_s: float = 0.05) -> sweeper.Report:
     """A sweep that judges every entry (grace 0); waits out a worker's sweep in progress."""
-    return sweeper.sweep(grace_s=0, confirm_s=confirm_s, lock_wait_s=10)
+    return sweeper.sweep(app, grace_s=0, confirm_s=confirm_s, lock_wait_s=10)
 
 
 def calls(sim: Any, prompt: str) -> int:

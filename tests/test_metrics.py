@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from agentjobs import app
 from agentjobs.contrib.testing import wait_for
 from agentjobs.ops import depth, metrics
 from agentjobs.ops.signals import failure_class
@@ -121,7 +122,7 @@ def test_queue_depth_matches_redis_broker_count(redis_server: Any, purge_queues:
         for q in ("claude.haiku", "claude.sonnet", "claude.opus")
     }
     assert own == {"claude.haiku": 9, "claude.sonnet": 3, "claude.opus": 0}
-    assert depth.queue_depths() == own
+    assert depth.queue_depths(app) == own
 
 
 def _rabbit_up() -> bool:
@@ -159,7 +160,7 @@ def test_queue_depth_matches_rabbitmq_count() -> None:
                 timeout=10,
                 what="five messages in RabbitMQ",
             )
-            assert depth.queue_depths([name, name + "-missing"], app=app) == {
+            assert depth.queue_depths(app, [name, name + "-missing"]) == {
                 name: own,
                 name + "-missing": 0,
             }

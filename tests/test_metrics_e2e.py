@@ -20,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentjobs import complete
 from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import DeadLetteredError
-from agentjobs.messages.request import Usage
+from agentjobs.messages.result import Usage
+from agentjobs.messages.usage import cost_usd
 from agentjobs.ops import metrics
 from agentjobs.ops.exporter import registry
 from agentjobs.reliability import deadletter
 from agentjobs.settings import reset_settings
-from agentjobs.spend.cost import cost_usd
 
 
 @pytest.fixture

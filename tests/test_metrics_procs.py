@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentjobs import complete
+from agentjobs import app, complete
 from agentjobs.contrib.testing import WorkerProcess, wait_for, worker_processes
 from agentjobs.ops import metrics
 from agentjobs.ops.exporter import AgentJobsCollector
@@ -17,7 +17,7 @@ from agentjobs.ops.exporter import AgentJobsCollector
 def _samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in AgentJobsCollector().collect()
+        for fam in AgentJobsCollector(app).collect()
         for s in fam.samples
     }
 

@@ -58,10 +58,12 @@ def test_a_long_shared_system_prompt_does_not_count_as_long_input() -> None:
 
 
 def test_thresholds_are_settings(env: pytest.MonkeyPatch) -> None:
-    env.setenv("AGENTJOBS_ROUTE_LONG_TOKENS", "30")
+    env.setenv("AGENTJOBS_ROUTE_LONG_TOKENS", "15")
     env.setenv("AGENTJOBS_ROUTE_LONG_OUTPUT_TOKENS", "50")
     reset_settings()
-    assert route(prompt="a plain sentence of about sixty characters in total, really")[0] == SONNET
+    sixty = "a plain sentence of about sixty characters in total, really"  # ~17 tokens
+    assert route(prompt=sixty)[0] == SONNET
+    assert route(prompt=sixty[:45])[0] == HAIKU  # ~13 tokens
     assert route(prompt="hi", max_tokens=51)[0] == SONNET
     assert route(prompt="hi", max_tokens=50)[0] == HAIKU
 

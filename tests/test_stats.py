@@ -10,7 +10,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from agentjobs import complete
+from agentjobs import app, complete
 from agentjobs.cli import main
 from agentjobs.ops import metrics
 from agentjobs.ops.exporter import AgentJobsCollector
@@ -76,7 +76,7 @@ def test_backlog_depth_matches_broker_in_stats_and_exporter(
     assert data["live"]["queue_depth"]["claude.sonnet"] == own
     samples = {
         (s.name, tuple(s.labels.items())): s.value
-        for fam in AgentJobsCollector().collect()
+        for fam in AgentJobsCollector(app).collect()
         for s in fam.samples
     }
     assert samples[("agentjobs_queue_depth", (("queue", "claude.sonnet"),))] == own

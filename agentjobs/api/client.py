@@ -24,8 +24,10 @@ try:  # anthropic >= 2 is built on httpx2; older releases on httpx
 except ImportError:  # pragma: no cover - depends on the installed SDK
     import httpx  # type: ignore[no-redef]
 
-from agentjobs.errors import ConfigurationError
-from agentjobs.ops.signals import api_call_finished, api_call_started
+from agentjobs.api.events import api_call_finished, api_call_started
+from agentjobs.errors import ConfigurationError, UnknownModelError
+from agentjobs.messages.result import Usage
+from agentjobs.messages.usage import cache_ttl, cost_usd, usage_of
 from agentjobs.settings import get_settings
 
 _lock = threading.Lock()
@@ -39,10 +41,14 @@ _DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 @dataclass(frozen=True)
 class RawResponse:
+    """One answer: the parsed message, its headers, and its usage and cost read once."""
+
     message: anthropic.types.Message
     headers: httpx.Headers
     latency_ms: float
     request_id: str | None
+    usage: Usage
+    cost_usd: float
 
 
 def _is_local(url: str) -> bool:
@@ -148,7 +154,22 @@ def create_message(params: dict[str, Any]) -> RawResponse:
         )
         raise
     latency_ms = (time.perf_counter() - t0) * 1000.0
+    usage = usage_of(message)
+    usd = _price(params, usage)
     api_call_finished.send(
-        sender=None, call_id=call_id, params=params, latency_s=latency_ms / 1000, message=message
+        sender=None,
+        call_id=call_id,
+        params=params,
+        latency_s=latency_ms / 1000,
+        message=message,
+        usage=usage,
+        cost_usd=usd,
     )
-    return RawResponse(message, raw.headers, latency_ms, raw.headers.get("request-id"))
+    return RawResponse(message, raw.headers, latency_ms, raw.headers.get("request-id"), usage, usd)
+
+
+def _price(params: dict[str, Any], usage: Usage) -> float:
+    try:
+        return cost_usd(str(params.get("model")), usage, cache_ttl=cache_ttl(params))
+    except UnknownModelError:  # a model the catalog does not price (refused at submit)
+        return 0.0

@@ -11,6 +11,7 @@ import click
 
 from agentjobs.errors import AgentJobsError
 from agentjobs.reliability import deadletter
+from agentjobs.worker.tasks import complete
 
 
 def _emit(data: Any) -> None:
@@ -189,7 +190,7 @@ def replay(
     report: dict[str, dict[str, Any]] = {}
     for dl_id in chosen:
         try:
-            sent[dl_id] = deadletter.replay_one(dl_id)
+            sent[dl_id] = deadletter.replay_one(dl_id, complete.apply_async)
         except KeyError:
             report[dl_id] = {"status": "unknown", "error": "no such dead letter"}
         except AgentJobsError as exc:  # the request no longer validates

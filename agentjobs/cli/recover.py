@@ -45,10 +45,11 @@ def recover(dry_run: bool, grace: float | None, confirm: float, as_json: bool) -
     from kombu.exceptions import OperationalError
 
     from agentjobs.reliability.sweeper import sweep
+    from agentjobs.worker.app import app
 
     try:
         # A worker's sweep holds the lock for milliseconds (seconds when it re-sends).
-        report = sweep(grace_s=grace, confirm_s=confirm, dry_run=dry_run, lock_wait_s=10.0)
+        report = sweep(app, grace_s=grace, confirm_s=confirm, dry_run=dry_run, lock_wait_s=10.0)
     except redis.RedisError as exc:
         raise click.ClickException(f"state store (AGENTJOBS_REDIS_URL) unreachable: {exc}") from exc
     except OperationalError as exc:

@@ -1,9 +1,8 @@
 """The pipeline's limiter step: admission before the Claude call, settlement after.
 
-    with admission.admitted(req) as admit:   # reserve, sleep the short wait, take a lease
-        raw = client.create_message(req.api_params())
-        admit.settle(raw)                    # reconcile with real usage and headers
-    ... build_result(..., limiter_wait_ms=admit.wait_ms)
+    admit(call, next): reserve RPM + ITPM + OTPM, sleep the short wait, take a
+    concurrency lease, run ``next`` (the send step), then reconcile the reservation
+    with the answer's real usage and rate-limit headers (or with the error's).
 
 A wait longer than ``AGENTJOBS_LIMITER_MAX_SLEEP_S`` reserves nothing and raises
 ``RateLimitedError`` with a countdown well under the visibility timeout: the task goes
@@ -17,7 +16,6 @@ room than we think. ``AGENTJOBS_LIMITER_ENABLED=false`` turns all of it off.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import threading
@@ -29,20 +27,16 @@ from typing import Any
 import anthropic
 import redis
 
-from agentjobs import catalog
 from agentjobs.api import client
+from agentjobs.call import Call
 from agentjobs.errors import RateLimitedError
 from agentjobs.limiter.gcra import Limiter, Reservation, fingerprint
-from agentjobs.messages.request import CompleteRequest
 from agentjobs.reliability import retry
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
 
 log = logging.getLogger(__name__)
 
-#: Tokens the API adds per request and per message beyond the text (roughly).
-REQUEST_OVERHEAD_TOKENS = 4
-MESSAGE_OVERHEAD_TOKENS = 3
 #: A 429 without retry-after still pauses the group this long, seconds.
 DEFAULT_429_PAUSE_S = 1.0
 #: A call booked further ahead than this looks at the schedule again this long before
@@ -73,13 +67,6 @@ def get_limiter() -> Limiter:
                 lim = Limiter.from_settings(conn, s, fp)
                 _limiters[cache_key] = lim
     return lim
-
-
-def estimate_input_tokens(req: CompleteRequest, chars_per_token: float) -> int:
-    """Input tokens of ``req`` from its text length, before the group's calibration."""
-    messages = len(req.messages) if req.messages is not None else 1
-    text = math.ceil(req.approx_bytes() / chars_per_token)
-    return text + REQUEST_OVERHEAD_TOKENS + MESSAGE_OVERHEAD_TOKENS * messages
 
 
 class Admission:
@@ -140,10 +127,19 @@ def _quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         log.warning("limiter: could not settle a reservation: %s", exc)
 
 
+def admit(call: Call, next: Any) -> Any:
+    """The pipeline's limiter step: the rest of the path (the send step, which leaves
+    its raw response in ``call.raw``) runs admitted, and is settled with its answer."""
+    with admitted(call) as admission:
+        call.wait_ms = admission.wait_ms
+        result = next(call)
+        if call.raw is not None:
+            admission.settle(call.raw)
+        return result
+
+
 @contextmanager
-def admitted(
-    req: CompleteRequest, *, sleep: Callable[[float], None] = time.sleep
-) -> Iterator[Admission]:
+def admitted(call: Call, *, sleep: Callable[[float], None] = time.sleep) -> Iterator[Admission]:
     """Wait for the global limiter and a concurrency lease, then run the block.
 
     Raises RateLimitedError (nothing reserved, nothing held) when the wait is too long
@@ -155,15 +151,10 @@ def admitted(
         yield Admission(None, None, 0.0)
         return
     lim = get_limiter()
-    group = catalog.resolve(req.model).group
+    group = call.group
     max_sleep = s.limiter_max_sleep_s
     t0 = time.monotonic()
-    res = lim.acquire(
-        group,
-        estimate_input_tokens(req, s.limiter_chars_per_token),
-        req.effective_max_tokens(),
-        max_wait_s=max_sleep,
-    )
+    res = lim.acquire(group, call.input_tokens, call.max_tokens, max_wait_s=max_sleep)
     if not res.admitted:
         raise _too_long(group, res.wait_s, res.binding)
     if res.wait_s > 0:

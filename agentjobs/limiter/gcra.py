@@ -25,11 +25,11 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
 import redis
 
+from agentjobs import store
 from agentjobs.keys import key
 from agentjobs.settings import GroupLimits, Settings
 
@@ -44,10 +44,6 @@ TOKEN_ROUNDING = 1000
 STATE_TTL_S = 86_400
 
 OutputMode = Literal["realtime", "max_tokens"]
-
-
-def _script(name: str) -> str:
-    return resources.files("agentjobs").joinpath(name).read_text(encoding="utf-8")
 
 
 def fingerprint(api_key: str) -> str:
@@ -152,9 +148,9 @@ class Limiter:
         self.output_default = output_default
         self.lease_ttl_ms = lease_ttl_s * 1000.0
         self.now_ms = now_ms
-        self._acquire = client.register_script(_script("scripts/acquire.lua"))
-        self._settle = client.register_script(_script("scripts/settle.lua"))
-        self._lease = client.register_script(_script("scripts/lease.lua"))
+        self._acquire = store.script(client, store.lua("agentjobs.limiter", "acquire.lua"))
+        self._settle = store.script(client, store.lua("agentjobs.limiter", "settle.lua"))
+        self._lease = store.script(client, store.lua("agentjobs.limiter", "lease.lua"))
 
     @classmethod
     def from_settings(

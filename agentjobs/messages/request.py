@@ -27,6 +27,7 @@ from pydantic import (
 
 from agentjobs import catalog
 from agentjobs.errors import RequestError, UnknownModelError
+from agentjobs.messages.estimate import InputEstimate, estimate_input
 from agentjobs.settings import get_settings
 
 _TENANT = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
@@ -164,6 +165,15 @@ class CompleteRequest(BaseModel):
     def family(self) -> str:
         return catalog.resolve(self.model).family
 
+    def input_estimate(self, chars_per_token: float) -> InputEstimate:
+        """The one estimate of this request's input tokens (messages/estimate.py)."""
+        return estimate_input(
+            system=self.system,
+            prompt=self.prompt,
+            messages=self.messages,
+            chars_per_token=chars_per_token,
+        )
+
     def effective_max_tokens(self) -> int:
         return self.max_tokens if self.max_tokens is not None else get_settings().default_max_tokens
 
@@ -237,43 +247,3 @@ def parse_request(kwargs: dict[str, Any]) -> CompleteRequest:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(msg if where == "request" else f"{where}: {msg}")
         raise RequestError("invalid agentjobs.complete request: " + "; ".join(problems)) from None
-
-
-class CacheCreation(BaseModel):
-    """How ``cache_creation_input_tokens`` split by lifetime (priced differently)."""
-
-    ephemeral_5m_input_tokens: int = 0
-    ephemeral_1h_input_tokens: int = 0
-
-
-class Usage(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    #: The split of cache writes by lifetime, when the API reports it.
-    cache_creation: CacheCreation | None = None
-
-
-class ClaudeResult(BaseModel):
-    """What ``complete`` returns (as a JSON dict through the result backend)."""
-
-    id: str
-    model: str
-    text: str
-    content: list[dict[str, Any]]
-    stop_reason: str | None
-    usage: Usage
-    cost_usd: float
-    latency_ms: float
-    attempts: int
-    cached: bool
-    queue: str
-    worker: str
-    idempotency_key: str
-    # beyond the contract: useful to operators, optional for callers
-    task_id: str | None = None
-    tenant: str | None = None
-    limiter_wait_ms: float = 0.0
-    route_reason: str | None = None
-    request_id: str | None = None

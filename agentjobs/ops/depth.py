@@ -23,13 +23,11 @@ def known_queues() -> list[str]:
     return [catalog.queue_for(f) for f in catalog.FAMILIES]
 
 
-def queue_depths(queues: Iterable[str] | None = None, app: Any = None) -> dict[str, int]:
-    """Waiting messages per queue, as the broker counts them.
+def queue_depths(app: Any, queues: Iterable[str] | None = None) -> dict[str, int]:
+    """Waiting messages per queue, as ``app``'s broker counts them.
 
     Raises ``kombu.exceptions.OperationalError`` when the broker cannot be reached.
     """
-    if app is None:
-        from agentjobs.worker.app import app
     names = list(queues) if queues is not None else known_queues()
     depths: dict[str, int] = {}
     with app.connection_for_read() as conn:

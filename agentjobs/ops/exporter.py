@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class AgentJobsCollector(Collector):
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
     """Reads the Redis aggregates and the broker at each scrape."""
 
     def collect(self) -> Iterator[Metric]:
@@ -67,7 +70,7 @@ class AgentJobsCollector(Collector):
             spec["queue_depth"].prom_name, spec["queue_depth"].help, labels=("queue",)
         )
         try:
-            for queue, n in depth.queue_depths(queues).items():
+            for queue, n in depth.queue_depths(self.app, queues).items():
                 g.add_metric((queue,), n)
         except Exception as exc:  # the broker down must not hide the other figures
             log.warning("agentjobs exporter: queue depth unavailable: %s", exc)
@@ -87,9 +90,9 @@ def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
     return out
 
 
-def registry() -> CollectorRegistry:
+def registry(app: Any) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(AgentJobsCollector())
+    reg.register(AgentJobsCollector(app))
     return reg
 
 
@@ -111,8 +114,10 @@ def exporter(port: int, address: str) -> None:
     """
     import threading
 
+    from agentjobs.worker.app import app
+
     server: Any
-    server, _thread = start_http_server(port, addr=address, registry=registry())
+    server, _thread = start_http_server(port, addr=address, registry=registry(app))
     real_port = server.server_address[1]
     click.echo(f"agentjobs exporter listening on http://{address}:{real_port}/metrics", err=True)
     try:

@@ -30,7 +30,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -134,7 +133,7 @@ def minute_key(minute: int) -> str:
     return key("metrics", "m", str(minute))
 
 
-_ADD_LUA = (Path(__file__).with_name("scripts/metrics_add.lua")).read_text()
+_ADD_LUA = store.lua("agentjobs.ops", "metrics_add.lua")
 
 
 @dataclass

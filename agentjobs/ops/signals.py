@@ -48,22 +48,15 @@ from typing import Any
 from celery import signals as cs
 from celery._state import get_current_task
 from celery.bootsteps import CLOSE, TERMINATE
-from celery.utils.dispatch import Signal
 
 from agentjobs import catalog
+from agentjobs.api.events import api_call_finished, api_call_started
 from agentjobs.errors import AgentJobsError, DeadLetteredError
 from agentjobs.ops import metrics
 from agentjobs.reliability import sweeper
 
 log = logging.getLogger(__name__)
 
-#: Sent by ``client.create_message`` before each Messages API call.
-api_call_started = Signal(name="agentjobs.api_call_started", providing_args={"call_id", "params"})
-#: Sent after each call: ``message`` (the parsed Message) or ``error`` (the exception).
-api_call_finished = Signal(
-    name="agentjobs.api_call_finished",
-    providing_args={"call_id", "params", "latency_s", "message", "error"},
-)
 
 #: Message headers we add at publish (epoch seconds).
 SENT_AT = "agentjobs_sent_at"
@@ -435,6 +428,8 @@ def _on_call_finished(
     params: Any = None,
     latency_s: float = 0.0,
     message: Any = None,
+    usage: Any = None,
+    cost_usd: float = 0.0,
     error: BaseException | None = None,
     **_: Any,
 ) -> None:
@@ -450,19 +445,13 @@ def _on_call_finished(
     batch.inc("api_requests", (queue, model, str(status)))
     if status == 429:
         batch.inc("rate_limited", (queue, model))
-    if message is not None and getattr(message, "usage", None) is not None:
-        _count_usage(batch, queue, model, params or {}, message)
+    if usage is not None:
+        _count_usage(batch, queue, model, usage, cost_usd)
     if not _defer(batch):
         batch.commit()
 
 
-def _count_usage(
-    batch: metrics.Batch, queue: str, model: str, params: dict[str, Any], message: Any
-) -> None:
-    from agentjobs.pipeline import usage_of  # the result's own reading of the API usage
-    from agentjobs.spend.cost import cost_usd
-
-    usage = usage_of(message)
+def _count_usage(batch: metrics.Batch, queue: str, model: str, usage: Any, usd: float) -> None:
     for kind, n in (
         ("input", usage.input_tokens),
         ("output", usage.output_tokens),
@@ -471,21 +460,4 @@ def _count_usage(
     ):
         batch.inc("tokens", (queue, model, kind), n)
     if model != "unknown":
-        batch.inc("cost_usd", (queue, model), cost_usd(model, usage, cache_ttl=_cache_ttl(params)))
-
-
-def _cache_ttl(params: dict[str, Any]) -> str:
-    """``1h`` when the request marks a one-hour prompt-cache breakpoint, else ``5m``."""
-    blocks: list[Any] = []
-    system = params.get("system")
-    if isinstance(system, list):
-        blocks += system
-    for m in params.get("messages") or ():
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, list):
-            blocks += content
-    for b in blocks:
-        cc = b.get("cache_control") if isinstance(b, dict) else None
-        if isinstance(cc, dict) and cc.get("ttl") == "1h":
-            return "1h"
-    return "5m"
+        batch.inc("cost_usd", (queue, model), usd)

@@ -67,12 +67,12 @@ def figures(snap: metrics.Snapshot, queue: str | None = None) -> dict[str, Any]:
     return out
 
 
-def live(queues: list[str]) -> dict[str, Any]:
+def live(app: Any, queues: list[str]) -> dict[str, Any]:
     """Figures of the moment: queue depth (broker), calls in flight, workers, dead letters."""
     depths: dict[str, int] | None = None
     error: str | None = None
     try:
-        depths = depth.queue_depths(queues)
+        depths = depth.queue_depths(app, queues)
     except Exception as exc:  # the broker down: say so, show the rest
         error = str(exc)
     flight = metrics.calls_in_flight()
@@ -85,7 +85,7 @@ def live(queues: list[str]) -> dict[str, Any]:
     }
 
 
-def collect(minutes: int, queue: str | None = None) -> dict[str, Any]:
+def collect(app: Any, minutes: int, queue: str | None = None) -> dict[str, Any]:
     """Everything ``agentjobs stats --json`` prints."""
     window, total = metrics.read_window(minutes), metrics.read_total()
     queues = (
@@ -97,7 +97,7 @@ def collect(minutes: int, queue: str | None = None) -> dict[str, Any]:
         "generated_at": round(time.time(), 3),
         "window_minutes": minutes,
         "queue": queue,
-        "live": live(queues),
+        "live": live(app, queues),
         "window": figures(window, queue),
         "total": figures(total, queue),
     }
@@ -179,11 +179,13 @@ def stats(minutes: int, queue: str | None, as_json: bool, watch: float | None) -
     """Queue depth, p99 latency, 429 share, errors, cache hits, dead letters, tokens, cost."""
     import redis
 
+    from agentjobs.worker.app import app
+
     if watch is not None and watch <= 0:
         raise click.BadParameter("must be positive", param_hint="--watch")
     try:
         while True:
-            data = collect(minutes, queue)
+            data = collect(app, minutes, queue)
             if as_json:
                 click.echo(json.dumps(data, sort_keys=True))
             else:

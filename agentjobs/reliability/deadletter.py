@@ -16,15 +16,15 @@ removes the record in the same Lua call that stores the result (``idempotency.fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from agentjobs.keys import dead_letter_id, dead_letter_index, dead_letter_key
 from agentjobs.keys import key as rkey
 from agentjobs.reliability import idempotency
 from agentjobs.settings import get_settings
@@ -77,17 +77,9 @@ class DeadLetter(BaseModel):
         return f"{self.error_class}: {self.message}"
 
 
-def dead_letter_id(idempotency_key: str) -> str:
-    """The dead-letter id of a key: stable, so a key has at most one record."""
-    return "dl_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-
-
-def record_key(dl_id: str) -> str:
-    return rkey("dlq", dl_id)
-
-
-def index_key() -> str:
-    return rkey("dlq", "index")
+dead_letter_id = dead_letter_id
+record_key = dead_letter_key
+index_key = dead_letter_index
 
 
 def add(record: DeadLetter, now: float | None = None) -> str:
@@ -221,14 +213,13 @@ def export(out: Any, queue: str | None = None) -> int:
 # -- replay ---------------------------------------------------------------------------
 
 
-def replay_one(dl_id: str) -> Any:
-    """Send a dead letter's request again with its idempotency key; the AsyncResult.
+def replay_one(dl_id: str, submit: Callable[..., Any]) -> Any:
+    """Send a dead letter's request again with its idempotency key through ``submit``
+    (``complete.apply_async``); what it returns (the AsyncResult).
 
     The record stays, marked ``replaying``, until a worker succeeds with that key
     (the worker removes it); a new failure rewrites it as ``dead``.
     """
-    from agentjobs.worker.tasks import complete
-
     rec = get(dl_id)
     if rec is None:
         raise KeyError(dl_id)
@@ -239,7 +230,7 @@ def replay_one(dl_id: str) -> Any:
     state_redis().set(record_key(dl_id), marked.model_dump_json(), keepttl=True)
     _forget_failure(rec)
     kwargs = {**rec.request, "idempotency_key": rec.idempotency_key}
-    return complete.apply_async(kwargs=kwargs, task_id=task_id)
+    return submit(kwargs=kwargs, task_id=task_id)
 
 
 def pause_key(group: str) -> str:

@@ -35,6 +35,7 @@ import redis
 import tenacity
 
 from agentjobs import store
+from agentjobs.keys import dead_letter_id, dead_letter_index, dead_letter_key, ledger_keys
 from agentjobs.keys import key as rkey
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
@@ -177,9 +178,8 @@ def _lease_ms() -> int:
 
 def try_claim(k: str, token: str, task_id: str = "") -> Claim:
     """One claim attempt (one Lua call); a done key also ends ``task_id``'s ledger entry."""
-    from agentjobs.reliability import ledger
 
-    keys = [outcome_key(k), lease_key(k), attempts_key(k), *ledger.script_keys()]
+    keys = [outcome_key(k), lease_key(k), attempts_key(k), *ledger_keys()]
     args = [token, _lease_ms(), task_id]
     state, value = with_store_retry(lambda: _script(_CLAIM)(keys=keys, args=args))
     state = state.decode() if isinstance(state, bytes) else str(state)
@@ -211,12 +211,6 @@ def claim(
         interval = min(interval * 1.5, 0.5)
 
 
-def key_of(kwargs: dict[str, Any], task_id: str) -> str:
-    """The task's idempotency key: the caller's ``idempotency_key``, else the task id."""
-    given = kwargs.get("idempotency_key")
-    return given if isinstance(given, str) and given else task_id
-
-
 def finish(c: Claim, outcome: dict[str, Any], ttl_s: float) -> dict[str, Any]:
     """Store the key's outcome (``{"result": ...}`` or ``{"dead_letter": id, ...}``),
     free the lease, drop the attempt history and ``c.task_id``'s submit-ledger entry;
@@ -224,18 +218,16 @@ def finish(c: Claim, outcome: dict[str, Any], ttl_s: float) -> dict[str, Any]:
 
     A success also removes the key's dead letter (a replay that worked).
     """
-    from agentjobs import ledger  # deadletter imports this module
-    from agentjobs.reliability import deadletter
 
     success = "result" in outcome
-    drop = deadletter.dead_letter_id(c.key) if success else ""
+    drop = dead_letter_id(c.key) if success else ""
     keys = [
         outcome_key(c.key),
         lease_key(c.key),
         attempts_key(c.key),
-        deadletter.record_key(drop or "-"),
-        deadletter.index_key(),
-        *ledger.script_keys(),
+        dead_letter_key(drop or "-"),
+        dead_letter_index(),
+        *ledger_keys(),
     ]
     body = json.dumps(outcome, separators=(",", ":"))
     args = [c.token, body, max(1, int(ttl_s)), drop, "1" if success else "0", c.task_id]

@@ -35,7 +35,9 @@ from typing import Any
 
 import redis
 
+from agentjobs.call import idempotency_key
 from agentjobs.keys import key as rkey
+from agentjobs.keys import ledger_keys
 from agentjobs.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -45,20 +47,15 @@ REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://", "sentinel://")
 
 
 def entries_key() -> str:
-    return rkey("ledger")
+    return ledger_keys()[0]
 
 
 def kwargs_key() -> str:
-    return rkey("ledger", "kwargs")
+    return ledger_keys()[1]
 
 
 def times_key() -> str:
-    return rkey("ledger", "times")
-
-
-def script_keys() -> list[str]:
-    """The keys a Lua script removing an entry touches: entries, kwargs, times."""
-    return [entries_key(), kwargs_key(), times_key()]
+    return ledger_keys()[2]
 
 
 def stats_key() -> str:
@@ -140,9 +137,7 @@ def record(
 ) -> bool:
     """Add (or refresh) ``task_id``'s entry; best effort: False and a warning if the
     state store cannot be written. Call it after the publish returned."""
-    from agentjobs.reliability.idempotency import key_of
-
-    entry = Entry(task_id, now(), queue, key_of(kwargs, task_id), resent)
+    entry = Entry(task_id, now(), queue, idempotency_key(kwargs, task_id), resent)
     try:
         pipe = _client().pipeline(transaction=True)
         pipe.hset(entries_key(), task_id, entry.dumps())

@@ -29,6 +29,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from agentjobs import catalog
+from agentjobs.call import idempotency_key
 from agentjobs.errors import AgentJobsError, DeadLetteredError, SpendLimitError
 from agentjobs.reliability import deadletter, idempotency, retry
 from agentjobs.settings import get_settings
@@ -69,7 +70,7 @@ def check_pause(group: str) -> None:
 def claim(task: Task, kwargs: dict[str, Any]) -> idempotency.Claim:
     """Claim the task's idempotency key; a state store down past its retries requeues."""
     info = task.request
-    key = idempotency.key_of(kwargs, str(info.id))
+    key = idempotency_key(kwargs, str(info.id))
     try:
         token = idempotency.new_token(str(info.hostname), str(info.id))
         return idempotency.claim(key, token, task_id=str(info.id))

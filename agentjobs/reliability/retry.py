@@ -35,7 +35,6 @@ from typing import Any
 import anthropic
 import redis
 import tenacity
-from pydantic import BaseModel, ConfigDict, Field
 
 from agentjobs.errors import (
     BudgetExceededError,
@@ -45,7 +44,7 @@ from agentjobs.errors import (
     SpendLimitError,
     TransientError,
 )
-from agentjobs.settings import Settings, get_settings
+from agentjobs.settings import Policy, Settings, get_settings
 
 SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
 
@@ -182,22 +181,6 @@ def retry_after(headers: Any, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
-
-
-class Policy(BaseModel):
-    """How one queue retries: attempts, backoff and total time (seconds)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Calls that may fail with an error before the task is dead-lettered (429s excluded).
-    max_attempts: int = Field(default=5, ge=1)
-    #: First backoff ceiling; the n-th retry waits uniform(0, min(max, base * 2**(n-1))).
-    backoff_base_s: float = Field(default=1.0, ge=0)
-    backoff_max_s: float = Field(default=60.0, ge=0)
-    #: From the first attempt: no error retry is scheduled past this.
-    max_total_s: float = Field(default=600.0, gt=0)
-    #: From the first attempt: no 429 wait is scheduled past this.
-    rate_limit_max_total_s: float = Field(default=3_600.0, gt=0)
 
 
 def policy_for(family: str, settings: Settings | None = None) -> Policy:

@@ -162,7 +162,7 @@ def _lost(
 
 
 def sweep(
-    app: Any = None,
+    app: Any,
     *,
     grace_s: float | None = None,
     confirm_s: float = CONFIRM_S,
@@ -174,8 +174,6 @@ def sweep(
 ) -> Report:
     """One sweep: re-send the ledger's lost tasks (none if ``dry_run``). Skipped (see
     ``Report.skipped``) when another sweeper holds the lock past ``lock_wait_s``."""
-    if app is None:
-        from agentjobs.worker.app import app
     s = get_settings()
     grace = s.ledger_grace_s if grace_s is None else grace_s
     report = Report(dry_run=dry_run)

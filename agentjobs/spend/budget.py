@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from agentjobs import catalog, keys, store
+from agentjobs.call import Call
 from agentjobs.errors import BudgetDeferredError, BudgetExceededError
 from agentjobs.messages.request import CompleteRequest, TextBlock
 from agentjobs.settings import Settings, get_settings
@@ -42,8 +43,6 @@ NANO = 1_000_000_000
 CHEAPER = {"opus": "sonnet", "sonnet": "haiku"}
 #: Characters per token of the estimate: below the ~4 of English text, so the
 #: estimate errs high (an over-estimate only makes the cap conservative).
-CHARS_PER_TOKEN = 3.5
-_OVERHEAD_TOKENS = 16
 
 # KEYS[1] cost:{day} (spend, USD floats)   KEYS[2] budget:{day} (reserved, nano-USD)
 # KEYS[3] budget:{day}:leases (zset member -> expiry ms)
@@ -128,30 +127,11 @@ def enabled(tenant: str | None) -> bool:
     return overall is not None or per_tenant is not None
 
 
-def estimate_input_tokens(req: CompleteRequest) -> tuple[int, int]:
-    """(system tokens, message tokens), estimated from characters, erring high."""
-    messages = len(req.prompt or "") + sum(_chars(m.content) for m in req.messages or ())
-    return _tokens(_chars(req.system)), _tokens(messages)
-
-
-def _chars(content: str | list[TextBlock] | None) -> int:
-    # Counted, not joined: the prompt may be megabytes and only its length matters.
-    if content is None:
-        return 0
-    if isinstance(content, str):
-        return len(content)
-    return sum(len(b.text) for b in content if isinstance(b, TextBlock))
-
-
-def _tokens(chars: int) -> int:
-    return math.ceil(chars / CHARS_PER_TOKEN) + (_OVERHEAD_TOKENS if chars else 0)
-
-
 def estimate_usd(req: CompleteRequest) -> float:
     """An upper-bound estimate of the call's cost: input at the dearest rate it may be
     billed (a cache write for a cached system prompt) plus ``max_tokens`` of output."""
     price = catalog.resolve(req.model).price
-    system, messages = estimate_input_tokens(req)
+    tokens = req.input_estimate(get_settings().limiter_chars_per_token).total
     ttls = _breakpoint_ttls(req)
     rate = price.input
     if "1h" in ttls:
@@ -159,7 +139,7 @@ def estimate_usd(req: CompleteRequest) -> float:
     elif ttls:
         rate = max(rate, price.cache_write_5m)
     # a breakpoint may write the whole prefix before it: price all input as a write
-    usd = (system + messages) * rate + req.effective_max_tokens() * price.output
+    usd = tokens * rate + req.effective_max_tokens() * price.output
     return usd * 1e-6
 
 
@@ -277,6 +257,27 @@ def reserve(
         if s.budget_action == "defer":
             raise BudgetDeferredError(refusal, retry_after_s=defer_countdown(s))
         raise BudgetExceededError(refusal)
+
+
+def hold_budget(call: Call, next: Any) -> Any:
+    """The pipeline's budget step: hold the call's estimated cost while the rest of the
+    path runs (a downgrade replaces the request), release it after the real cost was
+    recorded, or on failure."""
+    req, reservation = reserve(call.request)
+    if req is not call.request:
+        call.request = req
+    try:
+        return next(call)
+    finally:
+        release(reservation)
+
+
+def check_budget(call: Call, next: Any) -> Any:
+    """The submit path's budget step: BudgetExceededError at once, or a downgrade."""
+    req = check(call.request)
+    if req is not call.request:
+        call.request = req
+    return next(call)
 
 
 def defer_countdown(s: Settings, now: dt.datetime | None = None) -> float:

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from celery import Task
 
-from agentjobs import catalog, keys, store
-from agentjobs.messages.request import ClaudeResult, CompleteRequest
+from agentjobs import keys, store
+from agentjobs.call import Call
+from agentjobs.messages.request import CompleteRequest
+from agentjobs.messages.result import ClaudeResult
 from agentjobs.settings import get_settings
 from agentjobs.spend import cost
 from agentjobs.store import state_redis
@@ -62,9 +63,10 @@ def enabled(req: CompleteRequest) -> bool:
     return mode == "on" or (mode == "deterministic" and req.temperature == 0)
 
 
-def canonical(req: CompleteRequest) -> str:
-    """The canonical JSON of the request as sent: equal requests give equal strings."""
-    params = req.api_params()
+def canonical(req: CompleteRequest, params: dict[str, Any] | None = None) -> str:
+    """The canonical JSON of the request as sent (``params``, built from ``req`` when not
+    given): equal requests give equal strings."""
+    params = dict(params if params is not None else req.api_params())
     params["messages"] = [{**m, "content": _blocks(m["content"])} for m in params["messages"]]
     if "system" in params:
         params["system"] = _blocks(params["system"])
@@ -77,8 +79,8 @@ def _blocks(content: Any) -> Any:
     return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
 
-def entry_key(req: CompleteRequest) -> str:
-    digest = hashlib.sha256(canonical(req).encode()).hexdigest()
+def entry_key(req: CompleteRequest, params: dict[str, Any] | None = None) -> str:
+    digest = hashlib.sha256(canonical(req, params).encode()).hexdigest()
     return keys.key("rc", req.tenant or cost.NO_TENANT, digest)
 
 
@@ -97,7 +99,9 @@ class Flight:
     coalesced: bool = False
     _client: redis.Redis | None = field(default=None, repr=False)
 
-    def store(self, result: dict[str, Any], sent: CompleteRequest) -> None:
+    def store(
+        self, result: dict[str, Any], sent: CompleteRequest, params: dict[str, Any] | None = None
+    ) -> None:
         """Cache a fresh result under the request actually sent, then drop the lease.
 
         A budget downgrade changes the request: its answer is stored under the
@@ -109,7 +113,7 @@ class Flight:
         ttl_ms = int(get_settings().cache_ttl_s * 1000)
         try:
             pipe = r.pipeline(transaction=False)
-            pipe.set(entry_key(sent), json.dumps(result, separators=(",", ":")), px=ttl_ms)
+            pipe.set(entry_key(sent, params), json.dumps(result, separators=(",", ":")), px=ttl_ms)
             pipe.hincrby(_stats_key(), "stores", 1)
             pipe.execute()
         except redis.RedisError as exc:  # the answer is paid for: return it, uncached
@@ -132,7 +136,9 @@ def _off() -> Flight:
     return Flight(key=None)
 
 
-def lookup(req: CompleteRequest, *, sleep: Any = time.sleep) -> Flight:
+def lookup(
+    req: CompleteRequest, *, params: dict[str, Any] | None = None, sleep: Any = time.sleep
+) -> Flight:
     """A hit, or a miss whose caller must ``store`` (or ``close``) when done.
 
     Waits while an identical request is in flight elsewhere, up to
@@ -143,7 +149,7 @@ def lookup(req: CompleteRequest, *, sleep: Any = time.sleep) -> Flight:
     s = get_settings()
     r = state_redis()
     lookup = store.script(r, _LOOKUP)
-    key = entry_key(req)
+    key = entry_key(req, params)
     token = uuid.uuid4().hex
     lease_ms = int((s.request_timeout_s + s.limiter_max_sleep_s + 30) * 1000)
     deadline = time.monotonic() + s.cache_wait_s
@@ -176,29 +182,36 @@ def _count(r: redis.Redis, what: str, flight: Flight, coalesced: bool = False) -
     return flight
 
 
-def hit_result(
-    flight: Flight,
-    req: CompleteRequest,
-    task: Task,
-    key: str,
-    attempts: int,
-    latency_ms: float,
-) -> ClaudeResult:
+def respond_from_cache(call: Call, next: Any) -> ClaudeResult:
+    """The pipeline's cache step: a stored answer, or the rest of the path (single
+    flight: identical calls wait for this one), whose answer is stored under the request
+    actually sent (a budget downgrade below changes it)."""
+    flight = lookup(call.request, params=call.params)
+    if flight.hit is not None:
+        return hit_result(flight, call, (time.perf_counter() - call.started) * 1000.0)
+    try:
+        result: ClaudeResult = next(call)
+        flight.store(result.model_dump(mode="json"), call.request, call.params)
+        return result
+    finally:
+        flight.close()  # a failed owner lets one waiting identical call take over
+
+
+def hit_result(flight: Flight, call: Call, latency_ms: float) -> ClaudeResult:
     """The result of a cache hit (``cached=True``, ``cost_usd=0``), added to the cost totals."""
     assert flight.hit is not None
-    info = task.request
-    queue = (info.delivery_info or {}).get("routing_key") or catalog.queue_for(req.family)
+    req = call.request
     stored = ClaudeResult.model_validate(flight.hit)
     result = stored.model_copy(
         update={
             "cost_usd": 0.0,
             "cached": True,
             "latency_ms": round(latency_ms, 3),
-            "attempts": attempts,
-            "queue": queue,
-            "worker": str(info.hostname),
-            "idempotency_key": key,
-            "task_id": str(info.id),
+            "attempts": call.attempts,
+            "queue": call.queue,
+            "worker": call.worker,
+            "idempotency_key": call.key,
+            "task_id": call.task_id,
             "tenant": req.tenant,
             "limiter_wait_ms": 0.0,
             "route_reason": req.route_reason,

@@ -15,8 +15,9 @@ from typing import Any
 
 import redis
 
-from agentjobs import catalog, keys, store
-from agentjobs.messages.request import ClaudeResult, Usage
+from agentjobs import keys, store
+from agentjobs.call import Call
+from agentjobs.messages.result import ClaudeResult, Usage
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
 
@@ -40,40 +41,11 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-_PER_TOKEN = 1e-6
 #: Dimensions of the per-day totals; a field is ``{measure}:{dimension}:{value}``.
 DIMENSIONS = ("model", "queue", "tenant")
 MEASURES = ("usd", "calls", "hits", "saved_usd", "in", "out", "cache_write", "cache_read")
 #: Tenant name recorded for calls without one: not a valid tenant, so never a real one.
 NO_TENANT = "(none)"
-
-
-def cost_usd(model: str, usage: Usage, *, cache_ttl: str = "5m", batch: bool = False) -> float:
-    """USD for one call: input, output, cache writes (5 m or 1 h price) and cache reads.
-
-    When ``usage.cache_creation`` gives the split of cache writes by lifetime (the API
-    does), each part is priced at its own rate; otherwise every write is priced at
-    ``cache_ttl``'s rate. ``batch`` applies the Message Batches discount to all of it.
-    """
-    price = catalog.resolve(model).price
-    writes = usage.cache_creation_input_tokens
-    split = usage.cache_creation
-    if split is not None and (
-        split.ephemeral_5m_input_tokens + split.ephemeral_1h_input_tokens == writes
-    ):
-        writes_1h = split.ephemeral_1h_input_tokens
-    else:
-        writes_1h = writes if cache_ttl == "1h" else 0
-    total = (
-        usage.input_tokens * price.input
-        + usage.output_tokens * price.output
-        + (writes - writes_1h) * price.cache_write_5m
-        + writes_1h * price.cache_write_1h
-        + usage.cache_read_input_tokens * price.cache_read
-    ) * _PER_TOKEN
-    if batch:
-        total *= catalog.BATCH_DISCOUNT
-    return round(total, 10)
 
 
 def today(now: dt.datetime | None = None) -> str:
@@ -144,6 +116,15 @@ def record_result(result: ClaudeResult, *, saved_usd: float = 0.0) -> None:
         )
     except redis.RedisError as exc:
         log.warning("cost of task %s not added to the totals: %s", result.task_id, exc)
+
+
+def record_cost(call: Call, next: Any) -> ClaudeResult:
+    """The pipeline's record step: the call's cost (computed once, with its answer) is
+    added to the day's totals, inside the budget step, so the reservation is released
+    only after the real cost counts."""
+    result: ClaudeResult = next(call)
+    record_result(result)
+    return result
 
 
 @dataclass

@@ -23,9 +23,13 @@ import re
 from typing import Any
 
 from agentjobs import catalog
+from agentjobs.api import client
+from agentjobs.call import Call
 from agentjobs.errors import AgentJobsError
 from agentjobs.messages.request import CompleteRequest, TextBlock, parse_request
-from agentjobs.spend.budget import estimate_input_tokens
+from agentjobs.messages.usage import cost_usd, usage_of
+from agentjobs.settings import get_settings
+from agentjobs.spend import cost
 
 HAIKU = catalog.ALIASES["haiku"]
 SONNET = catalog.ALIASES["sonnet"]
@@ -67,8 +71,6 @@ def _user_text(req: CompleteRequest) -> str:
 
 def decide(req: CompleteRequest) -> tuple[str | None, str]:
     """Rules 1-4: (model id or None when undecided, reason)."""
-    from agentjobs.settings import get_settings
-
     s = get_settings()
     hint = (req.metadata or {}).get("complexity")
     if isinstance(hint, str) and hint.lower() in _LOW:
@@ -77,7 +79,7 @@ def decide(req: CompleteRequest) -> tuple[str | None, str]:
         return SONNET, f"hint: metadata.complexity={hint!r}"
     if req.max_tokens is not None and req.max_tokens > s.route_long_output_tokens:
         return SONNET, f"long output: max_tokens {req.max_tokens} > {s.route_long_output_tokens}"
-    _, message_tokens = estimate_input_tokens(req)
+    message_tokens = req.input_estimate(s.limiter_chars_per_token).messages
     if message_tokens > s.route_long_tokens:
         return SONNET, f"long input: ~{message_tokens} tokens > {s.route_long_tokens}"
     cue = _CUES.search(_user_text(req))
@@ -86,10 +88,18 @@ def decide(req: CompleteRequest) -> tuple[str | None, str]:
     return None, f"short (~{message_tokens} tokens), no code/reasoning cue"
 
 
+def route(call: Call, next: Any) -> Any:
+    """The pipeline's routing step: ``model="auto"`` becomes a model, with the reason.
+
+    On the submit path, so the queue is the chosen family's; again on the worker for a
+    task sent without ``apply_async`` (``send_task``), which skipped the submit path."""
+    if not call.routed:
+        call.request = choose_model(call.request)
+    return next(call)
+
+
 def choose_model(req: CompleteRequest) -> CompleteRequest:
     """The request with ``model`` resolved from ``"auto"`` and ``route_reason`` set."""
-    from agentjobs.settings import get_settings
-
     model, reason = decide(req)
     if model is None and get_settings().route_classifier:
         model, reason = classify(req)
@@ -112,10 +122,6 @@ def queue_for_auto(kwargs: dict[str, Any]) -> dict[str, str] | None:
 
 def classify(req: CompleteRequest) -> tuple[str | None, str]:
     """Rule 5: ask Haiku; (model, reason), or (None, why) if the call failed."""
-    from agentjobs.api import client
-    from agentjobs.pipeline import usage_of
-    from agentjobs.spend import cost
-
     text = _user_text(req)[:_CLASSIFIER_CHARS]
     try:
         raw = client.create_message(
@@ -135,7 +141,7 @@ def classify(req: CompleteRequest) -> tuple[str | None, str]:
         queue="router",
         tenant=req.tenant,
         usage=usage,
-        cost=cost.cost_usd(HAIKU, usage),
+        cost=cost_usd(HAIKU, usage),
     )
     return verdict("".join(getattr(b, "text", "") for b in raw.message.content))
 

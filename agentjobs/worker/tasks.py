@@ -12,10 +12,12 @@ from typing import Any
 
 from celery import Task
 
-from agentjobs import catalog
+from agentjobs import catalog, pipeline
+from agentjobs.call import Call
 from agentjobs.errors import AgentJobsError, RequestError
-from agentjobs.messages.request import AUTO_MODEL, CompleteRequest, parse_request
+from agentjobs.messages.request import AUTO_MODEL, CompleteRequest
 from agentjobs.reliability import ledger
+from agentjobs.spend.routing import queue_for_auto
 from agentjobs.worker.app import app
 
 TASK_NAME = "agentjobs.complete"
@@ -29,8 +31,6 @@ def route_task(
         return None
     model = kwargs.get("model", "haiku")
     if model == AUTO_MODEL:  # the worker routes again, and records why
-        from agentjobs.spend.routing import queue_for_auto
-
         return queue_for_auto(kwargs)
     try:
         return {"queue": catalog.resolve(model).queue}
@@ -39,27 +39,14 @@ def route_task(
 
 
 def prepare(kwargs: dict[str, Any], options: dict[str, Any]) -> CompleteRequest:
-    """Validate, resolve ``model="auto"``, check budgets and fix the queue.
+    """Run the submit path (pipeline.SUBMIT_STEPS): validate, resolve ``model="auto"``,
+    check budgets, fix the queue in ``options``.
 
     Raises RequestError (bad input) or BudgetExceededError (a daily cap is reached).
     """
-    req = parse_request(kwargs)
-    if req.model == AUTO_MODEL:
-        from agentjobs.spend.routing import choose_model
-
-        req = choose_model(req)
-    from agentjobs.spend import budget
-
-    req = budget.check(req)  # over a daily cap: BudgetExceededError, or downgraded
-    queue = catalog.queue_for(req.family)
-    given = options.get("queue")
-    if given is not None and getattr(given, "name", given) != queue:
-        raise RequestError(
-            f"queue {given!r} does not serve model {req.model}; agentjobs routes by model "
-            f"family ({queue}): leave queue unset"
-        )
-    options["queue"] = queue
-    return req
+    call = Call(kwargs, options=options)
+    pipeline.run(pipeline.SUBMIT_STEPS, call, lambda c: None)
+    return call.request
 
 
 class ClaudeTask(Task):
@@ -94,6 +81,4 @@ class ClaudeTask(Task):
 )
 def complete(self: ClaudeTask, **kwargs: Any) -> dict[str, Any]:
     """Call Claude once (or return the stored result); returns a ClaudeResult dict."""
-    from agentjobs.pipeline import execute
-
-    return execute(self, kwargs)
+    return pipeline.execute(self, kwargs)

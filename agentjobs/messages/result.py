@@ -1,0 +1,48 @@
+"""What ``complete`` returns: ``ClaudeResult`` (a public contract, ARCHITECTURE.md) and its
+``Usage``, read once from the API's answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class CacheCreation(BaseModel):
+    """How ``cache_creation_input_tokens`` split by lifetime (priced differently)."""
+
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    #: The split of cache writes by lifetime, when the API reports it.
+    cache_creation: CacheCreation | None = None
+
+
+class ClaudeResult(BaseModel):
+    """What ``complete`` returns (as a JSON dict through the result backend)."""
+
+    id: str
+    model: str
+    text: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: Usage
+    cost_usd: float
+    latency_ms: float
+    attempts: int
+    cached: bool
+    queue: str
+    worker: str
+    idempotency_key: str
+    # beyond the contract: useful to operators, optional for callers
+    task_id: str | None = None
+    tenant: str | None = None
+    limiter_wait_ms: float = 0.0
+    route_reason: str | None = None
+    request_id: str | None = None
