@@ -139,7 +139,7 @@ def test_counters_equal_simulator_log_and_results(
 
     # 1. over HTTP from the exporter
     server, thread = __import__("prometheus_client").start_http_server(
-        0, addr="127.0.0.1", registry=registry()
+        0, addr="127.0.0.1", registry=registry(app)
     )
     try:
         s = scrape(server.server_address[1])
