@@ -1,9 +1,10 @@
-"""Typed request and result of ``agentjobs.complete``.
+"""Typed request of ``agentjobs.complete``.
 
 ``CompleteRequest`` is validated twice: in the caller at ``.delay()`` (bad input raises
 ``RequestError`` and nothing is enqueued) and again in the worker, since any client can
-put a message on the queue. ``ClaudeResult`` is the JSON dict stored in the result
-backend; its field names are a public contract (ARCHITECTURE.md).
+put a message on the queue. It takes the Messages API's whole request surface (content
+blocks in content.py, tools in tools.py, thinking and output format in options.py) and
+sends all of it as given (``api_params``); the rules that span fields are in checks.py.
 """
 
 from __future__ import annotations
@@ -21,55 +22,36 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from agentjobs import catalog
 from agentjobs.errors import RequestError, UnknownModelError
+from agentjobs.messages import checks
+from agentjobs.messages.content import CacheControl, Message, Part, TextBlock
 from agentjobs.messages.estimate import InputEstimate, estimate_input
+from agentjobs.messages.options import OutputConfig, Thinking, ThinkingEnabled
+from agentjobs.messages.tools import Tool, ToolChoice, check_tools
 from agentjobs.settings import get_settings
+
+__all__ = [
+    "AUTO_MODEL",
+    "CacheControl",
+    "CompleteRequest",
+    "Message",
+    "TextBlock",
+    "max_output_tokens",
+    "parse_request",
+]
 
 _TENANT = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 #: ``model="auto"`` asks the router to pick a model (see routing.py).
 AUTO_MODEL = "auto"
-
-
-class CacheControl(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["ephemeral"] = "ephemeral"
-    ttl: Literal["5m", "1h"] | None = None
-
-
-class TextBlock(BaseModel):
-    """The only content block agentjobs accepts: text, optionally a cache breakpoint."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["text"]
-    text: StrictStr
-    cache_control: CacheControl | None = None
-
-    @field_validator("text")
-    @classmethod
-    def _text(cls, v: str) -> str:
-        if not v.strip():  # the API answers 400: blocks must contain non-whitespace text
-            raise ValueError("text must not be empty")
-        return v
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["user", "assistant"]
-    content: StrictStr | list[TextBlock]
-
-    @field_validator("content")
-    @classmethod
-    def _not_empty(cls, v: str | list[TextBlock]) -> str | list[TextBlock]:
-        if isinstance(v, list) and not v:
-            raise ValueError("content must not be an empty list")
-        if isinstance(v, str) and not v.strip():
-            raise ValueError("content must not be empty")
-        return v
+#: Fields holding API objects: sent (and queued) exactly as given.
+_GIVEN = ("messages", "system", "tools", "tool_choice", "thinking", "output_config")
 
 
 class CompleteRequest(BaseModel):
@@ -83,8 +65,17 @@ class CompleteRequest(BaseModel):
     system: StrictStr | list[TextBlock] | None = None
     max_tokens: StrictInt | None = None
     temperature: StrictFloat | StrictInt | None = Field(default=None, ge=0, le=1)
+    top_p: StrictFloat | StrictInt | None = Field(default=None, ge=0, le=1)
+    top_k: StrictInt | None = Field(default=None, ge=0)
     stop_sequences: list[StrictStr] | None = Field(default=None, max_length=16)
     metadata: dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+    output_config: OutputConfig | None = None
+    #: Automatic prompt caching: the API marks the last cacheable block.
+    cache_control: CacheControl | None = None
+    service_tier: Literal["auto", "standard_only"] | None = None
     # agentjobs' own
     idempotency_key: StrictStr | None = Field(default=None, min_length=1, max_length=256)
     tenant: StrictStr | None = None
@@ -96,11 +87,30 @@ class CompleteRequest(BaseModel):
     #: downgrade, carried to the worker and recorded in the result.
     route_reason: StrictStr | None = Field(default=None, max_length=500)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _scan(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> CompleteRequest:
+        # Before any model is built: a deep structure must not reach a recursive walk.
+        if isinstance(data, dict):
+            size = checks.scan(data)
+            limit = get_settings().max_request_bytes
+            if size > limit:
+                raise ValueError(f"request is {size} bytes, over the {limit}-byte limit")
+        request: CompleteRequest = handler(data)
+        return request
+
     @field_validator("tenant")
     @classmethod
     def _tenant(cls, v: str | None) -> str | None:
         if v is not None and not _TENANT.match(v):
             raise ValueError("tenant must be 1-64 characters of letters, digits, _ . : @ -")
+        return v
+
+    @field_validator("stop_sequences")
+    @classmethod
+    def _stops(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not all(s.strip() for s in v):  # the API answers 400
+            raise ValueError("each stop sequence must contain non-whitespace text")
         return v
 
     @field_validator("metadata")
@@ -138,28 +148,46 @@ class CompleteRequest(BaseModel):
                 raise ValueError("messages must not be empty")
             if self.messages[0].role != "user":
                 raise ValueError("the first message must have role 'user'")
+            checks.check_tool_results(self.messages)
         if self.max_tokens is not None:
             if self.max_tokens < 1:
                 raise ValueError("max_tokens must be at least 1")
             limit = max_output_tokens(self.model)
             if self.max_tokens > limit:
                 raise ValueError(f"max_tokens {self.max_tokens} exceeds {self.model}'s {limit}")
-        size = self.approx_bytes()
-        limit_bytes = get_settings().max_request_bytes
-        if size > limit_bytes:
-            raise ValueError(f"request is {size} bytes, over the {limit_bytes}-byte limit")
+        check_tools(self.tools, self.tool_choice)
+        self._check_thinking()
+        marks = len(self.cache_ttls())
+        if marks > checks.MAX_BREAKPOINTS:
+            raise ValueError(
+                f"{marks} cache_control breakpoints (system, tools, messages and the "
+                f"top-level one together): the API allows at most {checks.MAX_BREAKPOINTS}"
+            )
         return self
 
-    # -- derived views ---------------------------------------------------------------
+    def _check_thinking(self) -> None:
+        if not isinstance(self.thinking, ThinkingEnabled):
+            return
+        budget, max_tokens = self.thinking.budget_tokens, self.effective_max_tokens()
+        if budget >= max_tokens:
+            raise ValueError(
+                f"thinking.budget_tokens {budget} must be less than max_tokens {max_tokens}"
+            )
+        # What the API refuses alongside extended thinking:
+        if self.temperature is not None and self.temperature != 1:
+            raise ValueError("temperature may only be 1 (or unset) when thinking is enabled")
+        if self.top_k is not None:
+            raise ValueError("top_k cannot be set when thinking is enabled")
+        if self.top_p is not None and self.top_p < 0.95:
+            raise ValueError("top_p must be between 0.95 and 1 when thinking is enabled")
+        if self.tool_choice is not None and self.tool_choice.type in ("any", "tool"):
+            raise ValueError("thinking cannot be enabled with a tool_choice that forces tool use")
 
-    def approx_bytes(self) -> int:
-        """Size of the request's text, a cheap lower bound of the JSON body size."""
-        n = len(self.prompt or "") + _text_len(self.system)
-        for m in self.messages or ():
-            n += _text_len(m.content)
-        if self.metadata:  # not sent to the API, but it travels on the queue
-            n += len(json.dumps(self.metadata))
-        return n
+    @field_serializer(*_GIVEN)
+    def _as_given(self, value: Any) -> Any:
+        return _sent(value)
+
+    # -- derived views ---------------------------------------------------------------
 
     @property
     def family(self) -> str:
@@ -172,14 +200,30 @@ class CompleteRequest(BaseModel):
             prompt=self.prompt,
             messages=self.messages,
             chars_per_token=chars_per_token,
+            tools=self.tools,
+            tool_choice=self.tool_choice,
         )
+
+    def cache_ttls(self) -> list[str]:
+        """The lifetime ("5m", "1h") of each prompt-cache breakpoint the request sends:
+        system blocks (``prompt_cache`` marks the last), tools, message blocks, and the
+        top-level ``cache_control``."""
+        system = self.system if isinstance(self.system, list) else []
+        if self.prompt_cache and system:
+            system = system[:-1]  # the last block's mark is replaced by prompt_cache's
+        ttls = checks.breakpoints(system, self.tools, self.messages)
+        if self.prompt_cache and self.system is not None:
+            ttls.append(self.prompt_cache)
+        if self.cache_control is not None:
+            ttls.append(self.cache_control.ttl or "5m")
+        return ttls
 
     def effective_max_tokens(self) -> int:
         return self.max_tokens if self.max_tokens is not None else get_settings().default_max_tokens
 
     def api_messages(self) -> list[dict[str, Any]]:
         if self.messages is not None:
-            return [m.model_dump(exclude_none=True) for m in self.messages]
+            return [m.as_sent() for m in self.messages]
         return [{"role": "user", "content": self.prompt}]
 
     def api_system(self) -> str | list[dict[str, Any]] | None:
@@ -189,7 +233,7 @@ class CompleteRequest(BaseModel):
         if isinstance(self.system, str):
             blocks: list[dict[str, Any]] = [{"type": "text", "text": self.system}]
         else:
-            blocks = [b.model_dump(exclude_none=True) for b in self.system]
+            blocks = [b.as_sent() for b in self.system]
         if self.prompt_cache:
             cc: dict[str, str] = {"type": "ephemeral"}
             if self.prompt_cache == "1h":
@@ -199,7 +243,7 @@ class CompleteRequest(BaseModel):
         return self.system if isinstance(self.system, str) else blocks
 
     def api_params(self) -> dict[str, Any]:
-        """Keyword arguments for ``client.messages.create``."""
+        """Keyword arguments for ``client.messages.create``: every field as given."""
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.effective_max_tokens(),
@@ -208,13 +252,19 @@ class CompleteRequest(BaseModel):
         system = self.api_system()
         if system is not None:
             params["system"] = system
-        if self.temperature is not None:
-            params["temperature"] = self.temperature
+        for name in ("temperature", "top_p", "top_k", "service_tier"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
         if self.stop_sequences:
             params["stop_sequences"] = self.stop_sequences
         # The API accepts only user_id in metadata; the rest stays ours (dead letters, logs).
         if self.metadata and "user_id" in self.metadata:
             params["metadata"] = {"user_id": self.metadata["user_id"]}
+        for name in ("tools", "tool_choice", "thinking", "output_config", "cache_control"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = _sent(value)
         return params
 
     def task_kwargs(self) -> dict[str, Any]:
@@ -222,12 +272,12 @@ class CompleteRequest(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _text_len(content: str | list[TextBlock] | None) -> int:
-    if content is None:
-        return 0
-    if isinstance(content, str):
-        return len(content)
-    return sum(len(b.text) for b in content)
+def _sent(value: Any) -> Any:
+    if isinstance(value, Part):
+        return value.as_sent()
+    if isinstance(value, list):
+        return [_sent(v) for v in value]
+    return value
 
 
 def max_output_tokens(model: str) -> int:
@@ -236,14 +286,46 @@ def max_output_tokens(model: str) -> int:
     return catalog.resolve(model).max_output_tokens
 
 
+#: Parts of a pydantic error location that name a union's branch, not a field.
+_BRANCH = re.compile(r"^(?:str|int|float|bool|function-\w+|.*\[.*\])$")
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    """The errors as ``field.path: reason``, in the API's style (a block's type in the
+    path, as ``messages.0.content.1.image.source.base64.data``), without the branches
+    pydantic tried: content that is neither a string nor a list of valid blocks is
+    reported by its blocks' problems."""
+    found: list[tuple[str, str, str, bool]] = []
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        where = ".".join(str(p) for p in loc if not (isinstance(p, str) and _BRANCH.match(p)))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "union_tag_invalid":  # pydantic lists every tag: keep it short
+            ctx = err.get("ctx") or {}
+            tags = str(ctx.get("expected_tags", "")).split(", ")
+            shown = ", ".join(tags[:6]) + (", ..." if len(tags) > 6 else "")
+            msg = f"unknown type {ctx.get('tag')!r} (expected {shown})"
+        alt = bool(loc) and loc[-1] == "str" and err["type"] == "string_type"
+        found.append((where, msg, err["type"], alt))
+    either = {w for w, _, _, alt in found if alt}
+    problems: list[str] = []
+    for where, msg, kind, alt in found:
+        if alt and any(not a and (w == where or w.startswith(where + ".")) for w, _, _, a in found):
+            continue  # the string branch of content given as a list
+        if kind == "list_type" and where in either:
+            msg = "Input should be a valid string or list"
+        text = msg if not where else f"{where}: {msg}"
+        if text not in problems:
+            problems.append(text)
+    return problems
+
+
 def parse_request(kwargs: dict[str, Any]) -> CompleteRequest:
     """Validate task kwargs; a RequestError that says what is wrong, never a deep traceback."""
     try:
         return CompleteRequest.model_validate(kwargs)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in err["loc"]) or "request"
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(msg if where == "request" else f"{where}: {msg}")
-        raise RequestError("invalid agentjobs.complete request: " + "; ".join(problems)) from None
+        message = "; ".join(_problems(exc))
+        if len(message) > 400:
+            message = message[:397] + "..."
+        raise RequestError("invalid agentjobs.complete request: " + message) from None

@@ -31,7 +31,7 @@ import redis
 from agentjobs import catalog, keys, store
 from agentjobs.call import Call
 from agentjobs.errors import BudgetDeferredError, BudgetExceededError
-from agentjobs.messages.request import CompleteRequest, TextBlock
+from agentjobs.messages.request import CompleteRequest
 from agentjobs.settings import Settings, get_settings
 from agentjobs.spend import cost
 from agentjobs.store import state_redis
@@ -145,13 +145,7 @@ def estimate_usd(req: CompleteRequest) -> float:
 
 def _breakpoint_ttls(req: CompleteRequest) -> set[str]:
     """Lifetimes of the request's prompt-cache breakpoints ("5m", "1h")."""
-    ttls: set[str] = {req.prompt_cache} if req.prompt_cache else set()
-    blocks: list[TextBlock] = list(req.system) if isinstance(req.system, list) else []
-    for m in req.messages or ():
-        if isinstance(m.content, list):
-            blocks += m.content
-    ttls.update(b.cache_control.ttl or "5m" for b in blocks if b.cache_control is not None)
-    return ttls
+    return set(req.cache_ttls())
 
 
 def _nano(usd: float | None) -> int:
