@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from anthropic.types import TextBlock
+
 from agentjobs.api import client
 from agentjobs.call import Call
 from agentjobs.messages.result import ClaudeResult
@@ -21,8 +23,12 @@ def send(call: Call, next: Any) -> ClaudeResult:
 
 def build_result(call: Call, raw: client.RawResponse) -> ClaudeResult:
     msg = raw.message
-    content = [block.model_dump(mode="json", exclude_none=True) for block in msg.content]
-    text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
+    # Each block as the API sent it (the SDK's own view of a response, fields the API
+    # left out stay out, an explicit null stays), so it can be sent back unchanged: a
+    # citation's ``document_title: null`` is required there, and dropping every None
+    # would lose it.
+    content = [block.to_dict(mode="json") for block in msg.content]
+    text = "".join(b.text for b in msg.content if isinstance(b, TextBlock))
     req = call.request
     return ClaudeResult(
         id=msg.id,

@@ -30,6 +30,9 @@ class ClaudeResult(BaseModel):
     id: str
     model: str
     text: str
+    #: Every block of the answer as the API sent it (``tool_use`` with id, name and input;
+    #: ``thinking`` with its signature; server-tool blocks), so ``{"role": "assistant",
+    #: "content": content}`` goes into the next request unchanged.
     content: list[dict[str, Any]]
     stop_reason: str | None
     usage: Usage
