@@ -4,7 +4,9 @@ latency and the answer itself, for a request already authenticated and validated
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import json
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +17,7 @@ from agentjobs.simulator import textgen
 from agentjobs.simulator.apierror import ERROR_TYPES, ApiError, invalid, spend_limit_error
 from agentjobs.simulator.buckets import Refusal
 from agentjobs.simulator.config import SimConfig
+from agentjobs.simulator.promptcache import CacheUse
 from agentjobs.simulator.validation import Parsed
 
 if TYPE_CHECKING:
@@ -40,6 +43,7 @@ class Call:
     digest: str | None = None
     fault: str | None = None
     usage: dict[str, int] | None = None
+    cost_usd: float = 0.0
 
 
 class Dropped(Exception):
@@ -61,6 +65,25 @@ def _forced_error(value: str, sim: Simulator) -> ApiError:
     if status not in ERROR_TYPES:
         raise invalid(f"[[sim:error={value}]]: one of {sorted(ERROR_TYPES)} or 'spend'")
     return ApiError(status, retry_after_s=1 if status == 429 else None)
+
+
+def request_digest(parsed: Parsed, body: dict[str, Any]) -> str:
+    """The request hash: what the answer derives from, ``x-sim-hash`` and the log's ``hash``."""
+    return hashlib.sha256(
+        json.dumps(
+            [
+                parsed.model.id,
+                body.get("system"),
+                body["messages"],
+                parsed.max_tokens,
+                body.get("tools"),
+                body.get("temperature"),
+                body.get("stop_sequences"),
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+    ).hexdigest()
 
 
 def _int_directive(directives: dict[str, str], key: str) -> int | None:
@@ -121,15 +144,7 @@ async def answer(
         )
     sim.cache.commit(use)
 
-    assert call.digest is not None
-    seed = int(call.digest[:15], 16)
-    wanted = textgen.output_length(
-        seed,
-        config.output_tokens_min,
-        config.output_tokens_max,
-        _int_directive(directives, "output_tokens"),
-    )
-    result = textgen.answer(seed, wanted, parsed.max_tokens, parsed.stop_sequences)
+    result = generate(call, parsed, directives, config)
 
     forced_latency = _int_directive(directives, "latency_ms")
     if fault == "slow":
@@ -146,6 +161,39 @@ async def answer(
         # Settle even if the client went away: the tokens were generated all the same.
         limiter.settle(result.output_tokens, reserved)
 
+    return respond(sim, call, parsed, use, result)
+
+
+def generate(
+    call: Call, parsed: Parsed, directives: dict[str, str], config: SimConfig
+) -> textgen.Answer:
+    """The answer's length and text: a function of the request hash (and directives)."""
+    assert call.digest is not None
+    seed = int(call.digest[:15], 16)
+    wanted = textgen.output_length(
+        seed,
+        config.output_tokens_min,
+        config.output_tokens_max,
+        _int_directive(directives, "output_tokens"),
+    )
+    return textgen.answer(seed, wanted, parsed.max_tokens, parsed.stop_sequences)
+
+
+def respond(
+    sim: Simulator,
+    call: Call,
+    parsed: Parsed,
+    use: CacheUse,
+    result: textgen.Answer,
+    *,
+    price_factor: float = 1.0,
+) -> dict[str, Any]:
+    """Bill an answer (``call.usage``, ``call.cost_usd``, the stats) and render the Message.
+
+    ``price_factor`` scales the cost: the Message Batches lane bills at half price.
+    """
+    stats = sim.stats
+    model = parsed.model
     uncached = parsed.input_tokens - use.read_tokens - use.write_tokens
     usage = {
         "input_tokens": uncached,
@@ -155,13 +203,15 @@ async def answer(
     }
     call.usage = usage
     price = model.price
-    stats.cost_usd += (
+    list_price = (
         uncached * price.input
         + (use.write_tokens - use.write_1h_tokens) * price.cache_write_5m
         + use.write_1h_tokens * price.cache_write_1h
         + use.read_tokens * price.cache_read
         + result.output_tokens * price.output
     ) / 1_000_000
+    call.cost_usd = list_price * price_factor
+    stats.cost_usd += call.cost_usd
     stats.input_tokens += uncached
     stats.output_tokens += result.output_tokens
     stats.cache_creation_input_tokens += use.write_tokens
