@@ -8,8 +8,7 @@ import hashlib
 import itertools
 import json
 import secrets
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -18,10 +17,11 @@ from agentjobs.simulator.apierror import ERROR_TYPES, ApiError, invalid, spend_l
 from agentjobs.simulator.buckets import Refusal
 from agentjobs.simulator.config import SimConfig
 from agentjobs.simulator.promptcache import CacheUse
+from agentjobs.simulator.state import Call, Dropped, State
 from agentjobs.simulator.validation import Parsed
 
-if TYPE_CHECKING:
-    from agentjobs.simulator.server import Simulator
+# Call and Dropped are re-exported: the batch lane imports them from here.
+__all__ = ["Call", "Dropped", "answer", "generate", "rate_message", "request_digest", "respond"]
 
 _RATE_MESSAGE = (
     "This request would exceed your organization's rate limit of {limit} {what} per minute "
@@ -32,30 +32,12 @@ _msg_ids = itertools.count(1)
 _msg_prefix = secrets.token_hex(6)
 
 
-@dataclass
-class Call:
-    """What one request did, for the response headers, the stats and the log."""
-
-    path: str
-    request_id: str
-    group: str | None = None
-    model: str | None = None
-    digest: str | None = None
-    fault: str | None = None
-    usage: dict[str, int] | None = None
-    cost_usd: float = 0.0
-
-
-class Dropped(Exception):
-    """The connection was closed on purpose (fault injection): no response at all."""
-
-
 def rate_message(refusal: Refusal, group: str = "count_tokens") -> str:
     what = _WHAT.get(refusal.dimension, refusal.dimension)
     return _RATE_MESSAGE.format(limit=refusal.limit, what=what, group=group)
 
 
-def _forced_error(value: str, sim: Simulator) -> ApiError:
+def _forced_error(value: str, sim: State) -> ApiError:
     if value == "spend":
         return spend_limit_error()
     try:
@@ -97,7 +79,7 @@ def _int_directive(directives: dict[str, str], key: str) -> int | None:
 
 
 async def answer(
-    sim: Simulator,
+    sim: State,
     request: web.Request,
     call: Call,
     parsed: Parsed,
@@ -180,7 +162,7 @@ def generate(
 
 
 def respond(
-    sim: Simulator,
+    sim: State,
     call: Call,
     parsed: Parsed,
     use: CacheUse,
