@@ -56,7 +56,7 @@ def test_no_import_cycle() -> None:
         state[module] = 1
         for dep in sorted(edges.get(module, ())):
             if state.get(dep) == 1:
-                cycles.append(path[path.index(dep) :] + [dep])
+                cycles.append([*path[path.index(dep) :], dep])
             elif dep not in state:
                 visit(dep, [*path, dep])
         state[module] = 2
