@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agentjobs.simulator import textgen, validation
+from agentjobs.simulator import batches, textgen, validation
 from agentjobs.simulator.answer import answer, rate_message, request_digest
 from agentjobs.simulator.apierror import ApiError, invalid
 from agentjobs.simulator.config import SimConfig
@@ -53,7 +53,7 @@ class Simulator(State):
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get("/_sim/config", self._config)
         app.router.add_post("/_sim/config", self._config)
-        pass  # batches.register(self, app)
+        batches.register(self, app)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         app.on_startup.append(self._start_flusher)
         app.on_cleanup.append(self._stop_flusher)
