@@ -4,8 +4,9 @@
 (``retry.classify``), reads the key's earlier attempts from the idempotency record,
 asks the queue's policy (``retry.decide``), and either
 
-- records the attempt, frees the lease and returns Celery's ``Retry`` (countdown from
-  the policy, or the server's ``retry-after`` for a 429), or
+- records the attempt, frees the lease and returns Celery's ``Retry`` from ``requeue``
+  (countdown from the policy, or the server's ``retry-after`` for a 429; Celery's own
+  ``max_retries`` never applies), or
 - writes the dead letter, stores "dead-lettered as <id>" as the key's outcome (so
   copies and resubmissions do not call again), pauses the group after a spend-limit
   429, and returns a ``DeadLetteredError`` naming the record: Celery marks the task
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +35,9 @@ from agentjobs.errors import AgentJobsError, DeadLetteredError, SpendLimitError
 from agentjobs.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+#: The ``max_retries`` passed to Celery's ``Task.retry``: out of reach (see ``requeue``).
+NO_CELERY_LIMIT = sys.maxsize
 
 
 def family_of(kwargs: dict[str, Any], task: Task) -> str:
@@ -157,11 +162,7 @@ def _failed(
             decision.countdown,
             exc_info=failure.kind == "state_store",  # which step met the outage
         )
-        try:
-            return task.retry(countdown=decision.countdown, max_retries=None, throw=False)
-        except OperationalError:
-            # The broker is down: give the message back unacked rather than lose it.
-            return Reject(f"cannot schedule a retry: broker unreachable ({failure.message})", True)
+        return requeue(task, decision.countdown)
     return _dead_letter(task, kwargs, claim, failure, decision, [*earlier, attempt], family, t)
 
 
@@ -232,10 +233,30 @@ def step_aside(task: Task, claim: idempotency.Claim) -> BaseException:
         claim.key,
         countdown,
     )
+    return requeue(task, countdown)
+
+
+def requeue(task: Task, countdown: float) -> BaseException:
+    """Send the task again in ``countdown`` seconds: Celery's ``Retry`` to raise, or a
+    ``Reject`` that gives the message back when the new one cannot be published.
+
+    Celery's own retry limit never applies: ``retry(max_retries=None)`` means "the
+    task's ``max_retries``" (3 by default, or whatever a ``task_annotations`` setting
+    put there), not "no limit", and every limiter deferral, 429 wait and step-aside is
+    a Celery retry. Past that limit ``retry()`` raises MaxRetriesExceededError: the task
+    fails without a dead letter. The policy in ``retry.decide`` (attempts, total time)
+    is the only retry budget, so the limit passed here is one no count reaches.
+    """
     try:
-        return task.retry(countdown=countdown, max_retries=None, throw=False)
-    except OperationalError:
-        return Reject("cannot schedule a retry: broker unreachable", True)
+        return task.retry(countdown=countdown, max_retries=NO_CELERY_LIMIT, throw=False)
+    except (Reject, OperationalError) as exc:
+        # retry() turns any failure to publish (broker down, or a check of
+        # ClaudeTask.apply_async, such as a daily budget reached since the submit) into
+        # Reject(requeue=False), which would drop the message: requeue it instead; the
+        # worker that gets it again retries or dead-letters it by the policy.
+        why = exc.reason if isinstance(exc, Reject) else exc
+        log.warning("task %s: cannot schedule a retry, message requeued: %r", task.request.id, why)
+        return Reject(f"cannot schedule a retry, message requeued: {why!r}", True)
 
 
 def stored_outcome(outcome: dict[str, Any]) -> dict[str, Any]:
