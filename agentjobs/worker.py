@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from celery import bootsteps
+from celery import bootsteps, signals
 
 from agentjobs import catalog
 from agentjobs.errors import ConfigurationError
@@ -38,6 +38,9 @@ class Preflight(bootsteps.Step):
         try:
             client.preflight()
         except ConfigurationError as exc:
+            # worker_init has registered the worker as live (metrics): a refused worker,
+            # restarted again and again by its supervisor, must not look alive.
+            signals.worker_shutdown.send(sender=parent)
             raise click.ClickException(f"worker not started: {exc}") from None
         super().__init__(parent, **kwargs)
 

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from agentjobs import metrics
+from agentjobs.settings import Settings
 from agentjobs.testing import free_port, wait_for
 from agentjobs.testing import http_get as _get
 
@@ -38,9 +40,11 @@ ENV = {
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} substitution."""
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} substitution; $$ is a $."""
 
     def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
         name, op, arg = m.group(1), m.group(2), m.group(3) or ""
         value = env.get(name)
         if op == ":?" and not value:
@@ -49,7 +53,26 @@ def interpolate(text: str, env: dict[str, str]) -> str:
             return arg
         return value or ""
 
-    return re.sub(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}", sub, text)
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:[-?])([^}]*))?\}", sub, text)
+
+
+def duration_s(text: str) -> float:
+    """A compose duration ("4m", "1m30s", "10s") in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, f"not a duration: {text!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def service_settings(svc: dict[str, Any]) -> Settings:
+    """agentjobs' settings as a service's environment makes them."""
+    env = svc.get("environment") or {}
+    given = {
+        k.removeprefix("AGENTJOBS_").lower(): v
+        for k, v in env.items()
+        if k.startswith("AGENTJOBS_") and v not in ("", None)
+    }
+    return Settings(**given)
 
 
 def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -91,6 +114,43 @@ def test_compose_shape() -> None:
         compose({k: v for k, v in ENV.items() if k != "REDIS_PASSWORD"})
     assert (ROOT / "Dockerfile").read_text().startswith("#")
     assert "FROM python:3.11-slim" in (ROOT / "Dockerfile").read_text()
+
+
+def test_workers_get_time_to_finish_their_calls_when_stopped() -> None:
+    services = compose()["services"]
+    for w in ("worker-haiku", "worker-sonnet"):
+        svc = services[w]
+        # compose's stop signal is SIGTERM (warm shutdown: running calls finish)
+        assert svc.get("stop_signal", "SIGTERM") == "SIGTERM", w
+        grace = duration_s(svc["stop_grace_period"])
+        s = service_settings(svc)
+        assert grace > s.soft_shutdown_s, (w, grace, s.soft_shutdown_s)
+        # the longest a running task takes: waits for an identical call, for another
+        # copy's lease, for the limiter, then its own call
+        longest = (
+            s.cache_wait_s
+            + s.idempotency_wait_s
+            + s.limiter_max_sleep_s
+            + s.connect_timeout_s
+            + s.request_timeout_s
+        )
+        assert grace > longest, (w, grace, longest)
+
+
+def test_services_have_healthchecks() -> None:
+    services = compose()["services"]
+    for name in ("redis", "worker-haiku", "worker-sonnet", "flower", "exporter", "simulator"):
+        test = services[name]["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
+    # each worker is pinged by the name it runs under
+    for family in ("haiku", "sonnet"):
+        svc = services[f"worker-{family}"]
+        assert f"-d {family}@$HOSTNAME" in svc["healthcheck"]["test"][1]
+        assert svc["command"].startswith(f"agentjobs worker {family}")
+        assert "-n " not in svc["command"]  # so the name is FAMILY@%h, %h the hostname
+    # what depends on Redis waits until it answers
+    for name in ("worker-haiku", "worker-sonnet", "flower", "exporter", "web"):
+        assert services[name]["depends_on"] == {"redis": {"condition": "service_healthy"}}
 
 
 def test_alerts_and_dashboard_use_exported_names() -> None:
@@ -149,28 +209,58 @@ class Stack:
             text = text.replace(hostport, f"127.0.0.1:{port}")
         return text.replace("0.0.0.0", "127.0.0.1")
 
-    def argv(self, name: str) -> list[str]:
-        svc = self.doc["services"][name]
-        cmd = svc["command"]
-        text = cmd if isinstance(cmd, str) else shlex.join(cmd)
-        for p in svc.get("expose", []):  # the service's own listening port
+    def own_ports(self, name: str, text: str) -> str:
+        """``text`` with the service's own listening ports replaced by the local ones."""
+        for p in self.doc["services"][name].get("expose", []):
             text = re.sub(rf"(?<![\d.]){p}(?!\d)", str(self.ports[f"{name}:{p}"]), text)
-        return shlex.split(self.local(text))
+        return self.local(text)
 
-    def start(self, name: str, argv: list[str] | None = None) -> subprocess.Popen[bytes]:
+    def argv(self, name: str) -> list[str]:
+        cmd = self.doc["services"][name]["command"]
+        return shlex.split(self.own_ports(name, cmd if isinstance(cmd, str) else shlex.join(cmd)))
+
+    def env(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The service's environment, as its container would have it (and ``extra``)."""
         svc = self.doc["services"][name]
         env = {k: self.local(str(v)) for k, v in (svc.get("environment") or {}).items()}
         bin_dir = str(Path(sys.executable).parent)
-        full_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(self.tmp), **env}
+        # docker sets HOSTNAME to the container's hostname, which is what %h expands to
+        base = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(self.tmp)}
+        return {**base, "HOSTNAME": socket.gethostname(), **env, **(extra or {})}
+
+    def start(
+        self, name: str, argv: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         cwd = self.tmp / name
         cwd.mkdir()
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         argv = argv or self.argv(name)
         if name == "web":
             argv = [a.replace("examples/", f"{ROOT}/examples/") for a in argv]
-        proc = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, env=self.env(name, env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
         self.procs[name] = proc
         return proc
+
+    def healthcheck(self, name: str, env: dict[str, str] | None = None) -> bool:
+        """Run the service's healthcheck as docker would in its container: within its
+        timeout, healthy on exit status 0."""
+        check = self.doc["services"][name]["healthcheck"]
+        kind, *args = check["test"]
+        args = [self.own_ports(name, a) for a in args]
+        argv = ["sh", "-c", args[0]] if kind == "CMD-SHELL" else args
+        try:
+            done = subprocess.run(
+                argv,
+                env=self.env(name, env),
+                cwd=self.tmp,
+                capture_output=True,
+                timeout=duration_s(check["timeout"]),
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return done.returncode == 0
 
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
@@ -216,6 +306,8 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
         r = redis.Redis(port=rport, password="test-redis-pw")
         assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         assert r.config_get("appendonly") == {"appendonly": "yes"}
+        assert stack.healthcheck("redis")
+        assert not stack.healthcheck("redis", {"REDISCLI_AUTH": "wrong"})
 
         stack.start("simulator")
         wait_for(
@@ -228,6 +320,9 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
         for w in ("worker-haiku", "worker-sonnet"):
             wait_for(lambda w=w: stack.alive(w) and " ready." in stack.log(w), 60, what=w)
         assert "concurrency: 4" in stack.log("worker-haiku").replace("(thread)", "")
+        assert stack.healthcheck("worker-haiku") and stack.healthcheck("worker-sonnet")
+        assert not stack.healthcheck("worker-haiku", {"HOSTNAME": "another-container"})
+        assert stack.healthcheck("simulator")
         stack.start("flower")
         stack.start("exporter")
         stack.start("web")
@@ -253,6 +348,7 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
         wait_for(lambda: stack.alive("flower") and _get(flower + "/healthcheck")[0] == 200, 30)
         assert _get(flower + "/api/workers")[0] == 401
         assert _get(flower + "/api/workers", "ops:test-flower-pw")[0] == 200
+        assert stack.healthcheck("flower")
 
         exporter = stack.url("exporter", 9808)
 
@@ -262,6 +358,7 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
             return body.decode() if status == 200 else ""
 
         text = wait_for(scraped, 20, what="exporter")
+        assert stack.healthcheck("exporter")
         assert 'agentjobs_workers{queue="claude.haiku"} 1.0' in text
         assert 'agentjobs_tasks_total{model="claude-sonnet-4-6",outcome="succeeded"' in text
 
@@ -295,5 +392,28 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
 
         # the first scrape happens at start-up: both targets up
         assert wait_for(targets_up, timeout=30, what="targets up").keys() == {"agentjobs", "flower"}
+    finally:
+        stack.stop()
+
+
+def test_worker_without_key_or_simulator_stops_at_start_with_one_line(tmp_path: Path) -> None:
+    """`docker compose up` without `--profile sim` and without ANTHROPIC_API_KEY."""
+    import redis
+
+    stack = Stack(tmp_path)
+    try:
+        stack.start("redis")
+        wait_for(lambda: stack.alive("redis") and stack.healthcheck("redis"), 15, what="redis")
+        # Celery warns whoever starts a worker as root (tests do; the image does not)
+        not_root = {"PYTHONWARNINGS": "ignore:You're running the worker with superuser"}
+        proc = stack.start("worker-haiku", env=not_root)
+        assert proc.wait(60) == 1, stack.log("worker-haiku")
+        lines = stack.log("worker-haiku").strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("Error: worker not started: no ANTHROPIC_API_KEY")
+        assert "(AGENTJOBS_SIM_URL)" in lines[0] and "set ANTHROPIC_API_KEY" in lines[0]
+        # and it is not counted as a live worker (agentjobs_workers)
+        state = redis.Redis(port=stack.ports["redis:6379"], password="test-redis-pw", db=1)
+        assert metrics.workers_alive(["claude.haiku"], client=state) == {"claude.haiku": 0}
     finally:
         stack.stop()
