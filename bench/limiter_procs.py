@@ -145,7 +145,7 @@ def run_shape(url: str, procs: int, threads: int, seconds: float) -> dict[str, A
 
 
 def commit() -> str:
-    """The checked-out commit, with "+" when the code measured differs from it."""
+    """The checked-out commit, and whether the code measured differs from it."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
@@ -156,7 +156,7 @@ def commit() -> str:
         dirty = subprocess.run(diff, cwd=ROOT).returncode != 0
     except OSError:
         return "unknown"
-    return (sha or "unknown") + ("+" if dirty else "")
+    return (sha or "unknown") + (" with uncommitted changes to the code measured" if dirty else "")
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
