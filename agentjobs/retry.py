@@ -150,7 +150,11 @@ def classify(exc: BaseException) -> Failure:
 
 
 def _message(exc: BaseException) -> str:
-    api_message = getattr(exc, "api_message", None)  # the body's error.message (SDK >= 2.x)
+    api_message = getattr(exc, "api_message", None)  # the body's error.message (SDK >= 2.5)
+    if not api_message:  # older SDKs: the parsed JSON body
+        body = getattr(exc, "body", None)
+        error = body.get("error") if isinstance(body, dict) else None
+        api_message = error.get("message") if isinstance(error, dict) else None
     text = api_message if isinstance(api_message, str) and api_message else str(exc)
     return text[:2000]
 
