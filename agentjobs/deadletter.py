@@ -247,7 +247,8 @@ def pause_key(group: str) -> str:
 
 
 def pause(group: str, reason: str, ttl_s: float) -> None:
-    """Refuse calls of a rate-limit group for ``ttl_s`` (spend cap reached)."""
+    """Refuse calls of a rate-limit group for ``ttl_s`` (spend cap reached); the one view
+    of a group's pauses, and the one lift, are in ``pause.py``."""
     if ttl_s > 0:
         state_redis().set(pause_key(group), reason, ex=max(1, int(ttl_s)))
 
@@ -258,8 +259,20 @@ def paused(group: str) -> str | None:
     return None if raw is None else raw.decode()
 
 
+def pause_state(group: str) -> tuple[str, float] | None:
+    """(reason, seconds left) of the group's spend-limit pause, or None."""
+    pipe = state_redis().pipeline(transaction=False)
+    pipe.get(pause_key(group))
+    pipe.pttl(pause_key(group))
+    raw, ttl_ms = pipe.execute()
+    if raw is None:
+        return None
+    return raw.decode(), max(0.0, ttl_ms / 1000.0)
+
+
 def resume(group: str) -> bool:
-    """Lift a group's pause (an operator raised the spend limit); False if none."""
+    """Lift a group's spend-limit pause (an operator raised the limit); False if none.
+    Operators use ``pause.resume``, which lifts the limiter's pause too."""
     return bool(state_redis().delete(pause_key(group)))
 
 

@@ -66,7 +66,7 @@ def check_pause(group: str) -> None:
     if reason is not None:
         raise SpendLimitError(
             f"rate-limit group {group} is paused: {reason} "
-            f"(lift with `agentjobs dlq resume {group}`, then replay)"
+            f"(lift with `agentjobs limiter resume {group}`, then replay)"
         )
 
 

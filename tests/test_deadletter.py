@@ -101,8 +101,10 @@ def test_spend_limit_dead_letters_and_pauses_the_group(
     assert fresh_sim.stats()["messages"] == 1
     # ...other groups are not affected, and an operator lifts the pause, then replays.
     assert complete.delay(prompt="fine", model="haiku").get(timeout=20)["text"]
-    result = CliRunner().invoke(main, ["dlq", "resume", "sonnet", "--json"])
-    assert json.loads(result.output) == {"group": "sonnet", "was_paused": True}
+    result = CliRunner().invoke(main, ["limiter", "resume", "sonnet", "--json"])
+    lifted = json.loads(result.output)
+    assert lifted["group"] == "sonnet" and lifted["was_paused"] is True
+    assert "spend_limit" in [p["kind"] for p in lifted["lifted"]]
     replayed = deadletter.replay_one(deadletter.dead_letter_id(other.id))
     assert replayed.get(timeout=20)["idempotency_key"] == other.id
 
