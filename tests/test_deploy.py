@@ -179,6 +179,77 @@ def test_alerts_and_dashboard_use_exported_names() -> None:
     assert len(ids) == len(set(ids))
 
 
+def metric_labels() -> dict[str, set[str]]:
+    """Every exported series name and the labels the code gives it."""
+    out = {}
+    for m in metrics.METRICS.values():
+        if m.kind == "counter":
+            out[m.prom_name + "_total"] = set(m.labels)
+        elif m.kind == "histogram":
+            out[m.prom_name + "_bucket"] = {*m.labels, "le"}
+            out[m.prom_name + "_sum"] = out[m.prom_name + "_count"] = set(m.labels)
+        else:
+            out[m.prom_name] = set(m.labels)
+    return out
+
+
+_SELECTOR = re.compile(r"\b(agentjobs_[a-z_]+)(?:\{([^}]*)\})?")
+
+
+def selectors(expr: str) -> list[tuple[str, dict[str, str]]]:
+    """Each series selector of a PromQL expression: (name, {label: "op value"})."""
+    found = []
+    for name, inner in _SELECTOR.findall(expr):
+        matchers = re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', inner)
+        found.append((name, {label: op + value for label, op, value in matchers}))
+    return found
+
+
+def test_dashboard_imports_into_any_grafana_and_filters_by_queue_and_model() -> None:
+    text = (DEPLOY / "grafana" / "dashboards" / "agentjobs.json").read_text()
+    dash = json.loads(text)
+    labels = metric_labels()
+    # The format of Grafana's "import dashboard": the data source is asked for...
+    (ds_input,) = dash["__inputs"]
+    assert ds_input["type"] == "datasource" and ds_input["pluginId"] == "prometheus"
+    ds = "${" + ds_input["name"] + "}"
+    # ...and, for file provisioning (which ignores __inputs), a data-source variable of
+    # the same name picks the default Prometheus.
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables[ds_input["name"]]["type"] == "datasource"
+    assert variables[ds_input["name"]]["query"] == "prometheus"
+    assert '"uid": "prometheus"' not in text  # no hard-coded data source left
+    for p in dash["panels"]:
+        assert p["datasource"] == {"type": "prometheus", "uid": ds}, p["title"]
+        for t in p["targets"]:
+            assert t["datasource"] == {"type": "prometheus", "uid": ds}, p["title"]
+    # queue and model variables, from labels the code's metrics have
+    for name in ("queue", "model"):
+        var = variables[name]
+        assert var["type"] == "query" and var["datasource"] == {"type": "prometheus", "uid": ds}
+        metric, label = re.fullmatch(
+            r"label_values\((agentjobs_[a-z_]+)(?:\{[^}]*\})?,\s*(\w+)\)", var["definition"]
+        ).groups()  # type: ignore[union-attr]
+        assert label == name and name in labels[metric], (name, metric)
+        assert var["query"]["query"] == var["definition"]
+        for used, matchers in selectors(var["definition"]):
+            assert set(matchers) <= labels[used], (name, matchers)
+    # every panel filters by them wherever its series carry the label
+    exprs = [(p["title"], t["expr"]) for p in dash["panels"] for t in p["targets"]]
+    for title, expr in exprs:
+        for name, matchers in selectors(expr):
+            assert set(matchers) <= labels[name], (title, name, matchers)
+            for var in ("queue", "model"):
+                if var in labels[name]:
+                    assert matchers.get(var) == f"=~${var}", (title, name, var)
+        for grouping in re.findall(r"\bby \(([^)]*)\)", expr):
+            used = {g.strip() for g in grouping.split(",")}
+            series = [labels[n] for n, _ in selectors(expr)]
+            assert all(used <= s for s in series), (title, used)
+        for ref in re.findall(r"\$(\w+)", expr):
+            assert ref in variables, (title, ref)
+
+
 def test_promtool_checks_config_and_rules() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -190,6 +261,26 @@ def test_promtool_checks_config_and_rules() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "7 rules found" in out.stdout + out.stderr
+
+
+def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "agentjobs.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dash["templating"]["list"] if v["type"] == "query"]
+    # as recording rules, with the variables as Grafana sends "All"; label_values() is
+    # Grafana's, its selector is PromQL
+    rules = []
+    for i, expr in enumerate(exprs):
+        expr = re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", expr)
+        rules.append({"record": f"dashboard_query_{i}", "expr": re.sub(r"\$\w+", ".*", expr)})
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{len(rules)} rules found" in out.stdout + out.stderr
 
 
 class Stack:
