@@ -10,7 +10,8 @@ hash tag, so one group's keys share a slot):
 
 - ``{p}:limiter:{{fp}:{g}}`` hash, TTL 1 day from last use: per dimension
   ``tat_rpm|itpm|otpm`` (GCRA theoretical arrival time, ms) and ``srv_*`` (the
-  server's ``-limit`` headers); ``pause_until`` (ms), ``in_ratio`` (input calibration),
+  server's ``-limit`` headers); ``pause_until`` (ms; with ``pause_reason`` and the
+  ``pause_reason_until`` it was given for, an operator's pause), ``in_ratio`` (input calibration),
   ``out_ewma`` and ``out_dev`` (output mean and mean deviation), ``shift_ms`` (how far
   pull-backs and pauses moved the booked schedule, in total), ``oshift_ms`` (signed
   total of how far real output corrections moved ``tat_otpm``: output-bound sleepers
@@ -56,7 +57,7 @@ Dead letters (deadletter.py):
 - ``{p}:dlq:index`` zset, no TTL (trimmed by age and ``AGENTJOBS_DLQ_MAX_RECORDS`` on
   every write): dead-letter ids scored by time of death.
 - ``{p}:pause:{group}`` string, TTL ``AGENTJOBS_SPEND_PAUSE_S``: a rate-limit group
-  paused after a spend-limit 429 (the reason); ``agentjobs dlq resume GROUP`` deletes it.
+  paused after a spend-limit 429 (the reason); ``agentjobs limiter resume GROUP`` deletes it.
 
 Submit ledger (ledger.py, sweeper.py; docs/reliability.md):
 - ``{p}:ledger`` hash, no TTL (an entry ends with its key's outcome, in the same Lua

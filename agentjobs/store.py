@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+import tenacity
 
 from agentjobs.settings import get_settings
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, int], redis.Redis] = {}
@@ -48,3 +52,17 @@ def script(client: redis.Redis, src: str) -> Any:
     if found is None:
         found = _scripts[(id(client), src)] = client.register_script(src)
     return found
+
+
+def retrying(fn: Callable[[], T]) -> T:
+    """Run a state-store operation, retrying connection errors for AGENTJOBS_STATE_RETRY_S.
+
+    A Redis restart takes seconds; a paid answer must not be dropped for it.
+    """
+    policy = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+        stop=tenacity.stop_after_delay(get_settings().state_retry_s),
+        wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
+        reraise=True,
+    )
+    return policy(fn)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from agentjobs.cli import main
 from agentjobs.errors import DeadLetteredError
+from agentjobs.limiter import pause
 from agentjobs.reliability import deadletter, idempotency
 from agentjobs.settings import reset_settings
 from agentjobs.worker.tasks import complete
@@ -94,15 +95,17 @@ def test_spend_limit_dead_letters_and_pauses_the_group(
     res = complete.delay(prompt="[[sim:error=spend]] hi", model="sonnet")
     rec = deadletter.get(dead_letter_of(res))
     assert rec is not None and rec.error_kind == "spend_limit" and len(rec.attempts) == 1
-    assert deadletter.paused("sonnet")
+    assert pause.spend_paused("sonnet")
     # While paused, the group's tasks are dead-lettered without a call...
     other = complete.delay(prompt="fine", model="sonnet")
     assert "paused" in str(deadletter.get(dead_letter_of(other)))
     assert fresh_sim.stats()["messages"] == 1
     # ...other groups are not affected, and an operator lifts the pause, then replays.
     assert complete.delay(prompt="fine", model="haiku").get(timeout=20)["text"]
-    result = CliRunner().invoke(main, ["dlq", "resume", "sonnet", "--json"])
-    assert json.loads(result.output) == {"group": "sonnet", "was_paused": True}
+    result = CliRunner().invoke(main, ["limiter", "resume", "sonnet", "--json"])
+    lifted = json.loads(result.output)
+    assert lifted["group"] == "sonnet" and lifted["was_paused"] is True
+    assert "spend_limit" in [p["kind"] for p in lifted["lifted"]]
     replayed = deadletter.replay_one(deadletter.dead_letter_id(other.id), complete.apply_async)
     assert replayed.get(timeout=20)["idempotency_key"] == other.id
 
@@ -112,7 +115,7 @@ def test_a_paused_group_stops_requests_routed_to_it(
 ) -> None:
     # model="auto" from another client reaches the worker unrouted; the pause must be
     # checked on the group the router picks (a short question: Haiku), not the raw kwargs.
-    deadletter.pause("haiku", "test pause", 60)
+    pause.pause_spend("haiku", "test pause", 60)
     try:
         res = complete.app.send_task(
             "agentjobs.complete",
@@ -122,7 +125,7 @@ def test_a_paused_group_stops_requests_routed_to_it(
         assert "paused" in str(deadletter.get(dead_letter_of(res)))
         assert fresh_sim.stats()["messages"] == 0
     finally:
-        deadletter.resume("haiku")
+        pause.resume("haiku")
 
 
 def test_replay_after_the_fault_is_removed(fast_retries: None, fresh_sim: Any, worker: Any) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ import yaml
 from agentjobs.contrib.testing import free_port, wait_for
 from agentjobs.contrib.testing import http_get as _get
 from agentjobs.ops import metrics
+from agentjobs.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -38,9 +40,11 @@ ENV = {
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} substitution."""
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} substitution; $$ is a $."""
 
     def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
         name, op, arg = m.group(1), m.group(2), m.group(3) or ""
         value = env.get(name)
         if op == ":?" and not value:
@@ -49,7 +53,26 @@ def interpolate(text: str, env: dict[str, str]) -> str:
             return arg
         return value or ""
 
-    return re.sub(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}", sub, text)
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:[-?])([^}]*))?\}", sub, text)
+
+
+def duration_s(text: str) -> float:
+    """A compose duration ("4m", "1m30s", "10s") in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, f"not a duration: {text!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def service_settings(svc: dict[str, Any]) -> Settings:
+    """agentjobs' settings as a service's environment makes them."""
+    env = svc.get("environment") or {}
+    given = {
+        k.removeprefix("AGENTJOBS_").lower(): v
+        for k, v in env.items()
+        if k.startswith("AGENTJOBS_") and v not in ("", None)
+    }
+    return Settings(**given)
 
 
 def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -93,6 +116,43 @@ def test_compose_shape() -> None:
     assert "FROM python:3.11-slim" in (ROOT / "Dockerfile").read_text()
 
 
+def test_workers_get_time_to_finish_their_calls_when_stopped() -> None:
+    services = compose()["services"]
+    for w in ("worker-haiku", "worker-sonnet"):
+        svc = services[w]
+        # compose's stop signal is SIGTERM (warm shutdown: running calls finish)
+        assert svc.get("stop_signal", "SIGTERM") == "SIGTERM", w
+        grace = duration_s(svc["stop_grace_period"])
+        s = service_settings(svc)
+        assert grace > s.soft_shutdown_s, (w, grace, s.soft_shutdown_s)
+        # the longest a running task takes: waits for an identical call, for another
+        # copy's lease, for the limiter, then its own call
+        longest = (
+            s.cache_wait_s
+            + s.idempotency_wait_s
+            + s.limiter_max_sleep_s
+            + s.connect_timeout_s
+            + s.request_timeout_s
+        )
+        assert grace > longest, (w, grace, longest)
+
+
+def test_services_have_healthchecks() -> None:
+    services = compose()["services"]
+    for name in ("redis", "worker-haiku", "worker-sonnet", "flower", "exporter", "simulator"):
+        test = services[name]["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
+    # each worker is pinged by the name it runs under
+    for family in ("haiku", "sonnet"):
+        svc = services[f"worker-{family}"]
+        assert f"-d {family}@$HOSTNAME" in svc["healthcheck"]["test"][1]
+        assert svc["command"].startswith(f"agentjobs worker {family}")
+        assert "-n " not in svc["command"]  # so the name is FAMILY@%h, %h the hostname
+    # what depends on Redis waits until it answers
+    for name in ("worker-haiku", "worker-sonnet", "flower", "exporter", "web"):
+        assert services[name]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+
+
 def test_alerts_and_dashboard_use_exported_names() -> None:
     exported = all_metric_names()
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
@@ -119,6 +179,77 @@ def test_alerts_and_dashboard_use_exported_names() -> None:
     assert len(ids) == len(set(ids))
 
 
+def metric_labels() -> dict[str, set[str]]:
+    """Every exported series name and the labels the code gives it."""
+    out = {}
+    for m in metrics.METRICS.values():
+        if m.kind == "counter":
+            out[m.prom_name + "_total"] = set(m.labels)
+        elif m.kind == "histogram":
+            out[m.prom_name + "_bucket"] = {*m.labels, "le"}
+            out[m.prom_name + "_sum"] = out[m.prom_name + "_count"] = set(m.labels)
+        else:
+            out[m.prom_name] = set(m.labels)
+    return out
+
+
+_SELECTOR = re.compile(r"\b(agentjobs_[a-z_]+)(?:\{([^}]*)\})?")
+
+
+def selectors(expr: str) -> list[tuple[str, dict[str, str]]]:
+    """Each series selector of a PromQL expression: (name, {label: "op value"})."""
+    found = []
+    for name, inner in _SELECTOR.findall(expr):
+        matchers = re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', inner)
+        found.append((name, {label: op + value for label, op, value in matchers}))
+    return found
+
+
+def test_dashboard_imports_into_any_grafana_and_filters_by_queue_and_model() -> None:
+    text = (DEPLOY / "grafana" / "dashboards" / "agentjobs.json").read_text()
+    dash = json.loads(text)
+    labels = metric_labels()
+    # The format of Grafana's "import dashboard": the data source is asked for...
+    (ds_input,) = dash["__inputs"]
+    assert ds_input["type"] == "datasource" and ds_input["pluginId"] == "prometheus"
+    ds = "${" + ds_input["name"] + "}"
+    # ...and, for file provisioning (which ignores __inputs), a data-source variable of
+    # the same name picks the default Prometheus.
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables[ds_input["name"]]["type"] == "datasource"
+    assert variables[ds_input["name"]]["query"] == "prometheus"
+    assert '"uid": "prometheus"' not in text  # no hard-coded data source left
+    for p in dash["panels"]:
+        assert p["datasource"] == {"type": "prometheus", "uid": ds}, p["title"]
+        for t in p["targets"]:
+            assert t["datasource"] == {"type": "prometheus", "uid": ds}, p["title"]
+    # queue and model variables, from labels the code's metrics have
+    for name in ("queue", "model"):
+        var = variables[name]
+        assert var["type"] == "query" and var["datasource"] == {"type": "prometheus", "uid": ds}
+        metric, label = re.fullmatch(
+            r"label_values\((agentjobs_[a-z_]+)(?:\{[^}]*\})?,\s*(\w+)\)", var["definition"]
+        ).groups()  # type: ignore[union-attr]
+        assert label == name and name in labels[metric], (name, metric)
+        assert var["query"]["query"] == var["definition"]
+        for used, matchers in selectors(var["definition"]):
+            assert set(matchers) <= labels[used], (name, matchers)
+    # every panel filters by them wherever its series carry the label
+    exprs = [(p["title"], t["expr"]) for p in dash["panels"] for t in p["targets"]]
+    for title, expr in exprs:
+        for name, matchers in selectors(expr):
+            assert set(matchers) <= labels[name], (title, name, matchers)
+            for var in ("queue", "model"):
+                if var in labels[name]:
+                    assert matchers.get(var) == f"=~${var}", (title, name, var)
+        for grouping in re.findall(r"\bby \(([^)]*)\)", expr):
+            used = {g.strip() for g in grouping.split(",")}
+            series = [labels[n] for n, _ in selectors(expr)]
+            assert all(used <= s for s in series), (title, used)
+        for ref in re.findall(r"\$(\w+)", expr):
+            assert ref in variables, (title, ref)
+
+
 def test_promtool_checks_config_and_rules() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -130,6 +261,26 @@ def test_promtool_checks_config_and_rules() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "7 rules found" in out.stdout + out.stderr
+
+
+def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    dash = json.loads((DEPLOY / "grafana" / "dashboards" / "agentjobs.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dash["templating"]["list"] if v["type"] == "query"]
+    # as recording rules, with the variables as Grafana sends "All"; label_values() is
+    # Grafana's, its selector is PromQL
+    rules = []
+    for i, expr in enumerate(exprs):
+        expr = re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", expr)
+        rules.append({"record": f"dashboard_query_{i}", "expr": re.sub(r"\$\w+", ".*", expr)})
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{len(rules)} rules found" in out.stdout + out.stderr
 
 
 class Stack:
@@ -149,28 +300,58 @@ class Stack:
             text = text.replace(hostport, f"127.0.0.1:{port}")
         return text.replace("0.0.0.0", "127.0.0.1")
 
-    def argv(self, name: str) -> list[str]:
-        svc = self.doc["services"][name]
-        cmd = svc["command"]
-        text = cmd if isinstance(cmd, str) else shlex.join(cmd)
-        for p in svc.get("expose", []):  # the service's own listening port
+    def own_ports(self, name: str, text: str) -> str:
+        """``text`` with the service's own listening ports replaced by the local ones."""
+        for p in self.doc["services"][name].get("expose", []):
             text = re.sub(rf"(?<![\d.]){p}(?!\d)", str(self.ports[f"{name}:{p}"]), text)
-        return shlex.split(self.local(text))
+        return self.local(text)
 
-    def start(self, name: str, argv: list[str] | None = None) -> subprocess.Popen[bytes]:
+    def argv(self, name: str) -> list[str]:
+        cmd = self.doc["services"][name]["command"]
+        return shlex.split(self.own_ports(name, cmd if isinstance(cmd, str) else shlex.join(cmd)))
+
+    def env(self, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The service's environment, as its container would have it (and ``extra``)."""
         svc = self.doc["services"][name]
         env = {k: self.local(str(v)) for k, v in (svc.get("environment") or {}).items()}
         bin_dir = str(Path(sys.executable).parent)
-        full_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(self.tmp), **env}
+        # docker sets HOSTNAME to the container's hostname, which is what %h expands to
+        base = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(self.tmp)}
+        return {**base, "HOSTNAME": socket.gethostname(), **env, **(extra or {})}
+
+    def start(
+        self, name: str, argv: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         cwd = self.tmp / name
         cwd.mkdir()
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         argv = argv or self.argv(name)
         if name == "web":
             argv = [a.replace("examples/", f"{ROOT}/examples/") for a in argv]
-        proc = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, env=self.env(name, env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
         self.procs[name] = proc
         return proc
+
+    def healthcheck(self, name: str, env: dict[str, str] | None = None) -> bool:
+        """Run the service's healthcheck as docker would in its container: within its
+        timeout, healthy on exit status 0."""
+        check = self.doc["services"][name]["healthcheck"]
+        kind, *args = check["test"]
+        args = [self.own_ports(name, a) for a in args]
+        argv = ["sh", "-c", args[0]] if kind == "CMD-SHELL" else args
+        try:
+            done = subprocess.run(
+                argv,
+                env=self.env(name, env),
+                cwd=self.tmp,
+                capture_output=True,
+                timeout=duration_s(check["timeout"]),
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return done.returncode == 0
 
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")
@@ -216,6 +397,8 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
         r = redis.Redis(port=rport, password="test-redis-pw")
         assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         assert r.config_get("appendonly") == {"appendonly": "yes"}
+        assert stack.healthcheck("redis")
+        assert not stack.healthcheck("redis", {"REDISCLI_AUTH": "wrong"})
 
         stack.start("simulator")
         wait_for(
@@ -228,6 +411,9 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
         for w in ("worker-haiku", "worker-sonnet"):
             wait_for(lambda w=w: stack.alive(w) and " ready." in stack.log(w), 60, what=w)
         assert "concurrency: 4" in stack.log("worker-haiku").replace("(thread)", "")
+        assert stack.healthcheck("worker-haiku") and stack.healthcheck("worker-sonnet")
+        assert not stack.healthcheck("worker-haiku", {"HOSTNAME": "another-container"})
+        assert stack.healthcheck("simulator")
         stack.start("flower")
         stack.start("exporter")
         stack.start("web")
@@ -253,6 +439,7 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
         wait_for(lambda: stack.alive("flower") and _get(flower + "/healthcheck")[0] == 200, 30)
         assert _get(flower + "/api/workers")[0] == 401
         assert _get(flower + "/api/workers", "ops:test-flower-pw")[0] == 200
+        assert stack.healthcheck("flower")
 
         exporter = stack.url("exporter", 9808)
 
@@ -262,6 +449,7 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
             return body.decode() if status == 200 else ""
 
         text = wait_for(scraped, 20, what="exporter")
+        assert stack.healthcheck("exporter")
         assert 'agentjobs_workers{queue="claude.haiku"} 1.0' in text
         assert 'agentjobs_tasks_total{model="claude-sonnet-4-6",outcome="succeeded"' in text
 
@@ -295,5 +483,28 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
 
         # the first scrape happens at start-up: both targets up
         assert wait_for(targets_up, timeout=30, what="targets up").keys() == {"agentjobs", "flower"}
+    finally:
+        stack.stop()
+
+
+def test_worker_without_key_or_simulator_stops_at_start_with_one_line(tmp_path: Path) -> None:
+    """`docker compose up` without `--profile sim` and without ANTHROPIC_API_KEY."""
+    import redis
+
+    stack = Stack(tmp_path)
+    try:
+        stack.start("redis")
+        wait_for(lambda: stack.alive("redis") and stack.healthcheck("redis"), 15, what="redis")
+        # Celery warns whoever starts a worker as root (tests do; the image does not)
+        not_root = {"PYTHONWARNINGS": "ignore:You're running the worker with superuser"}
+        proc = stack.start("worker-haiku", env=not_root)
+        assert proc.wait(60) == 1, stack.log("worker-haiku")
+        lines = stack.log("worker-haiku").strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("Error: worker not started: no ANTHROPIC_API_KEY")
+        assert "(AGENTJOBS_SIM_URL)" in lines[0] and "set ANTHROPIC_API_KEY" in lines[0]
+        # and it is not counted as a live worker (agentjobs_workers)
+        state = redis.Redis(port=stack.ports["redis:6379"], password="test-redis-pw", db=1)
+        assert metrics.workers_alive(["claude.haiku"], client=state) == {"claude.haiku": 0}
     finally:
         stack.stop()

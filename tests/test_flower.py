@@ -3,6 +3,7 @@ failures, /metrics open for Prometheus; and the auth rule of `agentjobs flower`.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -36,6 +37,114 @@ def test_auth_required_off_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
         flower_argv("127.0.0.1", 1, False)
     monkeypatch.undo()
     reset_settings()
+
+
+@pytest.mark.parametrize(
+    ("extra", "env"),
+    [
+        (("--basic-auth=ops:pw",), {}),
+        (("--basic_auth=ops:pw,dev:pw2",), {}),
+        (("--auth=.*@example.com", "--auth_provider=flower.views.auth.GithubLoginHandler"), {}),
+        ((), {"FLOWER_BASIC_AUTH": "ops:pw"}),
+        ((), {"FLOWER_AUTH": "ops@example.com"}),
+    ],
+)
+def test_flowers_own_auth_is_accepted_off_loopback(
+    extra: tuple[str, ...], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AGENTJOBS_FLOWER_BASIC_AUTH", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    try:
+        argv = flower_argv("0.0.0.0", 5555, False, extra)
+        # Flower's own options reach it untouched; none of ours is added.
+        assert argv == ["flower", "--address=0.0.0.0", "--port=5555", *extra]
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+@pytest.mark.parametrize(
+    ("extra", "env"),
+    [
+        (("--basic-auth=",), {}),  # empty: Flower would run without a password
+        (("--oauth2_key=k", "--oauth2_secret=s"), {}),  # Flower ignores these without --auth
+        (("--url-prefix=flower",), {"FLOWER_BASIC_AUTH": ""}),
+    ],
+)
+def test_no_real_auth_is_still_refused_off_loopback(
+    extra: tuple[str, ...], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AGENTJOBS_FLOWER_BASIC_AUTH", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    try:
+        with pytest.raises(click.ClickException, match="needs authentication"):
+            flower_argv("0.0.0.0", 5555, False, extra)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        ((), {"FLOWER_BASIC_AUTH": "ops:s3cret"}),
+        (("--basic-auth=ops:s3cret",), {}),
+        (
+            (
+                "--auth=ops@example.com",
+                "--auth_provider=flower.views.auth.GithubLoginHandler",
+                "--oauth2_key=k",
+                "--oauth2_secret=s",
+                "--oauth2_redirect_uri=http://127.0.0.1/login",
+            ),
+            {},
+        ),
+    ],
+    ids=["FLOWER_BASIC_AUTH", "--basic-auth", "--auth"],
+)
+def test_flower_starts_off_loopback_with_its_own_auth(
+    args: tuple[str, ...], env: dict[str, str], tmp_path: Any
+) -> None:
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if k != "AGENTJOBS_FLOWER_BASIC_AUTH"}
+    log_path = tmp_path / "flower.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    argv = [sys.executable, "-m", "agentjobs", "flower", "--address", "0.0.0.0"]
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port), *args],
+        env={**full_env, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"flower exited:\n{log_path.read_text()}")
+        return _get(base + "/healthcheck")[0] == 200
+
+    try:
+        wait_for(up, timeout=30, what="flower up")
+        if any(a.startswith("--auth=") for a in args):
+            # OAuth: without a session cookie every page sends the browser to log in
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/api/tasks")
+            resp = conn.getresponse()
+            assert resp.status == 302 and resp.getheader("Location", "").startswith("/login")
+            conn.close()
+        else:
+            assert _get(base + "/api/tasks")[0] == 401
+            assert _get(base + "/api/tasks", "ops:wrong")[0] == 401
+            assert _get(base + "/api/tasks", "ops:s3cret")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
 
 
 @pytest.mark.slow

@@ -98,11 +98,10 @@ def test_long_wait_goes_back_to_the_broker_and_spares_other_groups(
     )
     with in_process_worker(("claude.haiku", "claude.sonnet"), concurrency=2):
         sonnet = submit(3, "sonnet")  # haiku is queued behind the saturated sonnet tasks
-        t0 = time.monotonic()
         haiku = [r.get(timeout=20) for r in submit(6, "haiku")]
-        haiku_done = time.monotonic() - t0
         sonnet_results = [r.get(timeout=30) for r in sonnet]
-    assert haiku_done < 2.0  # two threads, never pinned by sonnet's 2-4 s waits
+    # The two threads were never pinned by sonnet's 2-4 s waits: no task spent more than
+    # the 0.3 s bound in the limiter (how fast haiku then ran is the machine's load).
     assert all(r["limiter_wait_ms"] < 300 for r in haiku + sonnet_results)
     assert [r["model"] for r in sonnet_results] == ["claude-sonnet-4-6"] * 3
     snap = get_limiter().snapshot("sonnet")

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentjobs import complete
+from agentjobs import app, complete
 from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import DeadLetteredError
+from agentjobs.limiter import pause
 from agentjobs.messages.result import Usage
 from agentjobs.messages.usage import cost_usd
 from agentjobs.ops import metrics
@@ -52,7 +53,7 @@ def faulty_sim(fresh_sim: Any, tmp_path: Path) -> Any:
         fault_500=old.fault_500,
         seed=old.seed,
     )
-    deadletter.resume("opus")  # the spend-limit 429s paused the Opus group
+    pause.resume("opus")  # the spend-limit 429s paused the Opus group
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

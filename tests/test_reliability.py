@@ -65,6 +65,56 @@ def test_faults_at_20_percent_every_task_ends(sim: Any) -> None:
         assert extra <= stats["faults"].get("slow", 0)
 
 
+def test_faults_and_a_kill_9_on_a_backlog_every_task_ends(sim: Any) -> None:
+    # 20% 529/500 faults, and a backlog the limiter defers many times (a wait over
+    # 0.1 s goes back to the broker, for 1 s at most): every task is retried past
+    # Celery's default limit of 3. One worker is killed -9 mid-batch, with its calls,
+    # countdown retries and reserved messages. Exactly: submitted = succeeded +
+    # dead-lettered, nothing failed otherwise, nothing left in flight.
+    sim.configure(fault_529=0.1, fault_500=0.1, latency_median_ms=400, haiku_rpm=1200, burst_s=2)
+    env = {
+        **FAST,
+        "AGENTJOBS_RETRY_MAX_ATTEMPTS": "2",  # some dead letters: 1 task in 25
+        "AGENTJOBS_IDEMPOTENCY_LEASE_S": "3",  # outlives the kill, lapses before redelivery
+        "AGENTJOBS_LIMIT_HAIKU_RPM": "1200",
+        "AGENTJOBS_LIMITER_BURST_S": "0.5",
+        "AGENTJOBS_LIMITER_MAX_SLEEP_S": "0.1",
+    }
+    n = 150
+    with Drill(sim, env=env) as d:
+        a = d.worker(concurrency=8)
+        d.worker(concurrency=8)
+        for i in range(n):
+            d.submit(f"backlog drill {i}")
+        wait_for(lambda: d.finished() >= n // 4 and d.calling(a), timeout=60, what="a quarter")
+        kill = d.kill(a)
+        d.worker(concurrency=8)
+        acc = d.account(timeout=120)
+        assert acc.ended, (acc.summary(), acc.other, {t: d.diagnose(t) for t in acc.in_flight})
+        assert len(acc.succeeded) + len(acc.dead_lettered) == n
+        stats = sim.stats()
+        assert sum(stats["faults"].values()) > 0.1 * stats["messages"]  # faults did happen
+        dead = list(deadletter.records())
+        assert sorted(r.task_id for r in dead) == sorted(acc.dead_lettered)
+        for rec in dead:  # each dead letter used up the policy: 2 counted failed calls
+            assert sum(a.counted for a in rec.attempts) == 2, rec
+        # Recorded attempts (deferrals, failed calls) per task: past Celery's limit.
+        retries = [r.result["attempts"] - 1 for r in d.results if r.id in acc.succeeded]
+        retries += [len(rec.attempts) - 1 for rec in dead]
+        assert max(retries) > 3, sorted(retries)
+        # A 200 more than once only for a call in flight at the kill (its answer died).
+        calls = d.calls_by_task()
+        for t in acc.succeeded:
+            assert 1 <= calls[t] <= 1 + (t in kill["in_flight"]), t
+        for t in acc.dead_lettered:
+            assert calls[t] <= (t in kill["in_flight"]), t
+        assert kill["in_flight"]  # the kill did hit calls
+        print(
+            f"faults + kill -9 on a backlog: {acc.summary()}, retries per task max "
+            f"{max(retries)}, in flight at the kill {len(kill['in_flight'])}"
+        )
+
+
 def test_kill_9_twice_mid_batch(sim: Any) -> None:
     sim.configure(latency_median_ms=400)
     # Lease 3 s (renewed every 1 s): a dead worker's leases are still there right after

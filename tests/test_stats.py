@@ -95,3 +95,56 @@ def test_state_store_down_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def _host_address() -> str | None:
+    """This host's address on its default route, or None (no network but loopback)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # UDP: picks a route, sends nothing
+        except OSError:
+            return None
+        addr = str(s.getsockname()[0])
+    return None if addr.startswith("127.") else addr
+
+
+def _connects(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["default", "address-0.0.0.0"])
+def test_exporter_listens_on_loopback_unless_told(wide: bool, tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from agentjobs.testing import free_port, spawn, terminate, wait_for
+
+    host = _host_address()
+    if host is None:
+        pytest.skip("no address but loopback to try a wider listener from")
+    port = free_port()
+    argv = [sys.executable, "-m", "agentjobs", "exporter", "--port", str(port)]
+    argv += ["--address", "0.0.0.0"] if wide else []
+    log = tmp_path / "exporter.log"
+    with open(log, "wb") as out:
+        proc = spawn(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(
+            lambda: proc.poll() is None and b"listening on" in log.read_bytes(),
+            timeout=30,
+            what="exporter",
+        )
+        assert _connects("127.0.0.1", port)
+        assert _connects(host, port) is wide, log.read_text()
+        expected = "0.0.0.0" if wide else "127.0.0.1"
+        assert f"listening on http://{expected}:{port}/metrics" in log.read_text()
+    finally:
+        terminate(proc, 10)

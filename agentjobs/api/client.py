@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
+import socket
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +32,8 @@ from agentjobs.errors import ConfigurationError, UnknownModelError
 from agentjobs.messages.result import Usage
 from agentjobs.messages.usage import cache_ttl, cost_usd, usage_of
 from agentjobs.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _client: anthropic.Anthropic | None = None
@@ -64,39 +69,122 @@ def credential() -> str:
     )
 
 
-def _build() -> anthropic.Anthropic:
+@dataclass(frozen=True)
+class Target:
+    """Where the client's calls go and how they authenticate."""
+
+    base_url: str
+    #: The variable ``base_url`` came from, for messages (or "default").
+    source: str
+    api_key: str | None
+    auth_token: str | None
+
+    @property
+    def stand_in(self) -> bool:
+        """No real credentials: a simulator, which accepts the stand-in key."""
+        return self.api_key == _LOCAL_KEY
+
+
+def target() -> Target:
+    """The API the client calls, from ``ANTHROPIC_*`` and ``AGENTJOBS_SIM_URL``; raises
+    ConfigurationError when no call could succeed (no credentials for a remote API, a
+    URL that is not http(s))."""
     s = get_settings()
     # An empty variable (compose's `${VAR:-}`) means unset, as it does for a shell user.
     key = os.environ.get("ANTHROPIC_API_KEY") or None
     token = os.environ.get("ANTHROPIC_AUTH_TOKEN") or None
-    base_url = os.environ.get("ANTHROPIC_BASE_URL") or None
+    base_url, source = os.environ.get("ANTHROPIC_BASE_URL") or None, "ANTHROPIC_BASE_URL"
+    if not key and not token and base_url is None and s.sim_url:
+        base_url, source = s.sim_url, "AGENTJOBS_SIM_URL"
+    if base_url is None:
+        # Unset or empty: the real API (the SDK would take an empty variable as the URL).
+        base_url, source = _DEFAULT_BASE_URL, "default"
+    _check_url(base_url, source)
     if not key and not token:
-        if base_url is None and s.sim_url:
-            base_url = s.sim_url
-        if base_url and (_is_local(base_url) or base_url == s.sim_url):
-            key = _LOCAL_KEY
-        else:
+        if not (_is_local(base_url) or base_url == s.sim_url):
             raise ConfigurationError(
                 "no Anthropic credentials: set ANTHROPIC_API_KEY for the real API, or "
                 "ANTHROPIC_BASE_URL=http://127.0.0.1:8788 to use `agentjobs sim`"
             )
+        key = _LOCAL_KEY
+    return Target(base_url, source, key, token)
+
+
+def _check_url(url: str, source: str) -> None:
+    try:
+        parsed = httpx.URL(url)
+    except Exception:  # httpx.InvalidURL, or a TypeError for odd input
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(
+            f"{source}={url!r} is not an http(s) URL (e.g. http://127.0.0.1:8788)"
+        )
+
+
+def preflight(wait_s: float | None = None) -> Target:
+    """Check, before a worker takes tasks, that its calls can succeed at all.
+
+    Raises ConfigurationError for what would dead-letter every task: no credentials for
+    a remote API, a malformed URL, or, without credentials, no simulator listening at
+    the URL within ``wait_s`` (default AGENTJOBS_CONNECT_TIMEOUT_S: a simulator started
+    alongside, as compose does, has that long to listen). With credentials an API that
+    cannot be reached now is only a warning: it may come back, and calls are retried.
+    The probe is a TCP connect, no request: nothing is billed or counted.
+    """
+    t = target()
+    timeout = get_settings().connect_timeout_s
+    error = _unreachable(t.base_url, timeout, timeout if wait_s is None else wait_s)
+    if error is None:
+        return t
+    if t.stand_in:
+        where = "" if t.source == "ANTHROPIC_BASE_URL" else f" ({t.source})"
+        raise ConfigurationError(
+            f"no ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN, and no simulator answers at "
+            f"{t.base_url}{where}: {error}; set ANTHROPIC_API_KEY for the real API, or "
+            "start the simulator (`agentjobs sim --port 8788`)"
+        )
+    log.warning(
+        "the Anthropic API at %s cannot be reached now (%s): calls will be retried",
+        t.base_url,
+        error,
+    )
+    return t
+
+
+def _unreachable(url: str, connect_timeout_s: float, wait_s: float) -> str | None:
+    """Why nothing accepts a TCP connection at ``url`` (trying until ``wait_s`` is
+    spent), or None when something does, or when a proxy would carry the call."""
+    parsed = httpx.URL(url)
+    host = parsed.host
+    if urllib.request.getproxies().get(parsed.scheme) and not urllib.request.proxy_bypass(host):
+        return None  # the proxy, not us, connects to the API
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=connect_timeout_s).close()
+            return None
+        except OSError as exc:
+            error = exc.strerror or str(exc) or type(exc).__name__
+        if time.monotonic() >= deadline:
+            return error
+        time.sleep(0.2)
+
+
+def _build() -> anthropic.Anthropic:
+    s = get_settings()
+    t = target()
     limits = httpx.Limits(
         max_connections=s.http_max_connections,
         max_keepalive_connections=s.http_max_connections,
     )
-    extra: dict[str, Any] = {}
-    if base_url:
-        extra["base_url"] = base_url
-    elif "ANTHROPIC_BASE_URL" in os.environ:
-        # Set but empty: the SDK would take "" as the URL; the real API is meant.
-        extra["base_url"] = _DEFAULT_BASE_URL
     return anthropic.Anthropic(
-        api_key=key,
-        auth_token=token,
+        api_key=t.api_key,
+        auth_token=t.auth_token,
+        base_url=t.base_url,
         max_retries=0,
         timeout=httpx.Timeout(s.request_timeout_s, connect=s.connect_timeout_s),
         http_client=httpx.Client(limits=limits),
-        **extra,
     )
 
 

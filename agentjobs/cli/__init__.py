@@ -27,9 +27,10 @@ def main() -> None:
     """agentjobs: Claude calls as Celery tasks.
 
     \b
-    Quick start (simulator, no API key needed):
+    Quick start (a Redis on 127.0.0.1:6379; the simulator, no API key needed):
       agentjobs sim --port 8788 &
-      agentjobs worker haiku -c 32
+      export ANTHROPIC_BASE_URL=http://127.0.0.1:8788   # skip both for the real API
+      agentjobs worker haiku -c 32 &
       agentjobs submit examples/prompts.jsonl -o results.jsonl
     """
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from agentjobs import catalog
 from agentjobs.errors import AgentJobsError
 from agentjobs.reliability import deadletter
 from agentjobs.worker.tasks import complete
@@ -56,7 +57,7 @@ Examples:
   agentjobs dlq replay dl_3f2a... --no-wait
   agentjobs dlq purge --older-than 86400 --yes
   agentjobs dlq export -o dead.jsonl
-  agentjobs dlq resume opus                 # after raising the spend limit
+  agentjobs limiter resume opus             # after raising the spend limit (or: dlq resume)
 """
 )
 def dlq() -> None:
@@ -283,13 +284,10 @@ def export(output: str | None, queue: str | None, as_json: bool) -> None:
 
 
 @dlq.command()
-@click.argument("group", type=click.Choice(["haiku", "sonnet", "opus"]))
+@click.argument("group", type=click.Choice(catalog.FAMILIES))
 @click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
-@_store_errors
 def resume(group: str, as_json: bool) -> None:
-    """Lift a group's spend-limit pause (after the limit was raised); then replay."""
-    lifted = deadletter.resume(group)
-    if as_json:
-        _emit({"group": group, "was_paused": lifted})
-    else:
-        click.echo(f"{group}: {'pause lifted' if lifted else 'was not paused'}")
+    """Alias of `agentjobs limiter resume GROUP`: lift every pause of GROUP; then replay."""
+    from agentjobs.limiter_cli import resume_group
+
+    resume_group(group, as_json)

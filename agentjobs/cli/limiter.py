@@ -1,4 +1,5 @@
-"""``agentjobs limiter``: the global limiter's state per rate-limit group, and its pauses."""
+"""``agentjobs limiter``: the global limiter's state per rate-limit group, and its pauses
+(the spend-limit pause too: ``pause.py``, one lift for both)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ Examples:
   agentjobs limiter                      # every group of this API key, as a table
   agentjobs limiter show sonnet --json   # one group, for scripts
   agentjobs limiter pause opus 300       # hold new Opus calls back for 5 minutes
-  agentjobs limiter resume opus          # lift the pause
+  agentjobs limiter resume opus          # lift any pause: the limiter's, the spend limit's
 """,
 )
 @click.pass_context
@@ -40,8 +41,9 @@ def limiter(ctx: click.Context) -> None:
     """The global rate limiter of the API key in ANTHROPIC_API_KEY.
 
     Shows what the limiter sees per rate-limit group: capacity available in each
-    dimension (negative: booked ahead), leases held, pause, learned estimates and
-    counters (admitted, deferred to the broker, 429s, pull-backs from headers).
+    dimension (negative: booked ahead), leases held, learned estimates and counters
+    (admitted, deferred to the broker, 429s, pull-backs from headers), and the group's
+    pauses: a spend limit reached (calls refused), a 429 or an operator (calls wait).
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(show)
@@ -52,12 +54,18 @@ def limiter(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON (one object per group)")
 def show(groups: tuple[str, ...], as_json: bool) -> None:
     """Show GROUPS (default: all)."""
+    from agentjobs.limiter import pause as pauses
+
     lim = _limiter()
     try:
-        snaps = [lim.snapshot(g) for g in groups or catalog.FAMILIES]
+        chosen = groups or catalog.FAMILIES
+        snaps = [lim.snapshot(g) for g in chosen]
+        paused = {g: pauses.active(g, lim) for g in chosen}
     except redis.RedisError as exc:
         raise _unreachable(exc) from None
     if as_json:
+        for snap in snaps:
+            snap["pauses"] = [p.to_json() for p in paused[snap["group"]]]
         click.echo(json.dumps(snaps, indent=2))
         return
     click.echo(f"API key fingerprint {lim.key_fingerprint}")
@@ -72,6 +80,9 @@ def show(groups: tuple[str, ...], as_json: bool) -> None:
                 f"{snap['group']:7} {dim:5} {d['limit']:>10,} {d['available']:>11,.1f} "
                 f"{d['capacity']:>10,.1f} {d['booked_ahead_s']:>9.2f}"
             )
+        for p in paused[snap["group"]]:
+            lift = pauses.RESUME_COMMAND.format(group=p.group)
+            click.echo(f"  PAUSED: {p.describe()}; lift with `{lift}`")
         click.echo(
             f"  leases {snap['leases']}/{snap['concurrency']}  paused {snap['paused_s']:.1f}s  "
             f"admitted {snap['admitted']}  deferred {snap['deferred']}  "
@@ -84,10 +95,11 @@ def show(groups: tuple[str, ...], as_json: bool) -> None:
 @limiter.command()
 @click.argument("group", type=click.Choice(catalog.FAMILIES))
 @click.argument("seconds", type=click.FloatRange(min=0, min_open=True))
-def pause(group: str, seconds: float) -> None:
-    """Hold new calls of GROUP back for SECONDS (all workers of this key)."""
+@click.option("--reason", default="paused by an operator", show_default=True)
+def pause(group: str, seconds: float, reason: str) -> None:
+    """Hold new calls of GROUP back for SECONDS (all workers of this key); they wait."""
     try:
-        _limiter().pause(group, seconds)
+        _limiter().pause(group, seconds, reason)
     except redis.RedisError as exc:
         raise _unreachable(exc) from None
     click.echo(f"{group}: paused for {seconds:g}s")
@@ -95,10 +107,31 @@ def pause(group: str, seconds: float) -> None:
 
 @limiter.command()
 @click.argument("group", type=click.Choice(catalog.FAMILIES))
-def resume(group: str) -> None:
-    """Lift a pause of GROUP."""
+@click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
+def resume(group: str, as_json: bool) -> None:
+    """Lift every pause of GROUP: a spend limit's, a 429's, an operator's."""
+    resume_group(group, as_json)
+
+
+def resume_group(group: str, as_json: bool) -> None:
+    """``agentjobs limiter resume`` (and its alias ``agentjobs dlq resume``)."""
+    from agentjobs.limiter import pause as pauses
+
     try:
-        _limiter().resume(group)
+        lifted = pauses.resume(group, _limiter())
     except redis.RedisError as exc:
         raise _unreachable(exc) from None
-    click.echo(f"{group}: resumed")
+    if as_json:
+        payload = {"group": group, "was_paused": bool(lifted)}
+        click.echo(json.dumps({**payload, "lifted": [p.to_json() for p in lifted]}, indent=2))
+        return
+    if not lifted:
+        click.echo(f"{group}: was not paused")
+        return
+    for p in lifted:
+        click.echo(f"{group}: lifted {p.describe()}")
+    if any(p.kind == "spend_limit" for p in lifted):
+        queue = catalog.queue_for(group)
+        click.echo(
+            f"calls refused meanwhile are dead letters: agentjobs dlq replay --all --queue {queue}"
+        )

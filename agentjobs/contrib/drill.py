@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from celery.states import READY_STATES
 
 from agentjobs import catalog
 from agentjobs.contrib.testing import RedisServer, WorkerProcess, wait_for
@@ -56,6 +57,11 @@ class Accounting:
     def balanced(self) -> bool:
         ended = len(self.succeeded) + len(self.dead_lettered) + len(self.in_flight)
         return not self.other and self.submitted == ended
+
+    @property
+    def ended(self) -> bool:
+        """submitted = succeeded + dead-lettered: every task ended, none still in flight."""
+        return self.balanced and not self.in_flight
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -205,7 +211,9 @@ class Drill:
                 acc.succeeded.append(r.id)
             elif state == "FAILURE" and type(r.result).__name__ == "DeadLetteredError":
                 acc.dead_lettered.append(r.id)
-            elif r.id in in_ledger:
+            elif state not in READY_STATES and r.id in in_ledger:
+                # Not ended yet. A FAILURE that is not a dead letter is never in flight,
+                # even while its ledger entry is left: Celery gave up on it (a bug).
                 acc.in_flight.append(r.id)
             else:
                 acc.other[r.id] = f"{state}: {r.result!r}"[:200]

@@ -6,7 +6,7 @@
 
 A wait longer than ``AGENTJOBS_LIMITER_MAX_SLEEP_S`` reserves nothing and raises
 ``RateLimitedError`` with a countdown well under the visibility timeout: the task goes
-back through the broker (retry.py's ``rate_limited`` kind: a wait, not an error
+back through the broker (the retry policy's ``rate_limited`` kind: a wait, not an error
 attempt) instead of pinning a worker thread. An API error leaving the block feeds the
 limiter too: a 429 pauses the whole group for its ``retry-after``, and every error
 answer's ``anthropic-ratelimit-*`` headers pull the group back if the server has less
@@ -28,10 +28,10 @@ import anthropic
 import redis
 
 from agentjobs.api import client
+from agentjobs.api.errors import is_rate_limit, retry_after
 from agentjobs.call import Call
 from agentjobs.errors import RateLimitedError
 from agentjobs.limiter.gcra import Limiter, Reservation, fingerprint
-from agentjobs.reliability import retry
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
 
@@ -105,8 +105,8 @@ class Admission:
         if isinstance(exc, anthropic.APIStatusError):
             headers = exc.response.headers
             pause = None
-            if retry.classify(exc).kind == "rate_limited":
-                pause = retry.retry_after(headers) or DEFAULT_429_PAUSE_S
+            if is_rate_limit(exc):
+                pause = retry_after(headers) or DEFAULT_429_PAUSE_S
             _quietly(
                 self.limiter.settle,
                 self.reservation,

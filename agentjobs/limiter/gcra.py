@@ -14,6 +14,8 @@ that uses the same key and state store shares it.
   whole group back, a 429 pauses it for ``retry-after``.
 - ``lease`` / ``release`` (``limiter_lease.lua``): concurrency slots as leases with an
   expiry, so a killed worker's slots come back by themselves.
+- ``pause`` / ``resume`` (``limiter_resume.lua``): an operator holds a group back, or
+  lifts a hold (a 429's or an operator's); ``pause.py`` shows it with the spend pause.
 
 Key layout: see ``agentjobs/keys.py`` ("Rate limiter").
 """
@@ -151,6 +153,7 @@ class Limiter:
         self._acquire = store.script(client, store.lua("agentjobs.limiter", "acquire.lua"))
         self._settle = store.script(client, store.lua("agentjobs.limiter", "settle.lua"))
         self._lease = store.script(client, store.lua("agentjobs.limiter", "lease.lua"))
+        self._resume = store.script(client, store.lua("agentjobs.limiter", "resume.lua"))
 
     @classmethod
     def from_settings(
@@ -282,8 +285,8 @@ class Limiter:
         )
         return int(pulled_ms) / 1000.0
 
-    def pause(self, group: str, seconds: float) -> None:
-        """Hold every new start of ``group`` back for ``seconds`` (a spend cap, an outage)."""
+    def pause(self, group: str, seconds: float, reason: str = "paused by an operator") -> None:
+        """Hold every new start of ``group`` back for ``seconds`` (an outage, a deploy)."""
         state, sched, _ = self._keys(group)
         self._settle(
             keys=[state, sched],
@@ -304,6 +307,11 @@ class Limiter:
                 STATE_TTL_S,
             ],
         )
+        # The reason holds for this pause_until only: a later 429 that lengthens the
+        # pause makes it a rate-limit pause again (see pause_state).
+        until = self.redis.hget(state, "pause_until")
+        if until is not None:
+            self.redis.hset(state, mapping={"pause_reason": reason, "pause_reason_until": until})
 
     def drift(self, res: Reservation) -> float:
         """Seconds the start of ``res`` moved since it was booked (negative: earlier).
@@ -332,9 +340,26 @@ class Limiter:
         now = self.now_ms() if self.now_ms is not None else sec * 1000.0 + usec / 1000.0
         return max(0.0, float(until or 0.0) - now) / 1000.0
 
-    def resume(self, group: str) -> None:
-        """Lift a pause of ``group`` (an operator acted)."""
-        self.redis.hdel(self._keys(group)[0], "pause_until")
+    def pause_state(self, group: str) -> tuple[float, str, str] | None:
+        """The group's pause: (seconds left, "operator" or "rate_limit", reason), or None."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.hmget(self._keys(group)[0], "pause_until", "pause_reason", "pause_reason_until")
+        (sec, usec), (until, reason, reason_until) = pipe.execute()
+        now = self.now_ms() if self.now_ms is not None else sec * 1000.0 + usec / 1000.0
+        left = (float(until) - now) / 1000.0 if until is not None else 0.0
+        if left <= 0:
+            return None
+        if reason is not None and reason_until == until:
+            return left, "operator", reason.decode()
+        return left, "rate_limit", "429 from the API (its retry-after)"
+
+    def resume(self, group: str) -> float:
+        """Lift a pause of ``group`` (an operator acted): new calls may start at once, and
+        calls booked behind the pause move earlier. Seconds of pause lifted (0: none)."""
+        state, sched, _ = self._keys(group)
+        left_ms = self._resume(keys=[state, sched], args=[self._now()])
+        return float(left_ms) / 1000.0
 
     # -- concurrency ------------------------------------------------------------------
 

@@ -7,6 +7,10 @@ already summed over all processes and hosts. Nothing is lost when a worker resta
 the numbers equal ``agentjobs stats`` exactly. Queue depth is read from the broker and
 the dead-letter size from its store at each scrape. Several exporters may run (they
 read the same Redis); scrape one.
+
+It listens on 127.0.0.1 unless told otherwise (``--address 0.0.0.0``), like Flower:
+its figures (spend, models, queue depths) are for the operators' Prometheus,
+not for whoever can reach the host.
 """
 
 from __future__ import annotations
@@ -99,13 +103,19 @@ def registry(app: Any) -> CollectorRegistry:
 @click.command(
     epilog="""\b
 Examples:
-  agentjobs exporter                         # http://0.0.0.0:9808/metrics
-  agentjobs exporter --port 9900 --address 127.0.0.1
+  agentjobs exporter                         # http://127.0.0.1:9808/metrics
+  agentjobs exporter --address 0.0.0.0       # scraped from other hosts or containers
+  agentjobs exporter --port 9900
   curl -s localhost:9808/metrics | grep agentjobs_rate_limited_total
 """
 )
 @click.option("--port", default=9808, show_default=True, envvar="AGENTJOBS_EXPORTER_PORT")
-@click.option("--address", default="0.0.0.0", show_default=True)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 (or a host's address) to be scraped from elsewhere.",
+)
 def exporter(port: int, address: str) -> None:
     """Serve agentjobs metrics for Prometheus, summed over every worker and host.
 

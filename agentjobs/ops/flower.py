@@ -2,15 +2,19 @@
 
 Equal to ``celery -A agentjobs flower --address A --port P --basic-auth U:P``. Basic auth
 comes from ``AGENTJOBS_FLOWER_BASIC_AUTH`` (``user:password``, comma-separated for
-several users). Without it, Flower may only listen on a loopback address (local
-development); on any other address the command refuses to start unless
-``--no-auth`` says an authenticating proxy sits in front. Flower's ``/metrics`` stays
-open for Prometheus (it has no task data); its UI and API require the password.
+several users), or Flower's own authentication is configured the way Flower reads it:
+``--basic-auth=...`` / ``FLOWER_BASIC_AUTH``, or OAuth with ``--auth=EMAILS`` /
+``FLOWER_AUTH`` (plus ``--auth_provider`` and the ``--oauth2_*`` options). Without any,
+Flower may only listen on a loopback address (local development); on any other address
+the command refuses to start unless ``--no-auth`` says an authenticating proxy sits in
+front. Flower's ``/metrics`` stays open for Prometheus (it has no task data); its UI and
+API require the password.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 
 import click
 
@@ -26,6 +30,27 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+#: Flower options that turn its own authentication on (its views check exactly these):
+#: basic auth, and ``auth`` (the allowed e-mails of OAuth; the ``oauth2_*`` options and
+#: ``auth_provider`` do nothing without it).
+_FLOWER_AUTH_OPTIONS = ("basic_auth", "auth")
+
+
+def flower_auth(extra: tuple[str, ...] = ()) -> list[str]:
+    """The Flower auth options set in ``extra`` (``--name=value``, the only form Flower
+    parses) or in Flower's ``FLOWER_*`` environment variables; empty values do not count."""
+    found = []
+    for arg in extra:
+        name, _, value = arg.lstrip("-").partition("=")
+        name = name.replace("-", "_")
+        if name in _FLOWER_AUTH_OPTIONS and value.strip(", "):
+            found.append(f"--{name}")
+    for name in _FLOWER_AUTH_OPTIONS:
+        if os.environ.get(f"FLOWER_{name.upper()}", "").strip(", "):
+            found.append(f"FLOWER_{name.upper()}")
+    return found
+
+
 def flower_argv(address: str, port: int, no_auth: bool, extra: tuple[str, ...] = ()) -> list[str]:
     """The ``celery flower`` argv; raises ClickException when auth is required but unset."""
     auth = get_settings().flower_basic_auth
@@ -35,11 +60,12 @@ def flower_argv(address: str, port: int, no_auth: bool, extra: tuple[str, ...] =
             raise click.ClickException(
                 "AGENTJOBS_FLOWER_BASIC_AUTH must be user:password (comma-separate several)"
             )
-    if not auth and not no_auth and not is_loopback(address):
+    if not auth and not no_auth and not is_loopback(address) and not flower_auth(extra):
         raise click.ClickException(
             f"Flower on {address} needs authentication: set "
-            "AGENTJOBS_FLOWER_BASIC_AUTH=user:password, listen on 127.0.0.1 for local "
-            "development, or pass --no-auth behind an authenticating proxy"
+            "AGENTJOBS_FLOWER_BASIC_AUTH=user:password (or Flower's own --basic-auth=, "
+            "FLOWER_BASIC_AUTH, or OAuth with --auth=EMAILS), listen on 127.0.0.1 for "
+            "local development, or pass --no-auth behind an authenticating proxy"
         )
     argv = ["flower", f"--address={address}", f"--port={port}"]
     if auth:
@@ -53,6 +79,9 @@ def flower_argv(address: str, port: int, no_auth: bool, extra: tuple[str, ...] =
 Examples:
   agentjobs flower                                   # http://127.0.0.1:5555, local dev
   AGENTJOBS_FLOWER_BASIC_AUTH=ops:s3cret agentjobs flower --address 0.0.0.0
+  FLOWER_BASIC_AUTH=ops:s3cret agentjobs flower --address 0.0.0.0   # Flower's own
+  agentjobs flower --address 0.0.0.0 --auth='.*@example.com' --auth_provider=... \\
+      --oauth2_key=... --oauth2_secret=... --oauth2_redirect_uri=...  # OAuth
   agentjobs flower --url-prefix flower               # any flower flag passes through
 \b
 Dead letters are failed tasks: Tasks > state FAILURE (or /api/tasks?state=FAILURE);

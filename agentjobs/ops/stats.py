@@ -1,7 +1,8 @@
 """``agentjobs stats``: the figures operators watch, for the last N minutes and in total.
 
 Everything is read from the same Redis aggregates the exporter serves (``metrics.py``),
-so the table, ``--json`` and Prometheus agree; queue depth comes from the broker.
+so the table, ``--json`` and Prometheus agree; queue depth comes from the broker; the
+rate-limit groups' pauses from the state store (``pause.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import click
 
+from agentjobs import catalog
+from agentjobs.limiter import pause
 from agentjobs.ops import depth, metrics
 
 _LATENCIES = ("queue_wait_seconds", "limiter_wait_seconds", "call_seconds", "end_to_end_seconds")
@@ -82,7 +85,14 @@ def live(app: Any, queues: list[str]) -> dict[str, Any]:
         "calls_in_flight": {q: sum(n for (fq, _), n in flight.items() if fq == q) for q in queues},
         "workers": metrics.workers_alive(queues),
         "dead_letters": metrics.dead_letter_size(),
+        "pauses": pauses(queues),
     }
+
+
+def pauses(queues: list[str]) -> list[dict[str, Any]]:
+    """The pauses of the rate-limit groups served by ``queues`` (``pause.py``)."""
+    groups = [f for f in catalog.FAMILIES if catalog.queue_for(f) in queues]
+    return [p.to_json() for g in groups for p in pause.active(g)]
 
 
 def collect(app: Any, minutes: int, queue: str | None = None) -> dict[str, Any]:
@@ -153,6 +163,12 @@ def render(data: dict[str, Any]) -> str:
     lines.append("calls in flight: " + _fmt(lv["calls_in_flight"]))
     lines.append("workers: " + _fmt(lv["workers"]))
     lines.append("dead letters stored: " + _fmt(lv["dead_letters"]))
+    lines.append("paused groups: " + ("none" if not lv["pauses"] else ""))
+    from agentjobs.limiter.pause import RESUME_COMMAND, Pause
+
+    for p in (Pause(**raw) for raw in lv["pauses"]):
+        lift = RESUME_COMMAND.format(group=p.group)
+        lines.append(f"  {p.group}: {p.describe()}; lift with `{lift}`")
     return "\n".join(lines)
 
 

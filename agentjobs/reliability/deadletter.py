@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from agentjobs import store
 from agentjobs.keys import dead_letter_id, dead_letter_index, dead_letter_key
-from agentjobs.keys import key as rkey
 from agentjobs.reliability import idempotency
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
@@ -96,7 +96,7 @@ def add(record: DeadLetter, now: float | None = None) -> str:
         pipe.zadd(index_key(), {record.id: record.created_at})
         pipe.execute()
 
-    idempotency.with_store_retry(write)
+    store.retrying(write)
     trim(now)
     return record.id
 
@@ -231,27 +231,6 @@ def replay_one(dl_id: str, submit: Callable[..., Any]) -> Any:
     _forget_failure(rec)
     kwargs = {**rec.request, "idempotency_key": rec.idempotency_key}
     return submit(kwargs=kwargs, task_id=task_id)
-
-
-def pause_key(group: str) -> str:
-    return rkey("pause", group)
-
-
-def pause(group: str, reason: str, ttl_s: float) -> None:
-    """Refuse calls of a rate-limit group for ``ttl_s`` (spend cap reached)."""
-    if ttl_s > 0:
-        state_redis().set(pause_key(group), reason, ex=max(1, int(ttl_s)))
-
-
-def paused(group: str) -> str | None:
-    """The reason the group is paused, or None."""
-    raw = idempotency.with_store_retry(lambda: state_redis().get(pause_key(group)))
-    return None if raw is None else raw.decode()
-
-
-def resume(group: str) -> bool:
-    """Lift a group's pause (an operator raised the spend limit); False if none."""
-    return bool(state_redis().delete(pause_key(group)))
 
 
 def to_json(rec: DeadLetter) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
-import tenacity
 
 from agentjobs import store
 from agentjobs.keys import dead_letter_id, dead_letter_index, dead_letter_key, ledger_keys
@@ -128,20 +127,6 @@ def attempts_key(k: str) -> str:
     return rkey("idem", k, "attempts")
 
 
-def with_store_retry(fn: Callable[[], T]) -> T:
-    """Run a state-store operation, retrying connection errors for AGENTJOBS_STATE_RETRY_S.
-
-    A Redis restart takes seconds; a paid answer must not be dropped for it.
-    """
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
-        stop=tenacity.stop_after_delay(get_settings().state_retry_s),
-        wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
-        reraise=True,
-    )
-    return retrying(fn)
-
-
 def new_token(worker: str, task_id: str) -> str:
     """An owner token unique to one execution (a redelivered copy is another owner)."""
     return f"{worker}|{task_id}|{os.getpid()}|{uuid.uuid4().hex[:12]}"
@@ -181,7 +166,7 @@ def try_claim(k: str, token: str, task_id: str = "") -> Claim:
 
     keys = [outcome_key(k), lease_key(k), attempts_key(k), *ledger_keys()]
     args = [token, _lease_ms(), task_id]
-    state, value = with_store_retry(lambda: _script(_CLAIM)(keys=keys, args=args))
+    state, value = store.retrying(lambda: _script(_CLAIM)(keys=keys, args=args))
     state = state.decode() if isinstance(state, bytes) else str(state)
     if state == "done":
         return Claim(k, token, state, json.loads(value), task_id=task_id)
@@ -231,7 +216,7 @@ def finish(c: Claim, outcome: dict[str, Any], ttl_s: float) -> dict[str, Any]:
     ]
     body = json.dumps(outcome, separators=(",", ":"))
     args = [c.token, body, max(1, int(ttl_s)), drop, "1" if success else "0", c.task_id]
-    stored = with_store_retry(lambda: _script(_FINISH)(keys=keys, args=args))
+    stored = store.retrying(lambda: _script(_FINISH)(keys=keys, args=args))
     return json.loads(stored)
 
 
@@ -244,7 +229,7 @@ def succeeded(c: Claim, result: dict[str, Any]) -> dict[str, Any]:
 def release(k: str, token: str) -> None:
     """Give the lease up without an outcome (the task will retry); best effort."""
     try:
-        with_store_retry(lambda: _script(_RELEASE)(keys=[lease_key(k)], args=[token]))
+        store.retrying(lambda: _script(_RELEASE)(keys=[lease_key(k)], args=[token]))
     except redis.RedisError:  # the lease lapses by itself
         log.warning("could not release idempotency lease of %s", k, exc_info=True)
 
@@ -271,11 +256,11 @@ def add_attempt(k: str, attempt: dict[str, Any]) -> None:
         pipe.expire(ak, get_settings().result_ttl_s)
         pipe.execute()
 
-    with_store_retry(push)
+    store.retrying(push)
 
 
 def attempts(k: str) -> list[dict[str, Any]]:
-    raw = with_store_retry(lambda: state_redis().lrange(attempts_key(k), 0, -1))
+    raw = store.retrying(lambda: state_redis().lrange(attempts_key(k), 0, -1))
     return [json.loads(r) for r in raw]
 
 

@@ -4,8 +4,9 @@
 (``retry.classify``), reads the key's earlier attempts from the idempotency record,
 asks the queue's policy (``retry.decide``), and either
 
-- records the attempt, frees the lease and returns Celery's ``Retry`` (countdown from
-  the policy, or the server's ``retry-after`` for a 429), or
+- records the attempt, frees the lease and returns Celery's ``Retry`` from ``requeue``
+  (countdown from the policy, or the server's ``retry-after`` for a 429; Celery's own
+  ``max_retries`` never applies), or
 - writes the dead letter, stores "dead-lettered as <id>" as the key's outcome (so
   copies and resubmissions do not call again), pauses the group after a spend-limit
   429, and returns a ``DeadLetteredError`` naming the record: Celery marks the task
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,11 +32,15 @@ from kombu.exceptions import OperationalError
 
 from agentjobs import catalog
 from agentjobs.call import idempotency_key
-from agentjobs.errors import AgentJobsError, DeadLetteredError, SpendLimitError
+from agentjobs.errors import AgentJobsError, DeadLetteredError
+from agentjobs.limiter import pause
 from agentjobs.reliability import deadletter, idempotency, retry
 from agentjobs.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+#: The ``max_retries`` passed to Celery's ``Task.retry``: out of reach (see ``requeue``).
+NO_CELERY_LIMIT = sys.maxsize
 
 
 def family_of(kwargs: dict[str, Any], task: Task) -> str:
@@ -55,16 +61,6 @@ def group_of(kwargs: dict[str, Any]) -> str | None:
         return catalog.resolve(model).group if isinstance(model, str) else None
     except AgentJobsError:
         return None
-
-
-def check_pause(group: str) -> None:
-    """Raise SpendLimitError while rate-limit ``group`` is paused."""
-    reason = deadletter.paused(group)
-    if reason is not None:
-        raise SpendLimitError(
-            f"rate-limit group {group} is paused: {reason} "
-            f"(lift with `agentjobs dlq resume {group}`, then replay)"
-        )
 
 
 def claim(task: Task, kwargs: dict[str, Any]) -> idempotency.Claim:
@@ -159,11 +155,7 @@ def _failed(
             decision.countdown,
             exc_info=failure.kind == "state_store",  # which step met the outage
         )
-        try:
-            return task.retry(countdown=decision.countdown, max_retries=None, throw=False)
-        except OperationalError:
-            # The broker is down: give the message back unacked rather than lose it.
-            return Reject(f"cannot schedule a retry: broker unreachable ({failure.message})", True)
+        return requeue(task, decision.countdown)
     return _dead_letter(task, kwargs, claim, failure, decision, [*earlier, attempt], family, t)
 
 
@@ -201,7 +193,7 @@ def _dead_letter(
     dl_id = deadletter.add(record, t)
     if decision.pause and failure.status == 429 and group is not None:
         # Only a real spend-limit answer pauses; refusals during the pause do not extend it.
-        deadletter.pause(group, f"spend limit reached at {time.ctime(t)}", s.spend_pause_s)
+        pause.pause_spend(group, f"spend limit reached at {time.ctime(t)}", s.spend_pause_s)
     message = (
         f"dead-lettered as {dl_id} after {len(attempts)} attempt(s): "
         f"{failure.error_class}: {failure.message} ({decision.reason}); "
@@ -234,10 +226,30 @@ def step_aside(task: Task, claim: idempotency.Claim) -> BaseException:
         claim.key,
         countdown,
     )
+    return requeue(task, countdown)
+
+
+def requeue(task: Task, countdown: float) -> BaseException:
+    """Send the task again in ``countdown`` seconds: Celery's ``Retry`` to raise, or a
+    ``Reject`` that gives the message back when the new one cannot be published.
+
+    Celery's own retry limit never applies: ``retry(max_retries=None)`` means "the
+    task's ``max_retries``" (3 by default, or whatever a ``task_annotations`` setting
+    put there), not "no limit", and every limiter deferral, 429 wait and step-aside is
+    a Celery retry. Past that limit ``retry()`` raises MaxRetriesExceededError: the task
+    fails without a dead letter. The policy in ``retry.decide`` (attempts, total time)
+    is the only retry budget, so the limit passed here is one no count reaches.
+    """
     try:
-        return task.retry(countdown=countdown, max_retries=None, throw=False)
-    except OperationalError:
-        return Reject("cannot schedule a retry: broker unreachable", True)
+        return task.retry(countdown=countdown, max_retries=NO_CELERY_LIMIT, throw=False)
+    except (Reject, OperationalError) as exc:
+        # retry() turns any failure to publish (broker down, or a check of
+        # ClaudeTask.apply_async, such as a daily budget reached since the submit) into
+        # Reject(requeue=False), which would drop the message: requeue it instead; the
+        # worker that gets it again retries or dead-letters it by the policy.
+        why = exc.reason if isinstance(exc, Reject) else exc
+        log.warning("task %s: cannot schedule a retry, message requeued: %r", task.request.id, why)
+        return Reject(f"cannot schedule a retry, message requeued: {why!r}", True)
 
 
 def stored_outcome(outcome: dict[str, Any]) -> dict[str, Any]:

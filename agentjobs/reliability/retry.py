@@ -26,8 +26,6 @@ pure (the wait strategy is injectable), so tests never sleep.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -36,6 +34,7 @@ import anthropic
 import redis
 import tenacity
 
+from agentjobs.api.errors import SPEND_LIMIT_CODE, error_code, error_message, retry_after
 from agentjobs.errors import (
     BudgetExceededError,
     PermanentError,
@@ -45,8 +44,6 @@ from agentjobs.errors import (
     TransientError,
 )
 from agentjobs.settings import Policy, Settings, get_settings
-
-SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
 
 
 class Action(StrEnum):
@@ -116,10 +113,10 @@ class Failure:
 def classify(exc: BaseException) -> Failure:
     """The failure kind of any exception a task can meet (unknown ones are not retried)."""
     name = type(exc).__name__
-    message = _message(exc)
+    message = error_message(exc)
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
-        if status == 429 and _error_code(exc) == SPEND_LIMIT_CODE:
+        if status == 429 and error_code(exc) == SPEND_LIMIT_CODE:
             return Failure("spend_limit", name, message, status)
         kind = _STATUS_KINDS.get(status)
         if kind is None:
@@ -146,41 +143,6 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return Failure("state_store", name, message)
     return Failure("unknown", name, message)
-
-
-def _message(exc: BaseException) -> str:
-    api_message = getattr(exc, "api_message", None)  # the body's error.message (SDK >= 2.x)
-    text = api_message if isinstance(api_message, str) and api_message else str(exc)
-    return text[:2000]
-
-
-def _error_code(exc: anthropic.APIStatusError) -> str | None:
-    code = getattr(exc, "error_code", None)  # SDK >= 2.x parses error.details.error_code
-    if isinstance(code, str):
-        return code
-    body = exc.body  # older SDKs: the parsed JSON body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        details = error.get("details") if isinstance(error, dict) else None
-        if isinstance(details, dict) and isinstance(details.get("error_code"), str):
-            return str(details["error_code"])
-    return None
-
-
-def retry_after(headers: Any, now: float | None = None) -> float | None:
-    """Seconds from a ``retry-after`` header (seconds or an HTTP date), or None."""
-    value = headers.get("retry-after") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
 
 
 def policy_for(family: str, settings: Settings | None = None) -> Policy:

@@ -4,10 +4,11 @@ latency and the answer itself, for a request already authenticated and validated
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+import json
 import secrets
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -15,10 +16,12 @@ from agentjobs.simulator import textgen
 from agentjobs.simulator.apierror import ERROR_TYPES, ApiError, invalid, spend_limit_error
 from agentjobs.simulator.buckets import Refusal
 from agentjobs.simulator.config import SimConfig
+from agentjobs.simulator.promptcache import CacheUse
+from agentjobs.simulator.state import Call, Dropped, State
 from agentjobs.simulator.validation import Parsed
 
-if TYPE_CHECKING:
-    from agentjobs.simulator.server import Simulator
+# Call and Dropped are re-exported: the batch lane imports them from here.
+__all__ = ["Call", "Dropped", "answer", "generate", "rate_message", "request_digest", "respond"]
 
 _RATE_MESSAGE = (
     "This request would exceed your organization's rate limit of {limit} {what} per minute "
@@ -29,29 +32,12 @@ _msg_ids = itertools.count(1)
 _msg_prefix = secrets.token_hex(6)
 
 
-@dataclass
-class Call:
-    """What one request did, for the response headers, the stats and the log."""
-
-    path: str
-    request_id: str
-    group: str | None = None
-    model: str | None = None
-    digest: str | None = None
-    fault: str | None = None
-    usage: dict[str, int] | None = None
-
-
-class Dropped(Exception):
-    """The connection was closed on purpose (fault injection): no response at all."""
-
-
 def rate_message(refusal: Refusal, group: str = "count_tokens") -> str:
     what = _WHAT.get(refusal.dimension, refusal.dimension)
     return _RATE_MESSAGE.format(limit=refusal.limit, what=what, group=group)
 
 
-def _forced_error(value: str, sim: Simulator) -> ApiError:
+def _forced_error(value: str, sim: State) -> ApiError:
     if value == "spend":
         return spend_limit_error()
     try:
@@ -61,6 +47,25 @@ def _forced_error(value: str, sim: Simulator) -> ApiError:
     if status not in ERROR_TYPES:
         raise invalid(f"[[sim:error={value}]]: one of {sorted(ERROR_TYPES)} or 'spend'")
     return ApiError(status, retry_after_s=1 if status == 429 else None)
+
+
+def request_digest(parsed: Parsed, body: dict[str, Any]) -> str:
+    """The request hash: what the answer derives from, ``x-sim-hash`` and the log's ``hash``."""
+    return hashlib.sha256(
+        json.dumps(
+            [
+                parsed.model.id,
+                body.get("system"),
+                body["messages"],
+                parsed.max_tokens,
+                body.get("tools"),
+                body.get("temperature"),
+                body.get("stop_sequences"),
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+    ).hexdigest()
 
 
 def _int_directive(directives: dict[str, str], key: str) -> int | None:
@@ -74,7 +79,7 @@ def _int_directive(directives: dict[str, str], key: str) -> int | None:
 
 
 async def answer(
-    sim: Simulator,
+    sim: State,
     request: web.Request,
     call: Call,
     parsed: Parsed,
@@ -121,15 +126,7 @@ async def answer(
         )
     sim.cache.commit(use)
 
-    assert call.digest is not None
-    seed = int(call.digest[:15], 16)
-    wanted = textgen.output_length(
-        seed,
-        config.output_tokens_min,
-        config.output_tokens_max,
-        _int_directive(directives, "output_tokens"),
-    )
-    result = textgen.answer(seed, wanted, parsed.max_tokens, parsed.stop_sequences)
+    result = generate(call, parsed, directives, config)
 
     forced_latency = _int_directive(directives, "latency_ms")
     if fault == "slow":
@@ -146,6 +143,39 @@ async def answer(
         # Settle even if the client went away: the tokens were generated all the same.
         limiter.settle(result.output_tokens, reserved)
 
+    return respond(sim, call, parsed, use, result)
+
+
+def generate(
+    call: Call, parsed: Parsed, directives: dict[str, str], config: SimConfig
+) -> textgen.Answer:
+    """The answer's length and text: a function of the request hash (and directives)."""
+    assert call.digest is not None
+    seed = int(call.digest[:15], 16)
+    wanted = textgen.output_length(
+        seed,
+        config.output_tokens_min,
+        config.output_tokens_max,
+        _int_directive(directives, "output_tokens"),
+    )
+    return textgen.answer(seed, wanted, parsed.max_tokens, parsed.stop_sequences)
+
+
+def respond(
+    sim: State,
+    call: Call,
+    parsed: Parsed,
+    use: CacheUse,
+    result: textgen.Answer,
+    *,
+    price_factor: float = 1.0,
+) -> dict[str, Any]:
+    """Bill an answer (``call.usage``, ``call.cost_usd``, the stats) and render the Message.
+
+    ``price_factor`` scales the cost: the Message Batches lane bills at half price.
+    """
+    stats = sim.stats
+    model = parsed.model
     uncached = parsed.input_tokens - use.read_tokens - use.write_tokens
     usage = {
         "input_tokens": uncached,
@@ -155,13 +185,15 @@ async def answer(
     }
     call.usage = usage
     price = model.price
-    stats.cost_usd += (
+    list_price = (
         uncached * price.input
         + (use.write_tokens - use.write_1h_tokens) * price.cache_write_5m
         + use.write_1h_tokens * price.cache_write_1h
         + use.read_tokens * price.cache_read
         + result.output_tokens * price.output
     ) / 1_000_000
+    call.cost_usd = list_price * price_factor
+    stats.cost_usd += call.cost_usd
     stats.input_tokens += uncached
     stats.output_tokens += result.output_tokens
     stats.cache_creation_input_tokens += use.write_tokens

@@ -25,6 +25,8 @@ Directives: put these in any prompt text to steer one request.
   [[sim:error=CODE]]       answer with that error: 400 401 402 403 404 413 429
                            500 504 529, or "spend" (enforced_spend_limit_reached)
   [[sim:fault=KIND]]       force a fault: drop, slow, 529 or 500
+  [[sim:batch=RESULT]]     a Message Batches entry comes back succeeded, errored
+                           (500 api_error) or expired
 
 \b
 Admin routes:
@@ -81,7 +83,7 @@ def _with_config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               show_envvar=True, help="Port to listen on (0: a free one).")  # fmt: skip
 @_with_config_options
 def sim(host: str, port: int, **fields: Any) -> None:
-    """Run the Anthropic-compatible simulator (POST /v1/messages, count_tokens).
+    """Run the Anthropic-compatible simulator (POST /v1/messages, count_tokens, batches).
 
     Prints "agentjobs simulator listening on URL" once ready; stops cleanly on
     SIGTERM or SIGINT. Durations are simulated and multiplied by --time-scale.

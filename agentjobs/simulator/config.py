@@ -54,8 +54,15 @@ class SimConfig:
     opus_itpm: int | None = _f(None, "Override --itpm for the Opus 4.5-4.8 group.")
     opus_otpm: int | None = _f(None, "Override --otpm for the Opus 4.5-4.8 group.")
     count_tokens_rpm: int = _f(2_000, "Requests per minute of /v1/messages/count_tokens.")
+    # Anthropic enforces per-minute limits over short intervals ("60 RPM may be enforced
+    # as 1 request per second") without publishing the interval. Two seconds refuses any
+    # burst beyond two seconds of refill (twelve requests at once against 60 RPM: two
+    # pass), is what the benchmarks measure against, and still lets a small limit admit
+    # a request right after another; 1 is the strictest documented reading.
     burst_s: float = _f(
-        60.0, "Bucket capacity in simulated seconds of refill (60 = a full minute, like Anthropic)."
+        2.0,
+        "Bucket capacity in simulated seconds of refill: 2 = short bursts trip the limit, "
+        "as at Anthropic; 1 = '60 RPM' is one request per second; 60 = a full-minute bucket.",
     )
     otpm_mode: str = _f(
         "realtime",
@@ -80,6 +87,18 @@ class SimConfig:
     seed: int | None = _f(None, "Seed of latency and fault draws (unset: random each start).")
     max_body_bytes: int = _f(32 * 1024 * 1024, "Body size limit; larger bodies get 413.")
     log: str | None = _f(None, "Append one JSON line per request to this file.")
+    batch_processing_ms: float = _f(
+        60_000.0,
+        "Message Batches: simulated time from create to ended; entries finish evenly over "
+        "it, and those past the 24 h limit expire.",
+    )
+    batch_cancel_ms: float = _f(1_000.0, "Simulated time a cancelled batch stays canceling.")
+    batch_expire_share: float = _f(0.0, "Share of a batch's entries that come back expired.")
+    batch_error_share: float = _f(
+        0.0, "Share of a batch's entries that come back errored (500 api_error)."
+    )
+    batch_max_requests: int = _f(100_000, "Most requests in one batch; more get 400.")
+    batch_max_bytes: int = _f(256 * 1024 * 1024, "Largest batch body; larger gets 413.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -97,6 +116,13 @@ class SimConfig:
         probs = [self.fault_529, self.fault_500, self.fault_drop, self.fault_slow]
         if any(p < 0 for p in probs) or sum(probs) > 1:
             raise ValueError("fault probabilities must be >= 0 and sum to at most 1")
+        if self.batch_processing_ms < 0 or self.batch_cancel_ms < 0:
+            raise ValueError("batch_processing_ms and batch_cancel_ms must be >= 0")
+        shares = [self.batch_expire_share, self.batch_error_share]
+        if any(p < 0 for p in shares) or sum(shares) > 1:
+            raise ValueError("batch shares must be >= 0 and sum to at most 1")
+        if self.batch_max_requests < 1 or self.batch_max_bytes < 1:
+            raise ValueError("batch_max_requests and batch_max_bytes must be positive")
         for g in GROUPS:
             for d in DIMENSIONS:
                 if self.limit(g, d) <= 0:

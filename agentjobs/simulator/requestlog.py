@@ -7,6 +7,11 @@ by ``flush``, which the server calls every second and on stop. A line::
      "model": "claude-haiku-4-5", "group": "haiku", "status": 200, "error_type": null,
      "input_tokens": 12, "output_tokens": 40, "cache_creation_input_tokens": 0,
      "cache_read_input_tokens": 0, "latency_ms": 812.5, "hash": "3f2a...", "fault": null}
+
+A Message Batches entry that succeeded or errored gets a line of its own when its batch
+ends, with the same fields (``path`` "/v1/messages/batches", ``latency_ms`` since the
+batch was created) plus ``batch_id``, ``custom_id``, ``result`` and ``cost_usd`` (at
+the batch price); lines of synchronous calls have no ``batch_id``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ All state lives on the event loop's thread: handlers never block and need no loc
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import json
 import logging
@@ -25,64 +24,23 @@ from typing import Any
 
 from aiohttp import web
 
-from agentjobs.simulator import textgen, validation
-from agentjobs.simulator.answer import Call, Dropped, answer, rate_message
+from agentjobs.simulator import batches, textgen, validation
+from agentjobs.simulator.answer import answer, rate_message, request_digest
 from agentjobs.simulator.apierror import ApiError, invalid
-from agentjobs.simulator.buckets import ScaledClock
-from agentjobs.simulator.config import DIMENSIONS, GROUPS, SimConfig
-from agentjobs.simulator.faults import Dice
-from agentjobs.simulator.promptcache import PromptCache
-from agentjobs.simulator.ratelimit import RateLimits
-from agentjobs.simulator.requestlog import RequestLog
-from agentjobs.simulator.stats import Stats
-
-#: Settings whose change needs fresh buckets.
-_LIMIT_FIELDS = {"rpm", "itpm", "otpm", "burst_s", "otpm_mode", "count_tokens_rpm"} | {
-    f"{g}_{d}" for g in GROUPS for d in DIMENSIONS
-}
+from agentjobs.simulator.config import SimConfig
+from agentjobs.simulator.state import Call, Dropped, State
 
 logger = logging.getLogger(__name__)
 
 
-class Simulator:
-    """One simulated Anthropic organisation: limits, cache, counters, log."""
+class Simulator(State):
+    """One simulated Anthropic organisation served over HTTP."""
 
     def __init__(self, config: SimConfig | None = None) -> None:
-        self.config = config or SimConfig()
-        self.clock = ScaledClock(self.config.time_scale)
-        self.limits = RateLimits(self.config, self.clock)
-        self.cache = PromptCache(self.clock)
-        self.stats = Stats()
-        self.dice = Dice(self.config.seed)
-        self.log = RequestLog(self.config.log)
+        super().__init__(config)
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(4)
         self._flusher: asyncio.Task[None] | None = None
-
-    # -- administration -------------------------------------------------------------
-
-    def configure(self, **changes: Any) -> SimConfig:
-        """Apply setting changes at once; limit changes give fresh (full) buckets."""
-        old, new = self.config, self.config.replace(**changes)
-        self.config = new
-        if new.time_scale != old.time_scale:
-            self.clock.set_scale(new.time_scale)
-        if _LIMIT_FIELDS.intersection(changes):
-            self.limits.rebuild(new)
-        else:
-            self.limits.config = new
-        if new.seed != old.seed:
-            self.dice = Dice(new.seed)
-        if new.log != old.log:
-            self.log.reopen(new.log)
-        return new
-
-    def reset(self) -> None:
-        """Zero the counters, refill the buckets, empty the prompt cache, reseed."""
-        self.stats.reset()
-        self.limits.rebuild(self.config)
-        self.cache.clear()
-        self.dice = Dice(self.config.seed)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes + 1)
@@ -95,6 +53,7 @@ class Simulator:
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get("/_sim/config", self._config)
         app.router.add_post("/_sim/config", self._config)
+        batches.register(self, app)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         app.on_startup.append(self._start_flusher)
         app.on_cleanup.append(self._stop_flusher)
@@ -235,21 +194,7 @@ class Simulator:
         parsed = validation.parse(body, with_cache=b"cache_control" in raw)
         config = self.config
         call.model, call.group = parsed.model.id, parsed.model.group
-        call.digest = hashlib.sha256(
-            json.dumps(
-                [
-                    parsed.model.id,
-                    body.get("system"),
-                    body["messages"],
-                    parsed.max_tokens,
-                    body.get("tools"),
-                    body.get("temperature"),
-                    body.get("stop_sequences"),
-                ],
-                sort_keys=True,
-                separators=(",", ":"),
-            ).encode()
-        ).hexdigest()
+        call.digest = request_digest(parsed, body)
         self.stats.calls_by_hash[call.digest] += 1
         directives: dict[str, str] = {}
         if b"[[sim:" in raw:

@@ -34,6 +34,14 @@ class Stats:
         self.ok_by_hash: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        # Message Batches: batches and entries created, entries by result once their batch
+        # ended, and the succeeded entries' usage (also in the totals above, at half price).
+        self.batches = 0
+        self.batch_requests = 0
+        self.batch_results: Counter[str] = Counter()
+        self.batch_input_tokens = 0
+        self.batch_output_tokens = 0
+        self.batch_cost_usd = 0.0
 
     def answered(self, digest: str | None) -> None:
         """A 200 to /v1/messages."""
@@ -63,6 +71,12 @@ class Stats:
             "distinct_hashes": len(self.calls_by_hash),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "batches": self.batches,
+            "batch_requests": self.batch_requests,
+            "batch_results": dict(self.batch_results),
+            "batch_input_tokens": self.batch_input_tokens,
+            "batch_output_tokens": self.batch_output_tokens,
+            "batch_cost_usd": round(self.batch_cost_usd, 6),
         }
         if hashes:
             data["calls_by_hash"] = dict(self.calls_by_hash)

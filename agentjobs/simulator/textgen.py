@@ -29,7 +29,8 @@ _CORPUS = " ".join(_rng.choice(_WORDS) for _ in range(_CORPUS_WORDS))
 _LOOP = _CORPUS + " " + _CORPUS
 
 DIRECTIVE = re.compile(r"\[\[sim:([a-z_]+)=([^\]\s]*)\]\]")
-DIRECTIVE_KEYS = ("output_tokens", "latency_ms", "error", "fault")
+#: ``batch`` steers a Message Batches entry; POST /v1/messages ignores it.
+DIRECTIVE_KEYS = ("output_tokens", "latency_ms", "error", "fault", "batch")
 FAULT_KINDS = ("drop", "slow", "529", "500")
 
 

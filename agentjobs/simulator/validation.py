@@ -13,9 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentjobs import catalog
-from agentjobs.errors import UnknownModelError
-from agentjobs.simulator import tokens
+from agentjobs.simulator import models, tokens
 from agentjobs.simulator.apierror import ApiError, invalid
 
 MAX_BREAKPOINTS = 4
@@ -65,7 +63,7 @@ class Breakpoint:
 
 @dataclass
 class Parsed:
-    model: catalog.Model
+    model: models.Model
     max_tokens: int
     input_tokens: int
     stop_sequences: list[str] = field(default_factory=list)
@@ -152,19 +150,19 @@ def parse(body: Any, *, count_only: bool = False, with_cache: bool = True) -> Pa
     return parsed
 
 
-def _model(body: dict[str, Any]) -> catalog.Model:
+def _model(body: dict[str, Any]) -> models.Model:
     name = body.get("model")
     if name is None:
         raise invalid("model: Field required")
     if not isinstance(name, str) or not name:
         raise invalid("model: Input should be a valid string")
-    try:
-        return catalog.resolve(name)
-    except UnknownModelError:
-        raise ApiError(404, f"model: {name}") from None
+    model = models.resolve(name)
+    if model is None:
+        raise ApiError(404, f"model: {name}")
+    return model
 
 
-def _max_tokens(body: dict[str, Any], model: catalog.Model) -> int:
+def _max_tokens(body: dict[str, Any], model: models.Model) -> int:
     value = body.get("max_tokens")
     if value is None:
         raise invalid("max_tokens: Field required")

@@ -78,6 +78,14 @@ class ClaudeTask(Task):
     name=TASK_NAME,
     acks_late=True,
     reject_on_worker_lost=True,
+    # No Celery retry budget: agentjobs' policy (retry.py) is the only one. Celery's
+    # default of 3 would end a task deferred a fourth time as MaxRetriesExceededError,
+    # neither succeeded nor dead-lettered. A task_annotations setting can still change
+    # this attribute, so recovery.requeue also passes its own limit to every retry.
+    max_retries=None,
+    # Given here, so that a task_annotations autoretry_for cannot wrap the task in
+    # Celery's own retry loop (options of the decorator win over annotations there).
+    autoretry_for=(),
 )
 def complete(self: ClaudeTask, **kwargs: Any) -> dict[str, Any]:
     """Call Claude once (or return the stored result); returns a ClaudeResult dict."""

@@ -36,10 +36,11 @@ def test_message_shape_and_headers(client: anthropic.Anthropic) -> None:
     for name in RATE_HEADERS:
         assert name in raw.headers, name
     assert raw.headers["anthropic-ratelimit-requests-limit"] == "1000"
-    assert raw.headers["anthropic-ratelimit-requests-remaining"] == "999"
+    # The default bucket holds two seconds of refill: 1000 x 2 / 60 = 33.3 requests.
+    assert raw.headers["anthropic-ratelimit-requests-remaining"] == "32"
     assert raw.headers["anthropic-ratelimit-input-tokens-limit"] == "2000000"
-    # Token remaining is rounded down to the thousand at real-size limits.
-    assert raw.headers["anthropic-ratelimit-input-tokens-remaining"] == "1999000"
+    # Token remaining (66,666 less a few) is rounded down to the thousand at real-size limits.
+    assert raw.headers["anthropic-ratelimit-input-tokens-remaining"] == "66000"
     assert raw.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
 
 

@@ -4,6 +4,7 @@ cache reads, shared groups, headers, spend cap."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anthropic
@@ -69,7 +70,7 @@ def test_refill_over_scaled_time(start_sim: StartSim) -> None:
 
 
 def test_itpm_refuses_and_names_input_tokens(start_sim: StartSim) -> None:
-    s = start_sim(itpm=600)
+    s = start_sim(itpm=600, burst_s=60)  # a full-minute bucket: remaining = limit - used
     with sdk(s) as c:
         first = ok(c, text="x" * 1600)
         used = first.parse().usage.input_tokens
@@ -83,7 +84,7 @@ def test_itpm_refuses_and_names_input_tokens(start_sim: StartSim) -> None:
 
 @pytest.mark.parametrize("mode", ["realtime", "max_tokens"])
 def test_otpm_modes(start_sim: StartSim, mode: str) -> None:
-    s = start_sim(otpm=600, otpm_mode=mode)
+    s = start_sim(otpm=600, otpm_mode=mode, burst_s=60)  # the arithmetic of a full minute
     with sdk(s) as c:
         # Reserves 400 in max_tokens mode, then only the 100 generated count.
         ok(c, text="a [[sim:output_tokens=100]]", max_tokens=400)
@@ -106,7 +107,7 @@ def test_otpm_modes(start_sim: StartSim, mode: str) -> None:
 
 
 def test_cache_reads_do_not_count_toward_itpm(start_sim: StartSim) -> None:
-    s = start_sim(itpm=20_000)
+    s = start_sim(itpm=20_000, burst_s=60)  # a full minute: 20,000 before the first refusal
     system = [{"type": "text", "text": "rules " * 4000, "cache_control": {"type": "ephemeral"}}]
     with sdk(s) as c:
         for i in range(8):  # ~6,000 tokens each: 48,000 raw input, 20,000 limit
@@ -140,7 +141,7 @@ def test_groups_share_buckets_and_take_overrides(start_sim: StartSim) -> None:
 
 
 def test_tokens_headers_follow_the_most_restrictive_limit(start_sim: StartSim) -> None:
-    s = start_sim(itpm=100_000, otpm=10_000, round_remaining=False)
+    s = start_sim(itpm=100_000, otpm=10_000, round_remaining=False, burst_s=60)
     with sdk(s) as c:
         h = ok(c, text="hi [[sim:output_tokens=5000]]", max_tokens=6000).headers
     assert h["anthropic-ratelimit-output-tokens-remaining"] == "5000"
@@ -173,3 +174,22 @@ def test_count_tokens_has_its_own_rpm(start_sim: StartSim) -> None:
         with pytest.raises(anthropic.RateLimitError):
             c.messages.count_tokens(model="haiku", messages=user("hi"))
         ok(c)  # the messages bucket is untouched
+
+
+def test_default_burst_is_seconds_not_a_minute(start_sim: StartSim) -> None:
+    # The API enforces per-minute limits over short intervals: twelve requests at once
+    # against 60 RPM must not all pass. A slow clock (1 simulated s = 1,000 real s)
+    # keeps refill out of the count.
+    s = start_sim(rpm=60, time_scale=1000)
+
+    def one(i: int) -> int:
+        with sdk(s) as c:
+            try:
+                ok(c, text=f"burst {i}")
+                return 200
+            except anthropic.RateLimitError:
+                return 429
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = sorted(pool.map(one, range(12)))
+    assert codes == [200] * 2 + [429] * 10  # two seconds of refill at 1 request/s
