@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m agentjobs.demo
+	$(PY) -m agentjobs.cli.demo
 
 test: install services lint
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -13,7 +13,7 @@ concurrency.ALIASES["threads"] = "agentjobs.worker.pool:ThreadPool"
 app = Celery("agentjobs", include=["agentjobs.worker.tasks"])
 app.config_from_object("celeryconfig")
 # Every worker checks its credentials and API URL before it takes a task (worker.py).
-app.steps["worker"].add("agentjobs.worker:Preflight")
+app.steps["worker"].add("agentjobs.worker.preflight:Preflight")
 
 # Connects every signal handler (metrics) in each process that loads the app: callers
 # count what they publish, workers what they run.
