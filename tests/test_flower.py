@@ -15,9 +15,9 @@ import click
 import pytest
 
 from agentjobs import complete
+from agentjobs.cli.flower import flower_argv
 from agentjobs.contrib.testing import free_port, wait_for
 from agentjobs.contrib.testing import http_get as _get
-from agentjobs.ops.flower import flower_argv
 from agentjobs.settings import reset_settings
 
 

@@ -1,27 +1,136 @@
-"""The ``agentjobs`` command line: workers, the simulator, submit, dlq, stats, cost."""
+"""The ``agentjobs`` command line: one click group, its sub-commands loaded on use.
+
+The group knows each sub-command's name, one-line help and where it lives; a module is
+imported only when its command runs or its ``--help`` is asked, so ``agentjobs --help``
+and ``agentjobs sim`` load neither Celery nor the Anthropic SDK. ``main`` is a plain
+click group: another click program can mount it (``cli.add_command(main, "agentjobs")``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import textwrap
+from typing import Any, NamedTuple
 
 import click
 
-from agentjobs import catalog
-from agentjobs.errors import ConfigurationError
+from agentjobs.cli.context import CliContext, error_line
 
 
-class _Group(click.Group):
-    """Turns a configuration error (a bad AGENTJOBS_* value, no credentials) into one
-    line and exit status 1, instead of a traceback from wherever it was noticed."""
+class Lazy(NamedTuple):
+    """Where a sub-command lives (``module:attribute``) and its one-line help, which
+    must equal the command's own (tests/test_cli.py checks)."""
+
+    target: str
+    short_help: str
+
+
+#: Every sub-command, by name.
+COMMANDS: dict[str, Lazy] = {
+    "cost": Lazy(
+        "agentjobs.cli.cost:cost_command",
+        "Spend recorded by the workers: per day, model, tenant and queue.",
+    ),
+    "dlq": Lazy(
+        "agentjobs.cli.dlq:dlq",
+        "Dead letters: tasks that gave up (permanent error, or retries used up).",
+    ),
+    "exporter": Lazy(
+        "agentjobs.cli.exporter:exporter",
+        "Serve agentjobs metrics for Prometheus, summed over every worker and host.",
+    ),
+    "flower": Lazy(
+        "agentjobs.cli.flower:flower",
+        "Run Flower for agentjobs (password required outside local development).",
+    ),
+    "limiter": Lazy(
+        "agentjobs.cli.limiter:limiter",
+        "The global rate limiter of the API key in ANTHROPIC_API_KEY.",
+    ),
+    "recover": Lazy(
+        "agentjobs.cli.recover:recover",
+        "Send again the tasks the Redis broker lost.",
+    ),
+    # The simulator owns its command: it runs on its own too (python -m agentjobs.simulator)
+    # and imports nothing of agentjobs above the leaves.
+    "sim": Lazy(
+        "agentjobs.simulator.command:sim",
+        "Run the Anthropic-compatible simulator (POST /v1/messages, count_tokens, batches).",
+    ),
+    "stats": Lazy(
+        "agentjobs.cli.stats:stats",
+        "Queue depth, p99 latency, 429 share, errors, cache hits, dead letters, tokens, cost.",
+    ),
+    "submit": Lazy(
+        "agentjobs.cli.submit:submit",
+        "Run every request in FILE (JSONL; '-' for stdin) and write the results.",
+    ),
+    "worker": Lazy(
+        "agentjobs.cli.worker:worker",
+        "Run a worker for FAMILY's queue (claude.FAMILY).",
+    ),
+}
+
+
+def load(name: str) -> click.Command:
+    """The sub-command ``name``, importing its module."""
+    module, _, attribute = COMMANDS[name].target.partition(":")
+    command = getattr(importlib.import_module(module), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{COMMANDS[name].target} is not a click command")
+    return command
+
+
+class LazyGroup(click.Group):
+    """click's lazy-loading group (``list_commands`` and ``get_command`` over a table),
+    whose listing reads the table instead of loading every command; and the one place
+    where the errors every command may meet become one line (``context.error_line``)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, Lazy], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            return load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        # click's own layout: three spaces of padding, short help cut to the width left
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                text = self.commands[name].get_short_help_str(limit)
+            else:
+                text = self.lazy[name].short_help
+                if len(text) > limit:
+                    text = textwrap.shorten(text, limit, placeholder="...", break_on_hyphens=False)
+            rows.append((name, text))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        if not isinstance(ctx.obj, CliContext):
+            ctx.obj = CliContext()
         try:
             return super().invoke(ctx)
-        except ConfigurationError as exc:
-            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            line = error_line(exc, ctx.obj)
+            if line is None:
+                raise
+            raise line from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="agentjobs")
 def main() -> None:
     """agentjobs: Claude calls as Celery tasks.
@@ -33,56 +142,3 @@ def main() -> None:
       agentjobs worker haiku -c 32 &
       agentjobs submit examples/prompts.jsonl -o results.jsonl
     """
-
-
-@main.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    epilog="""\b
-Examples:
-  agentjobs worker haiku                   # claude.haiku, threads pool, default concurrency
-  agentjobs worker sonnet -c 64 -l info    # 64 threads, info logging
-  agentjobs worker opus --autoscale 32,4   # any celery worker flag passes through
-""",
-)
-@click.argument("family", type=click.Choice(catalog.FAMILIES))
-@click.pass_context
-def worker(ctx: click.Context, family: str) -> None:
-    """Run a worker for FAMILY's queue (claude.FAMILY).
-
-    Equal to `celery -A agentjobs worker -Q claude.FAMILY -P threads -c N -n FAMILY@%h`,
-    N from AGENTJOBS_WORKER_CONCURRENCY (default 32). Every celery worker flag passes
-    through and overrides these defaults.
-    """
-    from agentjobs.cli.worker import run_worker
-
-    run_worker(family, ctx.args)
-
-
-def _register() -> None:
-    # Sub-commands live next to the code they drive, so each module owns its options;
-    # they are imported here, after the group exists, to keep the import graph one-way.
-    from agentjobs.simulator.command import sim
-
-    main.add_command(sim)
-    from agentjobs.cli.submit import submit
-
-    main.add_command(submit)
-    from agentjobs.cli.cost import cost_command
-
-    main.add_command(cost_command)
-    from agentjobs.cli.ops import ops_commands
-
-    for command in ops_commands():  # stats, exporter, flower (issue 6)
-        main.add_command(command)
-    from agentjobs.cli.dlq import dlq
-
-    main.add_command(dlq)  # dead letters (issue 5)
-    from agentjobs.cli.recover import recover
-
-    main.add_command(recover)  # submit ledger sweep (issue 5)
-    from agentjobs.cli.limiter import limiter
-
-    main.add_command(limiter)  # global rate limiter (issue 4)
-
-
-_register()

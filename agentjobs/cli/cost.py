@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
+from agentjobs.cli.context import CliContext, echo_json, json_option, pass_cli
 from agentjobs.spend import budget, cost
 
 _SECTIONS = ("day", "model", "tenant", "queue")
@@ -70,19 +70,18 @@ Examples:
               help="How many UTC days back, today included.")  # fmt: skip
 @click.option("--by", "sections", multiple=True, type=click.Choice(_SECTIONS),
               help="Only these sections (repeatable); default: all.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
-def cost_command(days: int, sections: tuple[str, ...], as_json: bool) -> None:
+@json_option("One JSON object, for scripts.")
+@pass_cli
+def cost_command(cli: CliContext, days: int, sections: tuple[str, ...], as_json: bool) -> None:
     """Spend recorded by the workers: per day, model, tenant and queue.
 
     Costs come from the price table (AGENTJOBS_PRICES_FILE overrides it); response-cache
     hits cost nothing and their avoided cost is shown as saved_usd. Days are UTC.
     """
-    try:
-        data = report(days)
-    except Exception as exc:  # the state store is down or misconfigured: say so plainly
-        raise click.ClickException(f"cannot read the cost totals: {exc}") from None
+    cli.doing = "read the cost totals from"
+    data = report(days)
     if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        echo_json(data)
         return
     show = set(sections or _SECTIONS)
     if "day" in show:

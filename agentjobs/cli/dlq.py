@@ -10,13 +10,9 @@ from typing import Any
 import click
 
 from agentjobs import catalog
+from agentjobs.cli.context import echo_json, fail, json_option
 from agentjobs.errors import AgentJobsError
 from agentjobs.reliability import deadletter
-from agentjobs.worker.tasks import complete
-
-
-def _emit(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def _age(ts: float) -> str:
@@ -25,26 +21,6 @@ def _age(ts: float) -> str:
         if s >= size:
             return f"{s / size:.0f}{unit}"
     return f"{s:.0f}s"
-
-
-def _fail(message: str) -> None:
-    raise click.ClickException(message)
-
-
-def _store_errors(fn: Any) -> Any:
-    """Turn a state-store outage into one clear line instead of a traceback."""
-    import functools
-
-    import redis
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except redis.RedisError as exc:
-            _fail(f"state store (AGENTJOBS_REDIS_URL) unreachable: {exc}")
-
-    return wrapper
 
 
 @click.group(
@@ -73,8 +49,7 @@ def dlq() -> None:
 @click.option("--queue", help="Only this queue (e.g. claude.haiku).")
 @click.option("--error", help="Only this error class or kind (e.g. OverloadedError, bad_request).")
 @click.option("--limit", default=50, show_default=True, help="At most this many (0 = all).")
-@click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
-@_store_errors
+@json_option()
 def list_(queue: str | None, error: str | None, limit: int, as_json: bool) -> None:
     """List dead letters, newest first."""
     recs = list(
@@ -85,7 +60,7 @@ def list_(queue: str | None, error: str | None, limit: int, as_json: bool) -> No
     if limit:
         recs = recs[:limit]
     if as_json:
-        _emit(
+        echo_json(
             {
                 "total": deadletter.count(),
                 "records": [
@@ -120,16 +95,14 @@ def list_(queue: str | None, error: str | None, limit: int, as_json: bool) -> No
 
 @dlq.command()
 @click.argument("dead_letter_id")
-@click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
-@_store_errors
+@json_option()
 def show(dead_letter_id: str, as_json: bool) -> None:
     """Show one dead letter whole."""
     rec = deadletter.get(dead_letter_id)
     if rec is None:
-        _fail(f"no dead letter {dead_letter_id!r} (see `agentjobs dlq list`)")
-        return
+        raise fail(f"no dead letter {dead_letter_id!r} (see `agentjobs dlq list`)")
     if as_json:
-        _emit(deadletter.to_json(rec))
+        echo_json(deadletter.to_json(rec))
         return
     click.echo(f"id:              {rec.id}  ({rec.state}, replayed {rec.replays}x)")
     click.echo(f"died:            {time.ctime(rec.created_at)} ({_age(rec.created_at)} ago)")
@@ -152,9 +125,9 @@ def show(dead_letter_id: str, as_json: bool) -> None:
 
 def _chosen(ids: tuple[str, ...], everything: bool, queue: str | None) -> list[str]:
     if ids and everything:
-        _fail("give dead-letter ids or --all, not both")
+        raise fail("give dead-letter ids or --all, not both")
     if not ids and not everything:
-        _fail("give dead-letter ids, or --all (optionally with --queue)")
+        raise fail("give dead-letter ids, or --all (optionally with --queue)")
     if ids:
         return list(ids)
     return [r.id for r in deadletter.records(queue=queue, newest_first=False)]
@@ -171,8 +144,7 @@ def _chosen(ids: tuple[str, ...], everything: bool, queue: str | None) -> list[s
     help="Wait for the replayed tasks' outcomes.",
 )
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait, in all.")
-@click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
-@_store_errors
+@json_option()
 def replay(
     ids: tuple[str, ...],
     everything: bool,
@@ -186,6 +158,8 @@ def replay(
     Each record stays, marked replaying, until its task succeeds (the worker removes
     it); a task that fails again is dead-lettered again under the same id.
     """
+    from agentjobs.worker.tasks import complete  # the Celery app, only to send
+
     chosen = _chosen(ids, everything, queue)
     sent: dict[str, Any] = {}
     report: dict[str, dict[str, Any]] = {}
@@ -213,7 +187,7 @@ def replay(
     for e in report.values():
         counts[e["status"]] = counts.get(e["status"], 0) + 1
     if as_json:
-        _emit({"replayed": report, "counts": counts, "remaining": deadletter.count()})
+        echo_json({"replayed": report, "counts": counts, "remaining": deadletter.count()})
     else:
         for dl_id, e in report.items():
             extra = f" ({e['error'][:100]})" if e.get("error") else ""
@@ -230,8 +204,7 @@ def replay(
 @click.option("--queue", help="With --all: only this queue.")
 @click.option("--older-than", type=float, help="With --all: only records older than this (s).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
-@_store_errors
+@json_option()
 def purge(
     ids: tuple[str, ...],
     everything: bool,
@@ -242,14 +215,14 @@ def purge(
 ) -> None:
     """Delete dead letters (their keys may then be submitted again)."""
     if ids and (everything or older_than is not None or queue):
-        _fail("give dead-letter ids, or --all with filters, not both")
+        raise fail("give dead-letter ids, or --all with filters, not both")
     if not ids and not everything:
-        _fail("give dead-letter ids, or --all (with --queue / --older-than)")
+        raise fail("give dead-letter ids, or --all (with --queue / --older-than)")
     if everything and not yes and not as_json:
         click.confirm("Delete every matching dead letter?", abort=True)
     n = deadletter.purge(ids or None, older_than_s=older_than, queue=queue)
     if as_json:
-        _emit({"purged": n, "remaining": deadletter.count()})
+        echo_json({"purged": n, "remaining": deadletter.count()})
     else:
         click.echo(f"purged {n}; {deadletter.count()} remain")
 
@@ -262,8 +235,7 @@ def purge(
     help="File to write (default: stdout).",
 )
 @click.option("--queue", help="Only this queue.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of JSON lines.")
-@_store_errors
+@json_option("One JSON array instead of JSON lines.")
 def export(output: str | None, queue: str | None, as_json: bool) -> None:
     """Export dead letters, oldest first, as JSON lines (or one array with --json)."""
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
@@ -285,9 +257,9 @@ def export(output: str | None, queue: str | None, as_json: bool) -> None:
 
 @dlq.command()
 @click.argument("group", type=click.Choice(catalog.FAMILIES))
-@click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
+@json_option()
 def resume(group: str, as_json: bool) -> None:
     """Alias of `agentjobs limiter resume GROUP`: lift every pause of GROUP; then replay."""
-    from agentjobs.limiter_cli import resume_group
+    from agentjobs.cli.limiter import resume_group
 
     resume_group(group, as_json)

@@ -3,26 +3,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
-import redis
 
 from agentjobs import catalog
-
-
-def _limiter() -> Any:
-    from agentjobs.limiter.admission import get_limiter
-
-    return get_limiter()
-
-
-def _unreachable(exc: Exception) -> click.ClickException:
-    from agentjobs.settings import get_settings
-
-    url = get_settings().redis_url
-    return click.ClickException(f"state store {url} (AGENTJOBS_REDIS_URL) unreachable: {exc}")
+from agentjobs.cli.context import echo_json, json_option
+from agentjobs.limiter import pause as pauses
+from agentjobs.limiter.admission import get_limiter
 
 
 @click.group(
@@ -51,22 +37,17 @@ def limiter(ctx: click.Context) -> None:
 
 @limiter.command()
 @click.argument("groups", nargs=-1, type=click.Choice(catalog.FAMILIES))
-@click.option("--json", "as_json", is_flag=True, help="print JSON (one object per group)")
+@json_option("JSON output for scripts: a list, one object per group.")
 def show(groups: tuple[str, ...], as_json: bool) -> None:
     """Show GROUPS (default: all)."""
-    from agentjobs.limiter import pause as pauses
-
-    lim = _limiter()
-    try:
-        chosen = groups or catalog.FAMILIES
-        snaps = [lim.snapshot(g) for g in chosen]
-        paused = {g: pauses.active(g, lim) for g in chosen}
-    except redis.RedisError as exc:
-        raise _unreachable(exc) from None
+    lim = get_limiter()
+    chosen = groups or catalog.FAMILIES
+    snaps = [lim.snapshot(g) for g in chosen]
+    paused = {g: pauses.active(g, lim) for g in chosen}
     if as_json:
         for snap in snaps:
             snap["pauses"] = [p.to_json() for p in paused[snap["group"]]]
-        click.echo(json.dumps(snaps, indent=2))
+        echo_json(snaps)
         return
     click.echo(f"API key fingerprint {lim.key_fingerprint}")
     header = (
@@ -98,16 +79,13 @@ def show(groups: tuple[str, ...], as_json: bool) -> None:
 @click.option("--reason", default="paused by an operator", show_default=True)
 def pause(group: str, seconds: float, reason: str) -> None:
     """Hold new calls of GROUP back for SECONDS (all workers of this key); they wait."""
-    try:
-        _limiter().pause(group, seconds, reason)
-    except redis.RedisError as exc:
-        raise _unreachable(exc) from None
+    get_limiter().pause(group, seconds, reason)
     click.echo(f"{group}: paused for {seconds:g}s")
 
 
 @limiter.command()
 @click.argument("group", type=click.Choice(catalog.FAMILIES))
-@click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
+@json_option()
 def resume(group: str, as_json: bool) -> None:
     """Lift every pause of GROUP: a spend limit's, a 429's, an operator's."""
     resume_group(group, as_json)
@@ -115,15 +93,11 @@ def resume(group: str, as_json: bool) -> None:
 
 def resume_group(group: str, as_json: bool) -> None:
     """``agentjobs limiter resume`` (and its alias ``agentjobs dlq resume``)."""
-    from agentjobs.limiter import pause as pauses
-
-    try:
-        lifted = pauses.resume(group, _limiter())
-    except redis.RedisError as exc:
-        raise _unreachable(exc) from None
+    lifted = pauses.resume(group, get_limiter())
     if as_json:
-        payload = {"group": group, "was_paused": bool(lifted)}
-        click.echo(json.dumps({**payload, "lifted": [p.to_json() for p in lifted]}, indent=2))
+        echo_json(
+            {"group": group, "was_paused": bool(lifted), "lifted": [p.to_json() for p in lifted]}
+        )
         return
     if not lifted:
         click.echo(f"{group}: was not paused")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from agentjobs.cli.context import CliContext, echo_json, json_option, pass_cli
+from agentjobs.reliability.sweeper import sweep
 
 
 @click.command(
@@ -30,32 +31,25 @@ Examples:
     show_default=True,
     help="Seconds between the two looks at a lost-looking task.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def recover(dry_run: bool, grace: float | None, confirm: float, as_json: bool) -> None:
-    """Find tasks the Redis broker lost (popped by a worker that died, or during a Redis
-    restart, before it was recorded as unacknowledged) and send them again.
+@json_option("Print the report as JSON.")
+@pass_cli
+def recover(
+    cli: CliContext, dry_run: bool, grace: float | None, confirm: float, as_json: bool
+) -> None:
+    """Send again the tasks the Redis broker lost.
 
-    A task is lost when its submit-ledger entry is older than the grace period and the
-    task is neither queued, nor held unacked by a worker, nor running (idempotency
-    lease). Re-sending uses the same task id and idempotency key: a copy never calls
-    Claude twice. Workers do this on their own every AGENTJOBS_LEDGER_SWEEP_INTERVAL_S;
-    exit status 0, or 1 if another sweeper held the lock.
+    Lost: popped by a worker that died, or during a Redis restart, before it was recorded
+    as unacknowledged. A task is taken for lost when its submit-ledger entry is older
+    than the grace period and the task is neither queued, nor held unacked by a worker,
+    nor running (idempotency lease). Re-sending uses the same task id and idempotency
+    key: a copy never calls Claude twice. Workers do this on their own every
+    AGENTJOBS_LEDGER_SWEEP_INTERVAL_S; exit status 0, or 1 if another sweeper held the
+    lock.
     """
-    import redis
-    from kombu.exceptions import OperationalError
-
-    from agentjobs.reliability.sweeper import sweep
-    from agentjobs.worker.app import app
-
-    try:
-        # A worker's sweep holds the lock for milliseconds (seconds when it re-sends).
-        report = sweep(app, grace_s=grace, confirm_s=confirm, dry_run=dry_run, lock_wait_s=10.0)
-    except redis.RedisError as exc:
-        raise click.ClickException(f"state store (AGENTJOBS_REDIS_URL) unreachable: {exc}") from exc
-    except OperationalError as exc:
-        raise click.ClickException(f"broker (AGENTJOBS_BROKER_URL) unreachable: {exc}") from exc
+    # A worker's sweep holds the lock for milliseconds (seconds when it re-sends).
+    report = sweep(cli.app, grace_s=grace, confirm_s=confirm, dry_run=dry_run, lock_wait_s=10.0)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+        echo_json(report.as_dict())
     elif report.skipped:
         click.echo(f"skipped: {report.skipped}")
     else:

@@ -8,7 +8,7 @@ error lines). Results are written in input order, one JSON line per input line:
     {"line": 1, "task_id": "...", "status": "SUCCESS", "result": {...ClaudeResult}}
     {"line": 2, "task_id": "...", "status": "FAILURE", "error": {"type": ..., "message": ...}}
 
-The batch logic (read, send, collect, summarise) is in batch.py.
+The batch logic (read, send, collect, summarise) is in jobfile.py.
 """
 
 from __future__ import annotations
@@ -17,29 +17,26 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 
+from agentjobs.cli.context import CliContext, echo_json, fail, json_option, pass_cli, unreachable
 from agentjobs.cli.jobfile import Item, invalid_report, read_requests, run_batch
-from agentjobs.errors import AgentJobsError
 
 
-def preflight() -> None:
-    """Fail fast, with one sentence, when the broker or the result backend is unreachable."""
-    from agentjobs.worker.app import app
-
+def preflight(app: Any) -> None:
+    """Fail fast, with one line, when the broker or the result backend is unreachable."""
     with app.connection_for_write() as conn:
-        try:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
-        except Exception as exc:
-            raise click.ClickException(f"cannot reach the broker {conn.as_uri()}: {exc}") from None
+        # kombu's OperationalError: the root group names the broker
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=5)
     client = getattr(app.backend, "client", None)  # the Redis result backend's client
     if client is not None:
         try:
             client.ping()
         except Exception as exc:
-            raise click.ClickException(f"cannot reach the result backend: {exc}") from None
+            url = str(app.conf.result_backend)
+            raise unreachable("result backend", url, "AGENTJOBS_RESULT_BACKEND", exc) from None
 
 
 def write_results(items: list[Item], out: IO[str]) -> None:
@@ -89,15 +86,22 @@ Exit status: 0 all done, 1 some failed or timed out, 2 invalid input.
     show_default=True,
     help="Seconds to wait for the whole batch; unfinished tasks are written as TIMEOUT.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (for scripts).")
+@json_option("Print the summary as JSON (for scripts).")
 @click.option(
     "--skip-invalid",
     is_flag=True,
     help="Send the valid lines even if some are invalid (written as INVALID lines).",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@pass_cli
 def submit(
-    file: IO[bytes], output: str, timeout: float, as_json: bool, skip_invalid: bool, progress: bool
+    cli: CliContext,
+    file: IO[bytes],
+    output: str,
+    timeout: float,
+    as_json: bool,
+    skip_invalid: bool,
+    progress: bool,
 ) -> None:
     """Run every request in FILE (JSONL; '-' for stdin) and write the results."""
     items = read_requests(file)
@@ -113,24 +117,24 @@ def submit(
         sys.exit(2)
     if bad:
         click.echo(f"{file.name}: skipping {bad} invalid lines:\n{invalid_report(items)}", err=True)
-    from kombu.exceptions import OperationalError
     from redis import RedisError
 
-    preflight()
+    preflight(cli.app)
     try:
         summary = run_batch(items, timeout, progress=progress)
     except KeyboardInterrupt:
         click.echo("interrupted: tasks already queued keep running", err=True)
         sys.exit(130)
-    except AgentJobsError as exc:
-        raise click.ClickException(str(exc)) from None
-    except (OperationalError, RedisError, OSError, RuntimeError) as exc:
-        # RuntimeError: what Celery's result consumer raises when it gives up reconnecting
-        raise click.ClickException(f"cannot reach the broker or result backend: {exc}") from None
+    except (RedisError, OSError, RuntimeError) as exc:
+        # Sending reads the state store (budgets) and collecting polls the result
+        # backend, so a Redis error here is not the state store's alone; RuntimeError is
+        # what Celery's result consumer raises when it gives up reconnecting. (kombu's
+        # OperationalError is the broker's: the root group says so.)
+        raise fail(f"cannot reach the broker, state store or result backend: {exc}") from None
     _write_output(items, output)
     to_stderr = output == "-"
     if as_json:
-        click.echo(json.dumps(summary.as_dict()), err=to_stderr)
+        echo_json(summary.as_dict(), one_line=True, err=to_stderr)
     else:
         click.echo(summary.text(), err=to_stderr)
     sys.exit(0 if summary.done == summary.total - summary.invalid and not bad else 1)

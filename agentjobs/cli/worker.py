@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import click
+
 from agentjobs import catalog
+from agentjobs.cli.context import CliContext, pass_cli
 from agentjobs.settings import get_settings
 
 
@@ -36,7 +39,24 @@ def worker_argv(family: str, extra: Sequence[str] = ()) -> list[str]:
     return [*argv, *extra]
 
 
-def run_worker(family: str, extra: Sequence[str] = ()) -> None:
-    from agentjobs.worker.app import app
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="""\b
+Examples:
+  agentjobs worker haiku                   # claude.haiku, threads pool, default concurrency
+  agentjobs worker sonnet -c 64 -l info    # 64 threads, info logging
+  agentjobs worker opus --autoscale 32,4   # any celery worker flag passes through
+""",
+)
+@click.argument("family", type=click.Choice(catalog.FAMILIES))
+@click.pass_context
+@pass_cli
+def worker(cli: CliContext, ctx: click.Context, family: str) -> None:
+    """Run a worker for FAMILY's queue (claude.FAMILY).
 
-    app.worker_main(worker_argv(family, extra))
+    Equal to `celery -A agentjobs worker -Q claude.FAMILY -P threads -c N -n FAMILY@%h`,
+    N from AGENTJOBS_WORKER_CONCURRENCY (default 32). Every celery worker flag passes
+    through and overrides these defaults.
+    """
+    argv = worker_argv(family, ctx.args)
+    cli.app.worker_main(argv)

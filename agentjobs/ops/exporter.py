@@ -1,4 +1,5 @@
-"""``agentjobs exporter``: one Prometheus scrape target for every worker on every host.
+"""The metrics of every worker on every host as one Prometheus collector (served by
+``agentjobs exporter``).
 
 Why an aggregating exporter rather than an endpoint per worker process: workers write
 their counters into Redis (``metrics.py``), so the exporter serves totals that are
@@ -7,10 +8,6 @@ already summed over all processes and hosts. Nothing is lost when a worker resta
 the numbers equal ``agentjobs stats`` exactly. Queue depth is read from the broker and
 the dead-letter size from its store at each scrape. Several exporters may run (they
 read the same Redis); scrape one.
-
-It listens on 127.0.0.1 unless told otherwise (``--address 0.0.0.0``), like Flower:
-its figures (spend, models, queue depths) are for the operators' Prometheus,
-not for whoever can reach the host.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import click
-from prometheus_client import start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -35,10 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class AgentJobsCollector(Collector):
+    """Reads the Redis aggregates, and the broker of ``app``, at each scrape."""
+
     def __init__(self, app: Any) -> None:
         self.app = app
-
-    """Reads the Redis aggregates and the broker at each scrape."""
 
     def collect(self) -> Iterator[Metric]:
         snap = metrics.read_total()
@@ -95,42 +90,7 @@ def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
 
 
 def registry(app: Any) -> CollectorRegistry:
+    """A registry of the agentjobs collector alone (no process metrics of the exporter)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(AgentJobsCollector(app))
     return reg
-
-
-@click.command(
-    epilog="""\b
-Examples:
-  agentjobs exporter                         # http://127.0.0.1:9808/metrics
-  agentjobs exporter --address 0.0.0.0       # scraped from other hosts or containers
-  agentjobs exporter --port 9900
-  curl -s localhost:9808/metrics | grep agentjobs_rate_limited_total
-"""
-)
-@click.option("--port", default=9808, show_default=True, envvar="AGENTJOBS_EXPORTER_PORT")
-@click.option(
-    "--address",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on; 0.0.0.0 (or a host's address) to be scraped from elsewhere.",
-)
-def exporter(port: int, address: str) -> None:
-    """Serve agentjobs metrics for Prometheus, summed over every worker and host.
-
-    One scrape target for the whole deployment: counters and histograms come from
-    the state store (AGENTJOBS_REDIS_URL), queue depth from the broker, at each scrape.
-    """
-    import threading
-
-    from agentjobs.worker.app import app
-
-    server: Any
-    server, _thread = start_http_server(port, addr=address, registry=registry(app))
-    real_port = server.server_address[1]
-    click.echo(f"agentjobs exporter listening on http://{address}:{real_port}/metrics", err=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        server.shutdown()

@@ -1,17 +1,14 @@
-"""``agentjobs stats``: the figures operators watch, for the last N minutes and in total.
+"""The figures operators watch, for the last N minutes and in total (``agentjobs stats``).
 
 Everything is read from the same Redis aggregates the exporter serves (``metrics.py``),
-so the table, ``--json`` and Prometheus agree; queue depth comes from the broker; the
-rate-limit groups' pauses from the state store (``pause.py``).
+so the table, ``--json`` and Prometheus agree; queue depth comes from the broker of the
+app handed in; the rate-limit groups' pauses from the state store (``pause.py``).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
-
-import click
 
 from agentjobs import catalog
 from agentjobs.limiter import pause
@@ -174,44 +171,3 @@ def render(data: dict[str, Any]) -> str:
 
 def _pct(v: float | None) -> str | None:
     return None if v is None else f"{v * 100:.2f}%"
-
-
-@click.command(
-    epilog="""\b
-Examples:
-  agentjobs stats                      # last 15 minutes and all time
-  agentjobs stats --minutes 60 --queue claude.sonnet
-  agentjobs stats --json | jq .window.rate_limited_share
-  agentjobs stats --watch 2            # live view, refreshed every 2 s
-"""
-)
-@click.option("--minutes", "-m", default=15, show_default=True, type=click.IntRange(1, 10_080))
-@click.option("--queue", "-q", default=None, help="Only this queue (e.g. claude.haiku).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
-@click.option(
-    "--watch", "-w", type=float, default=None, metavar="SECONDS", help="Refresh every SECONDS."
-)
-def stats(minutes: int, queue: str | None, as_json: bool, watch: float | None) -> None:
-    """Queue depth, p99 latency, 429 share, errors, cache hits, dead letters, tokens, cost."""
-    import redis
-
-    from agentjobs.worker.app import app
-
-    if watch is not None and watch <= 0:
-        raise click.BadParameter("must be positive", param_hint="--watch")
-    try:
-        while True:
-            data = collect(app, minutes, queue)
-            if as_json:
-                click.echo(json.dumps(data, sort_keys=True))
-            else:
-                if watch is not None:
-                    click.clear()
-                click.echo(render(data))
-            if watch is None:
-                return
-            time.sleep(watch)
-    except redis.RedisError as exc:
-        raise click.ClickException(f"cannot read metrics from the state store: {exc}") from None
-    except KeyboardInterrupt:
-        return

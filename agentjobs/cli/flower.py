@@ -18,6 +18,7 @@ import os
 
 import click
 
+from agentjobs.cli.context import CliContext, pass_cli
 from agentjobs.settings import get_settings
 
 
@@ -92,9 +93,8 @@ their exception is DeadLetteredError naming the record (`agentjobs dlq show ID`)
 @click.option("--port", default=5555, show_default=True, type=int)
 @click.option("--no-auth", is_flag=True, help="Run without auth on a non-loopback address.")
 @click.pass_context
-def flower(ctx: click.Context, address: str, port: int, no_auth: bool) -> None:
+@pass_cli
+def flower(cli: CliContext, ctx: click.Context, address: str, port: int, no_auth: bool) -> None:
     """Run Flower for agentjobs (password required outside local development)."""
     argv = flower_argv(address, port, no_auth, tuple(ctx.args))
-    from agentjobs.worker.app import app
-
-    app.start(argv=argv)
+    cli.app.start(argv=argv)
