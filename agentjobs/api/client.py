@@ -13,7 +13,6 @@ import inspect
 import logging
 import os
 import socket
-import threading
 import time
 import urllib.request
 import uuid
@@ -27,6 +26,7 @@ try:  # anthropic >= 2 is built on httpx2; older releases on httpx
 except ImportError:  # pragma: no cover - depends on the installed SDK
     import httpx  # type: ignore[no-redef]
 
+from agentjobs import store
 from agentjobs.api.events import api_call_finished, api_call_started
 from agentjobs.errors import ConfigurationError, UnknownModelError
 from agentjobs.messages.result import Usage
@@ -34,10 +34,6 @@ from agentjobs.messages.usage import cache_ttl, cost_usd, usage_of
 from agentjobs.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-_lock = threading.Lock()
-_client: anthropic.Anthropic | None = None
-_client_pid: int | None = None
 
 #: An API key stand-in for a local simulator, which accepts any key.
 _LOCAL_KEY = "sk-ant-local-simulator"
@@ -171,6 +167,7 @@ def _unreachable(url: str, connect_timeout_s: float, wait_s: float) -> str | Non
         time.sleep(0.2)
 
 
+@store.per_process
 def _build() -> anthropic.Anthropic:
     s = get_settings()
     t = target()
@@ -190,21 +187,12 @@ def _build() -> anthropic.Anthropic:
 
 def get_client() -> anthropic.Anthropic:
     """The process's client; rebuilt after a fork (a pooled connection is not fork-safe)."""
-    global _client, _client_pid
-    pid = os.getpid()
-    if _client is None or _client_pid != pid:
-        with _lock:
-            if _client is None or _client_pid != pid:
-                _client = _build()
-                _client_pid = pid
-    return _client
+    return _build()
 
 
 def reset_client() -> None:
     """Drop the cached client (tests that change the environment call this)."""
-    global _client
-    with _lock:
-        _client = None
+    _build.reset()
 
 
 @functools.cache

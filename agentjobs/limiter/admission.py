@@ -16,9 +16,7 @@ room than we think. ``AGENTJOBS_LIMITER_ENABLED=false`` turns all of it off.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,12 +25,13 @@ from typing import Any
 import anthropic
 import redis
 
+from agentjobs import store
 from agentjobs.api import client
 from agentjobs.api.errors import is_rate_limit, retry_after
 from agentjobs.call import Call
 from agentjobs.errors import RateLimitedError
 from agentjobs.limiter.gcra import Limiter, Reservation, fingerprint
-from agentjobs.settings import get_settings
+from agentjobs.settings import Settings, get_settings
 from agentjobs.store import state_redis
 
 log = logging.getLogger(__name__)
@@ -43,9 +42,6 @@ DEFAULT_429_PAUSE_S = 1.0
 #: its start: what ended meanwhile may have moved it earlier (a sleeper cannot be woken).
 RECHECK_LEAD_S = 0.5
 
-_lock = threading.Lock()
-_limiters: dict[tuple[int, int, str, int], Limiter] = {}
-
 
 def api_key_fingerprint() -> str:
     """Fingerprint of the credential the SDK will use."""
@@ -54,19 +50,12 @@ def api_key_fingerprint() -> str:
 
 def get_limiter() -> Limiter:
     """The limiter of this process's API key and state store (rebuilt when they change)."""
-    s = get_settings()
-    conn = state_redis()
-    fp = api_key_fingerprint()
-    cache_key = (id(s), id(conn), fp, os.getpid())
-    lim = _limiters.get(cache_key)
-    if lim is None:
-        with _lock:
-            lim = _limiters.get(cache_key)
-            if lim is None:
-                _limiters.clear()
-                lim = Limiter.from_settings(conn, s, fp)
-                _limiters[cache_key] = lim
-    return lim
+    return _limiter(state_redis(), get_settings(), api_key_fingerprint())
+
+
+@store.per_process
+def _limiter(conn: redis.Redis, s: Settings, fp: str) -> Limiter:
+    return Limiter.from_settings(conn, s, fp)
 
 
 class Admission:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from typing import Any
 
 import redis
 
+from agentjobs import store
 from agentjobs.call import idempotency_key
 from agentjobs.keys import key as rkey
 from agentjobs.keys import ledger_keys
@@ -109,22 +108,16 @@ def enabled(app: Any) -> bool:
     )
 
 
-# A client of its own with short timeouts: a state store that hangs (not refusing
-# connections) must not hang every submit for the kernel's TCP timeout.
-_lock = threading.Lock()
-_clients: dict[tuple[str, int], redis.Redis] = {}
+@store.per_process
+def _client_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
 
 
-def _client() -> redis.Redis:
-    url = get_settings().redis_url
-    k = (url, os.getpid())
-    c = _clients.get(k)
-    if c is None:
-        with _lock:
-            c = _clients.setdefault(
-                k, redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
-            )
-    return c
+def client() -> redis.Redis:
+    """The ledger's client of the state store: one of its own with short timeouts, since
+    a state store that hangs (not refusing connections) must not hang every submit for
+    the kernel's TCP timeout."""
+    return _client_for(get_settings().redis_url)
 
 
 def record(
@@ -139,7 +132,7 @@ def record(
     state store cannot be written. Call it after the publish returned."""
     entry = Entry(task_id, now(), queue, idempotency_key(kwargs, task_id), resent)
     try:
-        pipe = _client().pipeline(transaction=True)
+        pipe = client().pipeline(transaction=True)
         pipe.hset(entries_key(), task_id, entry.dumps())
         pipe.hset(kwargs_key(), task_id, json.dumps(kwargs, separators=(",", ":")))
         pipe.zadd(times_key(), {task_id: entry.sent_at})
@@ -159,7 +152,7 @@ def remove(task_ids: Iterable[str]) -> None:
     ids = list(task_ids)
     if not ids:
         return
-    pipe = _client().pipeline(transaction=True)
+    pipe = client().pipeline(transaction=True)
     pipe.hdel(entries_key(), *ids)
     pipe.hdel(kwargs_key(), *ids)
     pipe.zrem(times_key(), *ids)
@@ -168,7 +161,7 @@ def remove(task_ids: Iterable[str]) -> None:
 
 def older_than(t: float, limit: int = 10_000) -> list[str]:
     """Task ids recorded before ``t`` (oldest first)."""
-    raw = _client().zrangebyscore(times_key(), "-inf", f"({t}", start=0, num=limit)
+    raw = client().zrangebyscore(times_key(), "-inf", f"({t}", start=0, num=limit)
     return [r.decode() for r in raw]
 
 
@@ -176,8 +169,8 @@ def get(task_ids: list[str], with_kwargs: bool = False) -> dict[str, Entry]:
     """The entries of ``task_ids`` still in the ledger (their kwargs too if asked)."""
     if not task_ids:
         return {}
-    raws = _client().hmget(entries_key(), task_ids)
-    kws = _client().hmget(kwargs_key(), task_ids) if with_kwargs else [None] * len(task_ids)
+    raws = client().hmget(entries_key(), task_ids)
+    kws = client().hmget(kwargs_key(), task_ids) if with_kwargs else [None] * len(task_ids)
     return {
         t: Entry.loads(t, r, kw)
         for t, r, kw in zip(task_ids, raws, kws, strict=True)
@@ -187,17 +180,17 @@ def get(task_ids: list[str], with_kwargs: bool = False) -> dict[str, Entry]:
 
 def size() -> int:
     """Entries in the ledger: tasks published whose key has no outcome yet (in flight)."""
-    return int(_client().zcard(times_key()))
+    return int(client().zcard(times_key()))
 
 
 def ids() -> set[str]:
-    return {r.decode() for r in _client().zrange(times_key(), 0, -1)}
+    return {r.decode() for r in client().zrange(times_key(), 0, -1)}
 
 
 def stats() -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in _client().hgetall(stats_key()).items()}
+    return {k.decode(): int(v) for k, v in client().hgetall(stats_key()).items()}
 
 
 def count(field: str, n: int = 1) -> None:
     if n:
-        _client().hincrby(stats_key(), field, n)
+        client().hincrby(stats_key(), field, n)

@@ -144,7 +144,7 @@ def _lost(
             rest.append(e)
     if not rest:
         return []
-    state = ledger._client()
+    state = ledger.client()
     pipe = state.pipeline(transaction=False)
     for e in rest:
         pipe.exists(idempotency.lease_key(e.key))
@@ -180,7 +180,7 @@ def sweep(
     if not ledger.is_redis_broker(app.conf.broker_url):
         report.skipped = "the broker is not Redis (no lost-message window)"
         return report
-    state = ledger._client()
+    state = ledger.client()
     token = uuid.uuid4().hex
     if not dry_run:
         ttl_ms = int((confirm_s + 60.0) * 1000)

@@ -1,0 +1,148 @@
+"""Values held once per process: built once, rebuilt after a fork or for other inputs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agentjobs import store
+from agentjobs.api import client
+from agentjobs.limiter.admission import get_limiter
+from agentjobs.reliability import ledger
+from agentjobs.settings import reset_settings
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    yield monkeypatch
+    monkeypatch.undo()
+    reset_settings()
+    client.reset_client()
+
+
+def in_child(fn: Callable[[], bytes], timeout: float = 10.0) -> bytes | None:
+    """Run ``fn`` in a forked child; what it wrote, or None if it did not finish in time
+    (the child is killed)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery, just the answer
+        try:
+            os.write(w, fn())
+        finally:
+            os._exit(0)
+    os.close(w)
+    deadline = time.monotonic() + timeout
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            os.close(r)
+            return None
+        time.sleep(0.01)  # polling the child's exit, with a deadline
+    try:
+        return os.read(r, 1024)
+    finally:
+        os.close(r)
+
+
+# -- per_process ------------------------------------------------------------------------
+
+
+def test_per_process_builds_once_per_arguments() -> None:
+    built: list[tuple[int, str]] = []
+
+    @store.per_process
+    def make(n: int, *, tag: str = "") -> object:
+        built.append((n, tag))
+        return object()
+
+    a = make(1)
+    assert make(1) is a and built == [(1, "")]
+    b = make(2)
+    assert b is not a and make(2) is b
+    assert make(1) is not a  # only the latest arguments' value is kept
+    assert make(1, tag="x") is not make(1)
+    c = make(1)
+    make.reset()
+    assert make(1) is not c
+    assert built == [(1, ""), (2, ""), (1, ""), (1, "x"), (1, ""), (1, "")]
+
+
+def test_per_process_compares_arguments_by_value() -> None:
+    @store.per_process
+    def make(url: str) -> object:
+        return object()
+
+    a = make("redis://h/1")
+    assert make("".join(["redis://h/", "1"])) is a  # an equal, not identical, argument
+
+
+def test_a_forked_child_builds_its_own_value() -> None:
+    @store.per_process
+    def make() -> object:
+        return object()
+
+    parent = make()
+    assert in_child(lambda: b"own" if make() is not parent else b"inherited") == b"own"
+    assert make() is parent
+
+
+def test_a_fork_while_another_thread_builds_cannot_deadlock_the_child() -> None:
+    started, finish = threading.Event(), threading.Event()
+
+    @store.per_process
+    def make() -> str:
+        if threading.current_thread().name == "slow-builder":
+            started.set()
+            finish.wait(10)
+        return "built"
+
+    t = threading.Thread(target=make, name="slow-builder")
+    t.start()
+    try:
+        assert started.wait(5)  # the builder holds the lock now
+        assert in_child(lambda: make().encode(), timeout=5) == b"built"
+    finally:
+        finish.set()
+        t.join(5)
+
+
+@pytest.mark.parametrize(
+    "accessor",
+    [store.state_redis, ledger.client, client.get_client, get_limiter],
+    ids=["state_redis", "ledger", "api_client", "limiter"],
+)
+def test_the_process_singletons_are_rebuilt_after_a_fork(
+    accessor: Callable[[], Any], env: pytest.MonkeyPatch
+) -> None:
+    env.setenv("ANTHROPIC_API_KEY", "sk-ant-test-fork")  # a client needs credentials
+    reset_settings()
+    client.reset_client()
+    parent = accessor()
+    assert accessor() is parent
+    assert in_child(lambda: b"own" if accessor() is not parent else b"inherited") == b"own"
+
+
+def test_state_redis_follows_the_url(env: pytest.MonkeyPatch, redis_server: Any) -> None:
+    first = store.state_redis()
+    reset_settings()
+    assert store.state_redis() is first  # new settings, same URL: the same pool
+    env.setenv("AGENTJOBS_REDIS_URL", f"{redis_server.url}/3")
+    reset_settings()
+    other = store.state_redis()
+    assert other is not first and other.connection_pool.connection_kwargs["db"] == 3
+
+
+def test_the_limiter_follows_the_api_key(env: pytest.MonkeyPatch) -> None:
+    env.setenv("ANTHROPIC_API_KEY", "sk-ant-first")
+    lim = get_limiter()
+    reset_settings()
+    assert get_limiter() is lim  # the same values: the same limiter
+    env.setenv("ANTHROPIC_API_KEY", "sk-ant-second")
+    other = get_limiter()
+    assert other is not lim and other.key_fingerprint != lim.key_fingerprint
