@@ -7,7 +7,8 @@ tests change them. Functions that talk to the store take it as a ``client`` keyw
 ``None`` meaning this one.
 
 Lua scripts live in a ``scripts/`` folder beside their module, read with ``lua`` and
-registered with ``script``.
+registered with ``script``; the one every package needs (delete a lock or lease only
+while it still holds the caller's token) is ``unlock``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ def script(client: redis.Redis, src: str) -> Any:
     if found is None:
         found = _scripts[(id(client), src)] = client.register_script(src)
     return found
+
+
+_UNLOCK = lua("agentjobs", "unlock.lua")
+
+
+def unlock(client: redis.Redis, key: str, token: str) -> bool:
+    """Give up a lock or lease: delete ``key`` only while it still holds ``token`` (it may
+    have lapsed and been taken by another caller since); True if it was deleted."""
+    return bool(script(client, _UNLOCK)(keys=[key], args=[token]))
 
 
 def retrying(fn: Callable[[], T]) -> T:

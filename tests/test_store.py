@@ -1,20 +1,27 @@
-"""Values held once per process: built once, rebuilt after a fork or for other inputs."""
+"""The state store's shared parts: values held once per process, Lua script files, unlock."""
 
 from __future__ import annotations
 
+import glob
 import os
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from agentjobs import store
 from agentjobs.api import client
 from agentjobs.limiter.admission import get_limiter
 from agentjobs.reliability import ledger
 from agentjobs.settings import reset_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "agentjobs"
 
 
 @pytest.fixture
@@ -146,3 +153,27 @@ def test_the_limiter_follows_the_api_key(env: pytest.MonkeyPatch) -> None:
     env.setenv("ANTHROPIC_API_KEY", "sk-ant-second")
     other = get_limiter()
     assert other is not lim and other.key_fingerprint != lim.key_fingerprint
+
+
+# -- Lua scripts ------------------------------------------------------------------------
+
+
+def _lua_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.lua"))
+
+
+def test_every_script_is_shipped_in_the_package() -> None:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = data["tool"]["setuptools"]["package-data"]["agentjobs"]
+    shipped = {m for pat in patterns for m in glob.glob(pat, root_dir=PACKAGE)}
+    scripts = [p.relative_to(PACKAGE).as_posix() for p in _lua_files()]
+    assert [p for p in scripts if p not in shipped] == []
+
+
+def test_unlock_deletes_only_while_the_token_holds(state_redis: redis.Redis) -> None:
+    state_redis.set("lock", "mine")
+    assert store.unlock(state_redis, "lock", "theirs") is False
+    assert state_redis.get("lock") == b"mine"
+    assert store.unlock(state_redis, "lock", "mine") is True
+    assert not state_redis.exists("lock")
+    assert store.unlock(state_redis, "lock", "mine") is False  # already gone
