@@ -158,7 +158,7 @@ def test_concurrent_reservations_never_pass_the_cap(
     assert fits == 9
     start = threading.Barrier(40)
     lock = threading.Lock()
-    admitted: list[budget.Reservation] = []
+    admitted: list[budget.Hold] = []
 
     def race() -> None:
         start.wait(10)
@@ -254,7 +254,7 @@ def test_budget_under_concurrency_through_the_worker(
 def test_release_survives_a_state_store_error(state_redis: redis.Redis) -> None:
     from agentjobs.contrib.testing import free_port
 
-    res = budget.Reservation(cost.today(), "id\t(none)\t5", "(none)", 5)
+    res = budget.Hold(cost.today(), "id\t(none)\t5", "(none)", 5)
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
     assert budget.release(res, client=dead) is False  # logged; the lease lapses later
 
@@ -272,3 +272,27 @@ def test_defer_through_the_worker_retries_until_the_budget_frees(
     configure(env, budget_daily_usd=2.0)  # the operator raises the cap
     result = pending.get(timeout=20)
     assert result["cost_usd"] > 0 and fresh_sim.stats()["messages"] == 1
+
+
+def test_settings_and_store_handed_in(state_redis: redis.Redis, redis_server: Any) -> None:
+    # No AGENTJOBS_BUDGET_* in the environment: the caps come from the settings given.
+    other = redis.Redis.from_url(f"{redis_server.url}/3")
+    other.flushdb()
+    try:
+        capped = get_settings().model_copy(update={"budget_daily_usd": 0.01})
+        r = req(max_tokens=1500)  # ~$0.0075: one fits under $0.01
+        assert budget.reserve(r) == (r, None)  # the process's settings: no cap
+        _, held = budget.reserve(r, client=other, settings=capped)
+        assert isinstance(held, budget.Hold)
+        assert budget.in_flight_usd(client=other) == pytest.approx(held.usd)
+        assert budget.in_flight_usd() == 0  # nothing in the process's store
+        with pytest.raises(BudgetExceededError):
+            budget.check(r, client=other, settings=capped)
+        assert budget.release(held, client=other) and budget.in_flight_usd(client=other) == 0
+        cost.record(
+            model="claude-haiku-4-5", queue="q", tenant=None, usage=Usage(), cost=1.0, client=other
+        )
+        assert cost.spent_usd(client=other) == 1.0 and cost.spent_usd() == 0
+    finally:
+        other.flushdb()
+        other.close()

@@ -13,7 +13,7 @@ from conftest import in_process_worker
 from agentjobs import complete
 from agentjobs.contrib.testing import wait_for
 from agentjobs.messages.request import CompleteRequest, parse_request
-from agentjobs.settings import reset_settings
+from agentjobs.settings import get_settings, reset_settings
 from agentjobs.spend import cache, cost
 
 
@@ -206,3 +206,23 @@ def test_wait_is_bounded(state_redis: redis.Redis, env: pytest.MonkeyPatch) -> N
     late.store({"tenant": None, "text": "y"}, r)
     holder.close()
     assert cache.lookup(r).hit == {"tenant": None, "text": "y"}
+
+
+def test_store_and_settings_handed_in(state_redis: redis.Redis, redis_server: Any) -> None:
+    other = redis.Redis.from_url(f"{redis_server.url}/3")
+    other.flushdb()
+    try:
+        on = get_settings().model_copy(update={"cache_default": "on"})
+        r = req(prompt="handed in", temperature=0.7)  # not cached by the default setting
+        assert cache.lookup(r).key is None
+        owner = cache.lookup(r, client=other, settings=on)
+        assert owner.token is not None
+        assert other.exists(cache.entry_key(r) + ":lock") and not state_redis.keys("*")
+        owner.store({"tenant": None, "text": "x"}, r)
+        assert not other.exists(cache.entry_key(r) + ":lock")
+        hit = cache.lookup(r, client=other, settings=on)
+        assert hit.hit == {"tenant": None, "text": "x"}
+        assert cache.stats(client=other)["hits"] == 1 and cache.stats()["hits"] == 0
+    finally:
+        other.flushdb()
+        other.close()

@@ -1,21 +1,24 @@
 """Daily spend caps, overall and per tenant, that concurrent workers cannot overrun.
 
-Before each call a worker **reserves** the call's estimated cost (input estimate at the
-dearest input rate it may be billed, plus ``max_tokens`` of output: an upper bound)
-in one Lua script that admits it only if
+Before each call a worker **holds** the call's estimated cost (``reserve``: input
+estimate at the dearest input rate it may be billed, plus ``max_tokens`` of output: an
+upper bound) in one Lua script that admits it only if
 
-    spent today + reserved by calls in flight + this estimate <= cap
+    spent today + held by calls in flight + this estimate <= cap
 
 for the overall cap and the tenant's cap. After the call the real cost is added to
-today's totals (cost.py) and the reservation is released; a failed call only releases.
+today's totals (cost.py) and the hold is released; a failed call only releases.
 So the spend can pass a cap only by what calls already in flight cost beyond their
-estimates, and a reservation of a killed worker lapses after a lease time.
+estimates, and a hold of a killed worker lapses after a lease time.
 
-At submit (``check``) the same test runs without reserving, so a caller gets a clear
+At submit (``check``) the same test runs without holding, so a caller gets a clear
 ``BudgetExceededError`` instead of a task that fails later. What happens over budget
 is ``AGENTJOBS_BUDGET_ACTION``: ``reject`` (BudgetExceededError), ``downgrade`` (the
 next cheaper family: opus -> sonnet -> haiku, then reject) or ``defer`` (in the worker:
 BudgetDeferredError, retried after ``AGENTJOBS_BUDGET_DEFER_S``; at submit: accepted).
+
+Functions take the state store as ``client`` and the settings as ``settings``
+(keywords; the process's when not given), so a test can hand in its own.
 """
 
 from __future__ import annotations
@@ -41,67 +44,16 @@ log = logging.getLogger(__name__)
 NANO = 1_000_000_000
 #: Cheaper family for ``downgrade``.
 CHEAPER = {"opus": "sonnet", "sonnet": "haiku"}
-#: Characters per token of the estimate: below the ~4 of English text, so the
-#: estimate errs high (an over-estimate only makes the cap conservative).
 
-# KEYS[1] cost:{day} (spend, USD floats)   KEYS[2] budget:{day} (reserved, nano-USD)
-# KEYS[3] budget:{day}:leases (zset member -> expiry ms)
-# ARGV[1] member "{id}\t{tenant}\t{nano}"  ARGV[2] tenant ("(none)" = none)  ARGV[3] nano
-# ARGV[4] overall cap nano (-1 = none)     ARGV[5] tenant cap nano (-1 = none)
-# ARGV[6] lease ms   ARGV[7] TTL of KEYS[2], KEYS[3] (s)   ARGV[8] 1 = check only
-# Returns {1} admitted, or {0, which ("overall"|"tenant"), spent nano, reserved nano, cap nano}.
-_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- lapse the reservations of calls that never came back (killed workers)
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
-for _, m in ipairs(expired) do
-  local tenant, n = string.match(m, '^[^\\t]*\\t(.*)\\t(%d+)$')
-  redis.call('HINCRBY', KEYS[2], 'reserved', -tonumber(n))
-  redis.call('HINCRBY', KEYS[2], 'reserved:' .. tenant, -tonumber(n))
-  redis.call('ZREM', KEYS[3], m)
-end
-local amount = tonumber(ARGV[3])
-local function test(cap, spent_field, reserved_field)
-  if cap < 0 then return nil end
-  local spent = math.floor(tonumber(redis.call('HGET', KEYS[1], spent_field) or '0') * 1e9)
-  local reserved = tonumber(redis.call('HGET', KEYS[2], reserved_field) or '0')
-  if spent + reserved + amount > cap then return {spent, reserved, cap} end
-  return nil
-end
-local over = test(tonumber(ARGV[4]), 'usd', 'reserved')
-if over then return {0, 'overall', over[1], over[2], over[3]} end
-if ARGV[2] ~= '(none)' then
-  over = test(tonumber(ARGV[5]), 'usd:tenant:' .. ARGV[2], 'reserved:' .. ARGV[2])
-  if over then return {0, 'tenant', over[1], over[2], over[3]} end
-end
-if ARGV[8] == '1' then return {1} end
-redis.call('HINCRBY', KEYS[2], 'reserved', amount)
-redis.call('HINCRBY', KEYS[2], 'reserved:' .. ARGV[2], amount)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-return {1}
-"""
-
-# KEYS[1] budget:{day}  KEYS[2] budget:{day}:leases
-# ARGV[1] member  ARGV[2] tenant  ARGV[3] nano
-# Removes the reservation once: a lease that already lapsed was subtracted then.
-_RELEASE = """
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(ARGV[3]))
-  redis.call('HINCRBY', KEYS[1], 'reserved:' .. ARGV[2], -tonumber(ARGV[3]))
-  return 1
-end
-return 0
-"""
-
+_RESERVE = store.lua("agentjobs.spend", "budget_reserve.lua")
+_RELEASE = store.lua("agentjobs.spend", "budget_release.lua")
 _KEY_TTL_S = 2 * 86_400
 
 
 @dataclass(frozen=True)
-class Reservation:
-    """An estimated cost held for one call in flight; give it back with ``release``."""
+class Hold:
+    """An estimated cost held against the caps for one call in flight; give it back
+    with ``release``."""
 
     day: str
     member: str
@@ -113,7 +65,9 @@ class Reservation:
         return self.nano / NANO
 
 
-def caps(tenant: str | None, settings: Settings | None = None) -> tuple[float | None, float | None]:
+def caps(
+    tenant: str | None, *, settings: Settings | None = None
+) -> tuple[float | None, float | None]:
     """(overall cap, tenant cap) in USD per day; None = no cap."""
     s = settings or get_settings()
     tenant_cap = None
@@ -122,17 +76,18 @@ def caps(tenant: str | None, settings: Settings | None = None) -> tuple[float | 
     return s.budget_daily_usd, tenant_cap
 
 
-def enabled(tenant: str | None) -> bool:
-    overall, per_tenant = caps(tenant)
+def enabled(tenant: str | None, *, settings: Settings | None = None) -> bool:
+    overall, per_tenant = caps(tenant, settings=settings)
     return overall is not None or per_tenant is not None
 
 
-def estimate_usd(req: CompleteRequest) -> float:
+def estimate_usd(req: CompleteRequest, *, settings: Settings | None = None) -> float:
     """An upper-bound estimate of the call's cost: input at the dearest rate it may be
     billed (a cache write for a cached system prompt) plus ``max_tokens`` of output."""
+    s = settings or get_settings()
     price = catalog.resolve(req.model).price
-    tokens = req.input_estimate(get_settings().limiter_chars_per_token).total
-    ttls = _breakpoint_ttls(req)
+    tokens = req.input_estimate(s.limiter_chars_per_token).total
+    ttls = set(req.cache_ttls())
     rate = price.input
     if "1h" in ttls:
         rate = max(rate, price.cache_write_1h)
@@ -143,25 +98,23 @@ def estimate_usd(req: CompleteRequest) -> float:
     return usd * 1e-6
 
 
-def _breakpoint_ttls(req: CompleteRequest) -> set[str]:
-    """Lifetimes of the request's prompt-cache breakpoints ("5m", "1h")."""
-    return set(req.cache_ttls())
-
-
 def _nano(usd: float | None) -> int:
     return -1 if usd is None else round(usd * NANO)
 
 
 def _admit(
-    req: CompleteRequest, *, check_only: bool, lease_s: float | None = None
-) -> tuple[Reservation | None, str]:
-    """Run the reserve script; (reservation or None, refusal message or "")."""
-    r = state_redis()
-    s = get_settings()
+    req: CompleteRequest,
+    r: redis.Redis,
+    s: Settings,
+    *,
+    check_only: bool,
+    lease_s: float | None = None,
+) -> tuple[Hold | None, str]:
+    """Run the reserve script; (the hold or None, refusal message or "")."""
     day = cost.today()
     tenant = req.tenant or cost.NO_TENANT
-    overall, per_tenant = caps(req.tenant, s)
-    nano = max(1, _nano(estimate_usd(req)))
+    overall, per_tenant = caps(req.tenant, settings=s)
+    nano = max(1, _nano(estimate_usd(req, settings=s)))
     member = f"{uuid.uuid4().hex}\t{tenant}\t{nano}"
     if lease_s is None:  # outlives any call that still runs: its timeout plus waits
         lease_s = s.request_timeout_s + s.limiter_max_sleep_s + 60
@@ -181,7 +134,7 @@ def _admit(
         ],
     )
     if int(reply[0]) == 1:
-        return (None if check_only else Reservation(day, member, tenant, nano)), ""
+        return (None if check_only else Hold(day, member, tenant, nano)), ""
     which = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
     spent, reserved, cap = (int(x) / NANO for x in reply[2:5])
     who = "overall" if which == "overall" else f"tenant {req.tenant!r}"
@@ -203,21 +156,24 @@ def _downgrade(req: CompleteRequest, why: str) -> CompleteRequest | None:
     return req.model_copy(update={"model": model, "route_reason": reason[:500]})
 
 
-def check(req: CompleteRequest) -> CompleteRequest:
+def check(
+    req: CompleteRequest, *, client: redis.Redis | None = None, settings: Settings | None = None
+) -> CompleteRequest:
     """Submit-time test: the request to enqueue (maybe downgraded), or BudgetExceededError.
 
-    Nothing is reserved: the worker's ``reserve`` is the authoritative test.
+    Nothing is held: the worker's ``reserve`` is the authoritative test.
     """
-    if not enabled(req.tenant):
+    s = settings or get_settings()
+    if not enabled(req.tenant, settings=s):
         return req
-    action = get_settings().budget_action
+    r = client or state_redis()
     while True:
-        _, refusal = _admit(req, check_only=True)
+        _, refusal = _admit(req, r, s, check_only=True)
         if not refusal:
             return req
-        if action == "defer":
+        if s.budget_action == "defer":
             return req  # the worker waits for the budget; a submit is not refused
-        if action == "downgrade":
+        if s.budget_action == "downgrade":
             cheaper = _downgrade(req, refusal)
             if cheaper is not None:
                 req = cheaper
@@ -226,23 +182,28 @@ def check(req: CompleteRequest) -> CompleteRequest:
 
 
 def reserve(
-    req: CompleteRequest, *, lease_s: float | None = None
-) -> tuple[CompleteRequest, Reservation | None]:
+    req: CompleteRequest,
+    *,
+    lease_s: float | None = None,
+    client: redis.Redis | None = None,
+    settings: Settings | None = None,
+) -> tuple[CompleteRequest, Hold | None]:
     """Worker-side: hold the estimated cost, or act on the budget action.
 
-    Returns the request to call (downgraded with ``downgrade``) and its reservation
-    (None when no cap applies); the reservation lapses after ``lease_s`` (default: the
-    request timeout plus limiter waits plus a minute) if never released. Raises
-    BudgetExceededError (reject, or nothing cheaper left) or BudgetDeferredError (defer:
-    retry after ``retry_after_s``).
+    Returns the request to call (downgraded with ``downgrade``) and its hold (None when
+    no cap applies); the hold lapses after ``lease_s`` (default: the request timeout
+    plus limiter waits plus a minute) if never released. Raises BudgetExceededError
+    (reject, or nothing cheaper left) or BudgetDeferredError (defer: retry after
+    ``retry_after_s``).
     """
-    if not enabled(req.tenant):
+    s = settings or get_settings()
+    if not enabled(req.tenant, settings=s):
         return req, None
-    s = get_settings()
+    r = client or state_redis()
     while True:
-        res, refusal = _admit(req, check_only=False, lease_s=lease_s)
-        if res is not None:
-            return req, res
+        held, refusal = _admit(req, r, s, check_only=False, lease_s=lease_s)
+        if held is not None:
+            return req, held
         if s.budget_action == "downgrade":
             cheaper = _downgrade(req, refusal)
             if cheaper is not None:
@@ -257,13 +218,13 @@ def hold_budget(call: Call, next: Any) -> Any:
     """The pipeline's budget step: hold the call's estimated cost while the rest of the
     path runs (a downgrade replaces the request), release it after the real cost was
     recorded, or on failure."""
-    req, reservation = reserve(call.request)
+    req, held = reserve(call.request)
     if req is not call.request:
         call.request = req
     try:
         return next(call)
     finally:
-        release(reservation)
+        release(held)
 
 
 def check_budget(call: Call, next: Any) -> Any:
@@ -281,24 +242,25 @@ def defer_countdown(s: Settings, now: dt.datetime | None = None) -> float:
     return max(1.0, min(s.budget_defer_s, (midnight - now).total_seconds() + 1.0))
 
 
-def release(res: Reservation | None, client: redis.Redis | None = None) -> bool:
-    """Give a reservation back (after the real cost was recorded, or on failure).
+def release(held: Hold | None, *, client: redis.Redis | None = None) -> bool:
+    """Give a hold back (after the real cost was recorded, or on failure).
 
-    Idempotent: True the first time, False after (or once the lease lapsed)."""
-    if res is None:
+    Idempotent: True the first time, False after (or once its lease lapsed)."""
+    if held is None:
         return False
-    r = client or state_redis()
-    k = keys.key("budget", res.day)
+    k = keys.key("budget", held.day)
     try:
-        release = store.script(r, _RELEASE)
-        return bool(release(keys=[k, k + ":leases"], args=[res.member, res.tenant, res.nano]))
-    except redis.RedisError as exc:  # the reservation's lease lapses on its own
-        log.warning("budget reservation not released (lapses later): %s", exc)
+        script = store.script(client or state_redis(), _RELEASE)
+        return bool(script(keys=[k, k + ":leases"], args=[held.member, held.tenant, held.nano]))
+    except redis.RedisError as exc:  # the hold's lease lapses on its own
+        log.warning("budget hold not released (lapses later): %s", exc)
         return False
 
 
-def in_flight_usd(tenant: str | None = None, day: str | None = None) -> float:
-    """USD reserved by calls in flight, overall or of one tenant."""
+def in_flight_usd(
+    tenant: str | None = None, day: str | None = None, *, client: redis.Redis | None = None
+) -> float:
+    """USD held by calls in flight, overall or of one tenant."""
     field = "reserved" if tenant is None else f"reserved:{tenant}"
-    value = state_redis().hget(keys.key("budget", day or cost.today()), field)
+    value = (client or state_redis()).hget(keys.key("budget", day or cost.today()), field)
     return int(value) / NANO if value else 0.0

@@ -12,6 +12,9 @@ identical requests arriving meanwhile wait (polling, bounded by
 ``AGENTJOBS_CACHE_WAIT_S``) for its result instead of calling too. If the owner fails
 it drops the lease and one waiter takes over. A hit returns the stored result with
 ``cached=True`` and ``cost_usd=0``; ``usage`` stays the usage of the call that produced it.
+
+Functions take the state store as ``client`` and the settings as ``settings``
+(keywords; the process's when not given), so a test can hand in its own.
 """
 
 from __future__ import annotations
@@ -30,24 +33,11 @@ from agentjobs import keys, store
 from agentjobs.call import Call
 from agentjobs.messages.request import CompleteRequest
 from agentjobs.messages.result import ClaudeResult
-from agentjobs.settings import get_settings
+from agentjobs.settings import Settings, get_settings
 from agentjobs.spend import cost
 from agentjobs.store import state_redis
 
-# KEYS[1] entry  KEYS[2] its lock   ARGV[1] lock token  ARGV[2] lease ms
-# Returns {1, value} on a hit, {2} when this caller took the lease, {0} when another holds it.
-_LOOKUP = """
-local v = redis.call('GET', KEYS[1])
-if v then return {1, v} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-return {0}
-"""
-
-# KEYS[1] lock  ARGV[1] token: delete the lock only if it is still ours.
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+_LOOKUP = store.lua("agentjobs.spend", "cache_lookup.lua")
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +45,11 @@ _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
 
 
-def enabled(req: CompleteRequest) -> bool:
+def enabled(req: CompleteRequest, *, settings: Settings | None = None) -> bool:
     """Whether this request uses the response cache."""
     if req.cache is not None:
         return req.cache
-    mode = get_settings().cache_default
+    mode = (settings or get_settings()).cache_default
     return mode == "on" or (mode == "deterministic" and req.temperature == 0)
 
 
@@ -97,7 +87,9 @@ class Flight:
     token: str | None = None
     #: True when this caller waited for another's identical call.
     coalesced: bool = False
+    #: The state store and settings of the lookup, which ``store`` and ``close`` use.
     _client: redis.Redis | None = field(default=None, repr=False)
+    _settings: Settings | None = field(default=None, repr=False)
 
     def store(
         self, result: dict[str, Any], sent: CompleteRequest, params: dict[str, Any] | None = None
@@ -110,7 +102,7 @@ class Flight:
         if self.key is None:
             return
         r = self._client or state_redis()
-        ttl_ms = int(get_settings().cache_ttl_s * 1000)
+        ttl_ms = int((self._settings or get_settings()).cache_ttl_s * 1000)
         try:
             pipe = r.pipeline(transaction=False)
             pipe.set(entry_key(sent, params), json.dumps(result, separators=(",", ":")), px=ttl_ms)
@@ -123,9 +115,8 @@ class Flight:
     def close(self) -> None:
         """Drop the lease if this caller holds it (idempotent; call it on every path)."""
         if self.key is not None and self.token is not None:
-            r = self._client or state_redis()
             try:
-                store.script(r, _UNLOCK)(keys=[self.key + ":lock"], args=[self.token])
+                store.unlock(self._client or state_redis(), self.key + ":lock", self.token)
             except redis.RedisError as exc:  # the lease lapses on its own
                 log.warning("single-flight lease not released: %s", exc)
             self.token = None
@@ -137,17 +128,22 @@ def _off() -> Flight:
 
 
 def lookup(
-    req: CompleteRequest, *, params: dict[str, Any] | None = None, sleep: Any = time.sleep
+    req: CompleteRequest,
+    *,
+    params: dict[str, Any] | None = None,
+    sleep: Any = time.sleep,
+    client: redis.Redis | None = None,
+    settings: Settings | None = None,
 ) -> Flight:
     """A hit, or a miss whose caller must ``store`` (or ``close``) when done.
 
     Waits while an identical request is in flight elsewhere, up to
     ``AGENTJOBS_CACHE_WAIT_S``; after that the caller computes without the lease.
     """
-    if not enabled(req):
+    s = settings or get_settings()
+    if not enabled(req, settings=s):
         return _off()
-    s = get_settings()
-    r = state_redis()
+    r = client or state_redis()
     lookup = store.script(r, _LOOKUP)
     key = entry_key(req, params)
     token = uuid.uuid4().hex
@@ -162,12 +158,12 @@ def lookup(
             stored = json.loads(reply[1])
             if stored.get("tenant") != req.tenant:  # the key has the tenant; belt and braces
                 return _count(r, "misses", Flight(key=None))
-            flight = Flight(key=key, hit=stored, coalesced=waited, _client=r)
+            flight = Flight(key=key, hit=stored, coalesced=waited, _client=r, _settings=s)
             return _count(r, "hits", flight, coalesced=waited)
         if state == 2:
-            return _count(r, "misses", Flight(key=key, token=token, _client=r))
+            return _count(r, "misses", Flight(key=key, token=token, _client=r, _settings=s))
         if time.monotonic() >= deadline:
-            return _count(r, "misses", Flight(key=key, _client=r))
+            return _count(r, "misses", Flight(key=key, _client=r, _settings=s))
         waited = True
         sleep(pause)
         pause = min(pause * 1.5, _POLL_MAX_S)
@@ -217,11 +213,11 @@ def hit_result(flight: Flight, call: Call, latency_ms: float) -> ClaudeResult:
             "route_reason": req.route_reason,
         }
     )
-    cost.record_result(result, saved_usd=stored.cost_usd)
+    cost.record_result(result, saved_usd=stored.cost_usd, client=flight._client)
     return result
 
 
-def stats(client: redis.Redis | None = None) -> dict[str, float]:
+def stats(*, client: redis.Redis | None = None) -> dict[str, float]:
     """Counters since the state store was created: hits, misses, stores, coalesced
     (hits that waited for an identical call in flight) and hit_rate (hits / lookups)."""
     r = client or state_redis()

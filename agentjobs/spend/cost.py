@@ -4,6 +4,9 @@ Every finished call (and every response-cache hit, at zero cost) is added to one
 hash per UTC day, ``{prefix}:cost:{day}`` (see keys.py), with totals overall and per
 model, queue and tenant. ``budget.py`` reads its spend from the same hash, so the
 budget and ``agentjobs cost`` can never disagree.
+
+Functions take the state store as ``client`` and the settings as ``settings``
+(keywords; the process's when not given), so a test can hand in its own.
 """
 
 from __future__ import annotations
@@ -18,28 +21,12 @@ import redis
 from agentjobs import keys, store
 from agentjobs.call import Call
 from agentjobs.messages.result import ClaudeResult, Usage
-from agentjobs.settings import get_settings
+from agentjobs.settings import Settings, get_settings
 from agentjobs.store import state_redis
 
 log = logging.getLogger(__name__)
 
-# Add one call to a day's totals in one command (a pipeline of ~17 HINCRBYs cost the
-# worker more Python time than the call's whole cost bookkeeping needs).
-# KEYS[1] {p}:cost:{day}
-# ARGV[1] TTL s   ARGV[2] n: the first n (field, amount) pairs are integers (HINCRBY),
-# the rest floats (HINCRBYFLOAT)   ARGV[3..] field, amount, field, amount, ...
-_ADD = """
-local n = tonumber(ARGV[2])
-for i = 3, #ARGV, 2 do
-  if (i - 1) / 2 <= n then
-    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
+_ADD = store.lua("agentjobs.spend", "cost_add.lua")
 
 #: Dimensions of the per-day totals; a field is ``{measure}:{dimension}:{value}``.
 DIMENSIONS = ("model", "queue", "tenant")
@@ -68,6 +55,7 @@ def record(
     saved_usd: float = 0.0,
     day: str | None = None,
     client: redis.Redis | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Add one call (or one response-cache hit: ``cached=True``, ``cost=0``) to today's totals."""
     r = client or state_redis()
@@ -94,11 +82,17 @@ def record(
             out += (f"{measure}:{dim}:{value}", arg)
         out += (measure, arg)
     script = store.script(r, _ADD)
-    ttl = get_settings().cost_retention_days * 86_400
+    ttl = (settings or get_settings()).cost_retention_days * 86_400
     script(keys=[k], args=[ttl, len(ints) // 2, *ints, *floats])
 
 
-def record_result(result: ClaudeResult, *, saved_usd: float = 0.0) -> None:
+def record_result(
+    result: ClaudeResult,
+    *,
+    saved_usd: float = 0.0,
+    client: redis.Redis | None = None,
+    settings: Settings | None = None,
+) -> None:
     """Add a result (fresh, or a cache hit with the cost it saved) to today's totals.
 
     Best effort: the call already happened and is paid for, so a state-store error here
@@ -113,6 +107,8 @@ def record_result(result: ClaudeResult, *, saved_usd: float = 0.0) -> None:
             cost=result.cost_usd,
             cached=result.cached,
             saved_usd=saved_usd,
+            client=client,
+            settings=settings,
         )
     except redis.RedisError as exc:
         log.warning("cost of task %s not added to the totals: %s", result.task_id, exc)
@@ -140,7 +136,7 @@ class DayTotals:
         return {"day": self.day, **self.totals, "by": self.by}
 
 
-def day_totals(day: str, client: redis.Redis | None = None) -> DayTotals:
+def day_totals(day: str, *, client: redis.Redis | None = None) -> DayTotals:
     """The totals of one day (zeros when nothing was recorded)."""
     r = client or state_redis()
     raw = r.hgetall(day_key(day))
@@ -164,8 +160,10 @@ def recent_days(days: int, now: dt.datetime | None = None) -> list[str]:
     return [today(start - dt.timedelta(days=i)) for i in range(days)]
 
 
-def spent_usd(tenant: str | None = None, day: str | None = None) -> float:
+def spent_usd(
+    tenant: str | None = None, day: str | None = None, *, client: redis.Redis | None = None
+) -> float:
     """Spend recorded today (or on ``day``), overall or of one tenant."""
     name = "usd" if tenant is None else f"usd:tenant:{tenant}"
-    value = state_redis().hget(day_key(day or today()), name)
+    value = (client or state_redis()).hget(day_key(day or today()), name)
     return float(value) if value else 0.0
