@@ -13,7 +13,7 @@ from conftest import in_process_worker
 
 from agentjobs.contrib.testing import wait_for
 from agentjobs.reliability import idempotency
-from agentjobs.settings import reset_settings
+from agentjobs.settings import get_settings, reset_settings
 from agentjobs.worker.tasks import complete
 
 
@@ -112,3 +112,33 @@ def test_fifty_concurrent_copies_of_one_key_make_one_call(
     assert stats["messages"] == 1 and stats["max_in_flight"] == 1
     assert all(o == outs[0] for o in outs)  # 50 identical results
     assert outs[0]["idempotency_key"] == key
+
+
+@pytest.fixture
+def other_store(redis_server: Any) -> Iterator[redis.Redis]:
+    """A second, empty state store (DB 3), not the process's."""
+    client = redis.Redis.from_url(f"{redis_server.url}/3")
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_a_claim_handed_a_store_and_settings_lives_there(
+    state_redis: redis.Redis, other_store: redis.Redis
+) -> None:
+    # The process's lease is 30 s (the heartbeat beats every 10 s); this claim's is 0.6 s.
+    short = get_settings().model_copy(update={"idempotency_lease_s": 0.6})
+    k = f"handed-{uuid.uuid4()}"
+    a = idempotency.try_claim(k, "holder", client=other_store, settings=short)
+    assert a.claimed and 0 < other_store.pttl(idempotency.lease_key(k)) <= 600
+    assert not state_redis.exists(idempotency.lease_key(k))  # not in the process's store
+    with idempotency.held(a):  # renewed in its store, every third of its own lease
+        t_end = time.monotonic() + 2.4  # four lease lengths
+        while time.monotonic() < t_end:
+            intruder = idempotency.try_claim(k, "intruder", client=other_store, settings=short)
+            assert intruder.state == "busy"
+            time.sleep(0.05)
+    assert idempotency.succeeded(a, {"text": "a"}) == {"text": "a"}
+    assert idempotency.outcome(k, client=other_store) == {"result": {"text": "a"}}
+    assert idempotency.outcome(k) is None and not other_store.exists(idempotency.lease_key(k))

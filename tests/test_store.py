@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import threading
 import time
 import tomllib
@@ -160,6 +161,39 @@ def test_the_limiter_follows_the_api_key(env: pytest.MonkeyPatch) -> None:
 
 def _lua_files() -> list[Path]:
     return sorted(PACKAGE.rglob("*.lua"))
+
+
+def test_no_lua_inline_in_python() -> None:
+    inline = [
+        str(p.relative_to(ROOT))
+        for p in PACKAGE.rglob("*.py")
+        if "redis.call(" in p.read_text(encoding="utf-8")
+    ]
+    assert inline == []
+
+
+def test_every_script_states_its_keys_and_argv_and_is_loaded() -> None:
+    code = "\n".join(p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py"))
+    loaded = set(re.findall(r"""lua\(\s*"(agentjobs[\w.]*)",\s*"([\w.]+\.lua)"\s*\)""", code))
+    assert loaded, "no store.lua(...) call found"
+    files = {
+        (p.parent.parent.relative_to(ROOT).as_posix().replace("/", "."), p.name)
+        for p in _lua_files()
+    }
+    assert loaded == files  # every file is used, every name loaded exists
+    for package, name in loaded:
+        lines = store.lua(package, name).splitlines()
+        header = "\n".join(line for line in _leading_comments(lines))
+        assert header, f"{name} has no header comment"
+        for used in sorted(set(re.findall(r"\b(KEYS|ARGV)\[", "\n".join(lines)))):
+            assert f"{used}[" in header, f"{name} uses {used} without stating it in its header"
+
+
+def _leading_comments(lines: list[str]) -> Iterator[str]:
+    for line in lines:
+        if not line.startswith("--"):
+            return
+        yield line
 
 
 def test_every_script_is_shipped_in_the_package() -> None:

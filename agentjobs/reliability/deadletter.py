@@ -12,6 +12,9 @@ first), enforced on every write.
 
 Replay sends the request again with the same idempotency key; the worker that succeeds
 removes the record in the same Lua call that stores the result (``idempotency.finish``).
+
+Functions take the state store as ``client`` and the settings as ``settings``
+(keywords; the process's when not given), so a test can hand in its own.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
+import redis
 from pydantic import BaseModel, ConfigDict
 
 from agentjobs import store
 from agentjobs.keys import dead_letter_id, dead_letter_index, dead_letter_key
 from agentjobs.reliability import idempotency
-from agentjobs.settings import get_settings
+from agentjobs.settings import Settings, get_settings
 from agentjobs.store import state_redis
 
 
@@ -82,65 +86,83 @@ record_key = dead_letter_key
 index_key = dead_letter_index
 
 
-def add(record: DeadLetter, now: float | None = None) -> str:
+def add(
+    record: DeadLetter,
+    now: float | None = None,
+    *,
+    client: redis.Redis | None = None,
+    settings: Settings | None = None,
+) -> str:
     """Store a dead letter (replacing the key's earlier one) and enforce retention."""
-    s = get_settings()
+    r = client or state_redis()
+    s = settings or get_settings()
     now = time.time() if now is None else now
-    old = get(record.id)
+    old = get(record.id, client=r)
     if old is not None:  # a replay that failed again: keep the replay count
         record = record.model_copy(update={"replays": old.replays})
 
     def write() -> None:
-        pipe = state_redis().pipeline()
+        pipe = r.pipeline()
         pipe.set(record_key(record.id), record.model_dump_json(), ex=max(1, int(s.dlq_max_age_s)))
         pipe.zadd(index_key(), {record.id: record.created_at})
         pipe.execute()
 
     store.retrying(write)
-    trim(now)
+    trim(now, client=r, settings=s)
     return record.id
 
 
-def trim(now: float | None = None) -> int:
+def trim(
+    now: float | None = None,
+    *,
+    client: redis.Redis | None = None,
+    settings: Settings | None = None,
+) -> int:
     """Drop records past the age limit and the oldest past the count limit; how many."""
-    s = get_settings()
-    client = state_redis()
+    r = client or state_redis()
+    s = settings or get_settings()
     now = time.time() if now is None else now
-    stale = [i.decode() for i in client.zrangebyscore(index_key(), "-inf", now - s.dlq_max_age_s)]
-    excess = client.zcard(index_key()) - len(stale) - s.dlq_max_records
+    stale = [i.decode() for i in r.zrangebyscore(index_key(), "-inf", now - s.dlq_max_age_s)]
+    excess = r.zcard(index_key()) - len(stale) - s.dlq_max_records
     if excess > 0:
-        oldest = client.zrange(index_key(), len(stale), len(stale) + excess - 1)
+        oldest = r.zrange(index_key(), len(stale), len(stale) + excess - 1)
         stale += [i.decode() for i in oldest]
-    _delete(stale)
+    _delete(stale, r)
     return len(stale)
 
 
-def _delete(ids: list[str]) -> None:
+def _delete(ids: list[str], r: redis.Redis) -> None:
     if not ids:
         return
-    pipe = state_redis().pipeline()
+    pipe = r.pipeline()
     for dl_id in ids:
         pipe.delete(record_key(dl_id))
     pipe.zrem(index_key(), *ids)
     pipe.execute()
 
 
-def get(dl_id: str) -> DeadLetter | None:
-    raw = state_redis().get(record_key(dl_id))
+def get(dl_id: str, *, client: redis.Redis | None = None) -> DeadLetter | None:
+    raw = (client or state_redis()).get(record_key(dl_id))
     return None if raw is None else DeadLetter.model_validate_json(raw)
 
 
-def count() -> int:
-    return int(state_redis().zcard(index_key()))
+def count(*, client: redis.Redis | None = None) -> int:
+    return int((client or state_redis()).zcard(index_key()))
 
 
-def ids(offset: int = 0, limit: int | None = None, newest_first: bool = True) -> list[str]:
+def ids(
+    offset: int = 0,
+    limit: int | None = None,
+    newest_first: bool = True,
+    *,
+    client: redis.Redis | None = None,
+) -> list[str]:
     end = -1 if limit is None else offset + limit - 1
-    client = state_redis()
+    r = client or state_redis()
     raw = (
-        client.zrevrange(index_key(), offset, end)
+        r.zrevrange(index_key(), offset, end)
         if newest_first
-        else client.zrange(index_key(), offset, end)
+        else r.zrange(index_key(), offset, end)
     )
     return [i.decode() for i in raw]
 
@@ -151,10 +173,13 @@ def records(
     queue: str | None = None,
     error: str | None = None,
     newest_first: bool = True,
+    *,
+    client: redis.Redis | None = None,
 ) -> Iterator[DeadLetter]:
     """Dead letters, newest first, optionally only one queue or error class/kind."""
-    for batch in _batches(ids(offset, limit, newest_first), 500):
-        raws = state_redis().mget([record_key(i) for i in batch])
+    r = client or state_redis()
+    for batch in _batches(ids(offset, limit, newest_first, client=r), 500):
+        raws = r.mget([record_key(i) for i in batch])
         for raw in raws:
             if raw is None:  # expired between the index read and now
                 continue
@@ -171,40 +196,50 @@ def _batches(items: list[str], n: int) -> Iterable[list[str]]:
         yield items[i : i + n]
 
 
-def remove(dl_id: str) -> bool:
+def remove(dl_id: str, *, client: redis.Redis | None = None) -> bool:
     """Delete one record and the failed outcome it left on its key; False if unknown."""
-    rec = get(dl_id)
-    _delete([dl_id])
+    r = client or state_redis()
+    rec = get(dl_id, client=r)
+    _delete([dl_id], r)
     if rec is None:
         return False
-    _forget_failure(rec)
+    _forget_failure(rec, r)
     return True
 
 
 def purge(
-    ids_: Iterable[str] | None = None, older_than_s: float | None = None, queue: str | None = None
+    ids_: Iterable[str] | None = None,
+    older_than_s: float | None = None,
+    queue: str | None = None,
+    *,
+    client: redis.Redis | None = None,
 ) -> int:
     """Delete the given records, or all matching ``older_than_s``/``queue``; how many."""
+    r = client or state_redis()
     if ids_ is None:
         cutoff = None if older_than_s is None else time.time() - older_than_s
-        chosen = [r.id for r in records(queue=queue) if cutoff is None or r.created_at <= cutoff]
+        chosen = [
+            rec.id
+            for rec in records(queue=queue, client=r)
+            if cutoff is None or rec.created_at <= cutoff
+        ]
     else:
         chosen = list(ids_)
-    return sum(remove(i) for i in chosen)
+    return sum(remove(i, client=r) for i in chosen)
 
 
-def _forget_failure(rec: DeadLetter) -> None:
+def _forget_failure(rec: DeadLetter, r: redis.Redis) -> None:
     # The key's outcome says "dead-lettered as <id>": without the record it would make
     # every resubmission fail, so it goes too (a success stored since stays).
-    out = idempotency.outcome(rec.idempotency_key)
+    out = idempotency.outcome(rec.idempotency_key, client=r)
     if out is not None and out.get("dead_letter") == rec.id:
-        idempotency.forget(rec.idempotency_key)
+        idempotency.forget(rec.idempotency_key, client=r)
 
 
-def export(out: Any, queue: str | None = None) -> int:
+def export(out: Any, queue: str | None = None, *, client: redis.Redis | None = None) -> int:
     """Write every record as one JSON line to the text stream ``out``; how many."""
     n = 0
-    for rec in records(queue=queue, newest_first=False):
+    for rec in records(queue=queue, newest_first=False, client=client):
         out.write(rec.model_dump_json() + "\n")
         n += 1
     return n
@@ -213,22 +248,23 @@ def export(out: Any, queue: str | None = None) -> int:
 # -- replay ---------------------------------------------------------------------------
 
 
-def replay_one(dl_id: str, submit: Callable[..., Any]) -> Any:
+def replay_one(dl_id: str, submit: Callable[..., Any], *, client: redis.Redis | None = None) -> Any:
     """Send a dead letter's request again with its idempotency key through ``submit``
     (``complete.apply_async``); what it returns (the AsyncResult).
 
     The record stays, marked ``replaying``, until a worker succeeds with that key
     (the worker removes it); a new failure rewrites it as ``dead``.
     """
-    rec = get(dl_id)
+    r = client or state_redis()
+    rec = get(dl_id, client=r)
     if rec is None:
         raise KeyError(dl_id)
     task_id = str(uuid.uuid4())
     marked = rec.model_copy(
         update={"state": "replaying", "replays": rec.replays + 1, "replay_task_id": task_id}
     )
-    state_redis().set(record_key(dl_id), marked.model_dump_json(), keepttl=True)
-    _forget_failure(rec)
+    r.set(record_key(dl_id), marked.model_dump_json(), keepttl=True)
+    _forget_failure(rec, r)
     kwargs = {**rec.request, "idempotency_key": rec.idempotency_key}
     return submit(kwargs=kwargs, task_id=task_id)
 

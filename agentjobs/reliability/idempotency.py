@@ -16,6 +16,11 @@ caller's ``idempotency_key``, else the task id) and, before calling Claude, clai
 Redis keys (``keys.py``), ``{k}`` the idempotency key:
 ``{p}:idem:{k}:lease`` (owner token, PX lease), ``{p}:idem:{k}:out`` (outcome JSON,
 result TTL), ``{p}:idem:{k}:attempts`` (list of failed attempts, result TTL).
+
+Functions take the state store as ``client`` and the settings as ``settings``
+(keywords; the process's when not given), so a test can hand in its own. A ``Claim``
+remembers the store it was taken in and the lease it was given: it is finished in that
+store, and the heartbeat renews its lease there, for that long.
 """
 
 from __future__ import annotations
@@ -28,91 +33,22 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import redis
 
 from agentjobs import store
 from agentjobs.keys import dead_letter_id, dead_letter_index, dead_letter_key, ledger_keys
 from agentjobs.keys import key as rkey
-from agentjobs.settings import get_settings
+from agentjobs.settings import Settings, get_settings
 from agentjobs.store import state_redis
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-_CLAIM = """
--- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts,
--- KEYS[4..6] submit ledger: entries hash, kwargs hash, times zset
--- ARGV[1] owner token, ARGV[2] lease ms, ARGV[3] task id ('' for none)
--- -> {'done', outcome} | {'claimed', failed attempts so far} | {'busy', lease pttl ms}
--- A done key ends this task: its submit-ledger entry goes (ledger.py).
-local out = redis.call('GET', KEYS[1])
-if out then
-  if ARGV[3] ~= '' then
-    redis.call('HDEL', KEYS[4], ARGV[3])
-    redis.call('HDEL', KEYS[5], ARGV[3])
-    redis.call('ZREM', KEYS[6], ARGV[3])
-  end
-  return {'done', out}
-end
-local holder = redis.call('GET', KEYS[2])
-if (not holder) or holder == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-  return {'claimed', tostring(redis.call('LLEN', KEYS[3]))}
-end
-return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
-"""
-
-_FINISH = """
--- KEYS[1] outcome, KEYS[2] lease, KEYS[3] attempts, KEYS[4] dead letter, KEYS[5] dlq index,
--- KEYS[6..8] submit ledger: entries hash, kwargs hash, times zset
--- ARGV[1] owner token, ARGV[2] outcome JSON, ARGV[3] outcome TTL s,
--- ARGV[4] dead-letter id to remove ('' keeps it), ARGV[5] '1' if a success,
--- ARGV[6] task id whose submit-ledger entry ends here ('' for none)
--- The first outcome wins (a copy whose lease lapsed mid-call may finish second), except
--- that a success replaces a dead letter; the stored outcome is returned, so every copy
--- answers the same.
-local out = redis.call('GET', KEYS[1])
-if out and ARGV[5] == '1' and string.sub(out, 1, 15) == '{"dead_letter":' then
-  out = nil
-end
-if not out then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  out = ARGV[2]
-end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-redis.call('DEL', KEYS[3])
-if ARGV[4] ~= '' then
-  redis.call('DEL', KEYS[4])
-  redis.call('ZREM', KEYS[5], ARGV[4])
-end
-if ARGV[6] ~= '' then
-  redis.call('HDEL', KEYS[6], ARGV[6])
-  redis.call('HDEL', KEYS[7], ARGV[6])
-  redis.call('ZREM', KEYS[8], ARGV[6])
-end
-return out
-"""
-
-_RENEW = """
--- KEYS[1] lease; ARGV[1] owner token, ARGV[2] lease ms -> 1 renewed, 0 lost
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE = """
--- KEYS[1] lease; ARGV[1] owner token -> 1 released, 0 not ours
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-def _script(src: str) -> Any:
-    return store.script(state_redis(), src)
+_CLAIM = store.lua("agentjobs.reliability", "idempotency_claim.lua")
+_FINISH = store.lua("agentjobs.reliability", "idempotency_finish.lua")
+_RENEW = store.lua("agentjobs.reliability", "idempotency_renew.lua")
 
 
 def lease_key(k: str) -> str:
@@ -147,6 +83,10 @@ class Claim:
     lease_left_ms: int = 0
     #: The task claiming (its submit-ledger entry is removed with the outcome).
     task_id: str = ""
+    #: The state store the claim was taken in (None: the process's), and the lease it
+    #: was given, ms (0: the settings'): the heartbeat renews it there, for that long.
+    client: redis.Redis | None = field(default=None, repr=False, compare=False)
+    lease_ms: int = 0
 
     @property
     def done(self) -> bool:
@@ -157,22 +97,33 @@ class Claim:
         return self.state == "claimed"
 
 
-def _lease_ms() -> int:
-    return max(1, int(get_settings().idempotency_lease_s * 1000))
+def _lease_ms(s: Settings) -> int:
+    return max(1, int(s.idempotency_lease_s * 1000))
 
 
-def try_claim(k: str, token: str, task_id: str = "") -> Claim:
+def try_claim(
+    k: str,
+    token: str,
+    task_id: str = "",
+    *,
+    client: redis.Redis | None = None,
+    settings: Settings | None = None,
+) -> Claim:
     """One claim attempt (one Lua call); a done key also ends ``task_id``'s ledger entry."""
-
+    script = store.script(client or state_redis(), _CLAIM)
     keys = [outcome_key(k), lease_key(k), attempts_key(k), *ledger_keys()]
-    args = [token, _lease_ms(), task_id]
-    state, value = store.retrying(lambda: _script(_CLAIM)(keys=keys, args=args))
+    lease_ms = _lease_ms(settings or get_settings())
+    args = [token, lease_ms, task_id]
+    state, value = store.retrying(lambda: script(keys=keys, args=args))
     state = state.decode() if isinstance(state, bytes) else str(state)
+    c = Claim(k, token, state, task_id=task_id, client=client, lease_ms=lease_ms)
     if state == "done":
-        return Claim(k, token, state, json.loads(value), task_id=task_id)
-    if state == "claimed":
-        return Claim(k, token, state, prior_attempts=int(value), task_id=task_id)
-    return Claim(k, token, state, lease_left_ms=max(0, int(value)), task_id=task_id)
+        c.outcome = json.loads(value)
+    elif state == "claimed":
+        c.prior_attempts = int(value)
+    else:
+        c.lease_left_ms = max(0, int(value))
+    return c
 
 
 def claim(
@@ -181,13 +132,17 @@ def claim(
     wait_s: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     task_id: str = "",
+    *,
+    client: redis.Redis | None = None,
+    settings: Settings | None = None,
 ) -> Claim:
     """Claim ``k``, polling up to ``wait_s`` while another live copy holds it."""
-    wait = get_settings().idempotency_wait_s if wait_s is None else wait_s
+    s = settings or get_settings()
+    wait = s.idempotency_wait_s if wait_s is None else wait_s
     t0 = time.monotonic()
     interval = 0.02
     while True:
-        c = try_claim(k, token, task_id)
+        c = try_claim(k, token, task_id, client=client, settings=s)
         c.waited_s = time.monotonic() - t0
         if c.state != "busy" or c.waited_s >= wait:
             return c
@@ -216,62 +171,83 @@ def finish(c: Claim, outcome: dict[str, Any], ttl_s: float) -> dict[str, Any]:
     ]
     body = json.dumps(outcome, separators=(",", ":"))
     args = [c.token, body, max(1, int(ttl_s)), drop, "1" if success else "0", c.task_id]
-    stored = store.retrying(lambda: _script(_FINISH)(keys=keys, args=args))
+    script = store.script(c.client or state_redis(), _FINISH)
+    stored = store.retrying(lambda: script(keys=keys, args=args))
     return json.loads(stored)
 
 
-def succeeded(c: Claim, result: dict[str, Any]) -> dict[str, Any]:
+def succeeded(
+    c: Claim, result: dict[str, Any], *, settings: Settings | None = None
+) -> dict[str, Any]:
     """Store a successful result; returns the key's result (another copy's if it won)."""
-    stored = finish(c, {"result": result}, get_settings().result_ttl_s)
+    stored = finish(c, {"result": result}, (settings or get_settings()).result_ttl_s)
     return stored["result"]
 
 
-def release(k: str, token: str) -> None:
+def release(k: str, token: str, *, client: redis.Redis | None = None) -> None:
     """Give the lease up without an outcome (the task will retry); best effort."""
+    r = client or state_redis()
     try:
-        store.retrying(lambda: _script(_RELEASE)(keys=[lease_key(k)], args=[token]))
+        store.retrying(lambda: store.unlock(r, lease_key(k), token))
     except redis.RedisError:  # the lease lapses by itself
         log.warning("could not release idempotency lease of %s", k, exc_info=True)
 
 
-def forget(k: str) -> None:
+def forget(k: str, *, client: redis.Redis | None = None) -> None:
     """Drop ``k``'s outcome and attempt history (replay of a dead letter, operator purge)."""
-    state_redis().delete(outcome_key(k), attempts_key(k))
+    (client or state_redis()).delete(outcome_key(k), attempts_key(k))
 
 
-def outcome(k: str) -> dict[str, Any] | None:
-    raw = state_redis().get(outcome_key(k))
+def outcome(k: str, *, client: redis.Redis | None = None) -> dict[str, Any] | None:
+    raw = (client or state_redis()).get(outcome_key(k))
     return None if raw is None else json.loads(raw)
 
 
 # -- failed attempts of a key (the retry policy's memory) -----------------------------
 
 
-def add_attempt(k: str, attempt: dict[str, Any]) -> None:
+def add_attempt(
+    k: str,
+    attempt: dict[str, Any],
+    *,
+    client: redis.Redis | None = None,
+    settings: Settings | None = None,
+) -> None:
     ak = attempts_key(k)
+    r = client or state_redis()
+    ttl_s = (settings or get_settings()).result_ttl_s
 
     def push() -> None:
-        pipe = state_redis().pipeline()
+        pipe = r.pipeline()
         pipe.rpush(ak, json.dumps(attempt, separators=(",", ":")))
-        pipe.expire(ak, get_settings().result_ttl_s)
+        pipe.expire(ak, ttl_s)
         pipe.execute()
 
     store.retrying(push)
 
 
-def attempts(k: str) -> list[dict[str, Any]]:
-    raw = store.retrying(lambda: state_redis().lrange(attempts_key(k), 0, -1))
-    return [json.loads(r) for r in raw]
+def attempts(k: str, *, client: redis.Redis | None = None) -> list[dict[str, Any]]:
+    r = client or state_redis()
+    raw = store.retrying(lambda: r.lrange(attempts_key(k), 0, -1))
+    return [json.loads(x) for x in raw]
 
 
 # -- the heartbeat -----------------------------------------------------------------
 
 
+class _Lease(NamedTuple):
+    key: str
+    token: str
+    client: redis.Redis | None
+    ms: int
+
+
 class _Heartbeat:
-    """One daemon thread per process renewing every lease this process holds."""
+    """One daemon thread per process renewing every lease this process holds, each in
+    the store it was taken in and for its own length, every third of the shortest."""
 
     def __init__(self) -> None:
-        self._held: dict[str, str] = {}  # lease key -> token
+        self._held: dict[str, _Lease] = {}  # by lease key
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -280,9 +256,9 @@ class _Heartbeat:
         self._period = float("inf")
         self.lost: set[str] = set()
 
-    def add(self, lease: str, token: str) -> None:
+    def add(self, lease: _Lease) -> None:
         with self._lock:
-            self._held[lease] = token
+            self._held[lease.key] = lease
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()
                 self._thread = threading.Thread(
@@ -290,10 +266,10 @@ class _Heartbeat:
                 )
                 self._thread.start()
         # The claim has just set the lease whole, so it needs no renewal now, unless the
-        # thread sleeps a period computed from older settings, longer than this lease
-        # allows: then renew at once and restart the period. (Waking on every add cost
+        # thread sleeps a period longer than this lease allows (computed for longer
+        # leases): then renew at once and restart the period. (Waking on every add cost
         # a pipeline renewing every held lease per task.)
-        if get_settings().idempotency_lease_s / 3.0 < self._period:
+        if lease.ms / 3000.0 < self._period:
             self._wake.set()
 
     def remove(self, lease: str) -> None:
@@ -302,29 +278,35 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while True:
-            self._period = get_settings().idempotency_lease_s / 3.0
+            with self._lock:
+                shortest = min((h.ms for h in self._held.values()), default=None)
+            self._period = (shortest or _lease_ms(get_settings())) / 3000.0
             self._wake.wait(self._period)
             self._wake.clear()
             with self._lock:
-                held = list(self._held.items())
-            if not held:
-                continue
-            try:
-                renew = _script(_RENEW)
-                ms = _lease_ms()
-                pipe = state_redis().pipeline(transaction=False)
-                for lease, token in held:
-                    renew(keys=[lease], args=[token, ms], client=pipe)
-                results = pipe.execute()
-            except redis.RedisError as exc:  # a Redis restart: try again next beat
-                log.warning("idempotency heartbeat failed: %s", exc)
-                continue
-            for (lease, token), ok in zip(held, results, strict=True):
-                if not ok and lease not in self.lost:
-                    # Expired during an outage and maybe taken by another copy: the call
-                    # cannot be stopped; finish() keeps whichever outcome comes first.
-                    log.warning("idempotency lease %s lost (token %s)", lease, token)
-                    self.lost.add(lease)
+                held = list(self._held.values())
+            by_store: dict[redis.Redis | None, list[_Lease]] = {}
+            for lease in held:
+                by_store.setdefault(lease.client, []).append(lease)
+            for client, leases in by_store.items():
+                self._renew(client or state_redis(), leases)
+
+    def _renew(self, client: redis.Redis, leases: list[_Lease]) -> None:
+        try:
+            renew = store.script(client, _RENEW)
+            pipe = client.pipeline(transaction=False)
+            for lease in leases:
+                renew(keys=[lease.key], args=[lease.token, lease.ms], client=pipe)
+            results = pipe.execute()
+        except redis.RedisError as exc:  # a Redis restart: try again next beat
+            log.warning("idempotency heartbeat failed: %s", exc)
+            return
+        for lease, ok in zip(leases, results, strict=True):
+            if not ok and lease.key not in self.lost:
+                # Expired during an outage and maybe taken by another copy: the call
+                # cannot be stopped; finish() keeps whichever outcome comes first.
+                log.warning("idempotency lease %s lost (token %s)", lease.key, lease.token)
+                self.lost.add(lease.key)
 
 
 _heartbeat = _Heartbeat()
@@ -333,17 +315,17 @@ _heartbeat = _Heartbeat()
 @contextmanager
 def held(c: Claim) -> Iterator[None]:
     """Keep ``c``'s lease alive while the block runs."""
-    lease = lease_key(c.key)
-    _heartbeat.add(lease, c.token)
+    lease = _Lease(lease_key(c.key), c.token, c.client, c.lease_ms or _lease_ms(get_settings()))
+    _heartbeat.add(lease)
     try:
         yield
     finally:
-        _heartbeat.remove(lease)
+        _heartbeat.remove(lease.key)
 
 
-def held_leases() -> dict[str, str]:
+def held_leases(*, client: redis.Redis | None = None) -> dict[str, str]:
     """Every live lease in the store: key -> owner token (operators, tests)."""
-    client = state_redis()
+    client = client or state_redis()
     pattern = rkey("idem", "*", "lease")
     out: dict[str, str] = {}
     prefix, suffix = rkey("idem", ""), ":lease"

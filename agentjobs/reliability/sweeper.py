@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentjobs import store
 from agentjobs.reliability import ledger
 from agentjobs.settings import get_settings
 
@@ -54,12 +55,6 @@ CONFIRM_S = 2.0
 #: The header signals.py stamps on every agentjobs message at publish (epoch seconds).
 SENT_AT = "agentjobs_sent_at"
 TASK_NAME = "agentjobs.complete"
-
-_UNLOCK = """
--- KEYS[1] lock; ARGV[1] owner token -> 1 released, 0 not ours
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 @dataclass
@@ -229,7 +224,7 @@ def sweep(
         report.in_ledger = ledger.size()
     finally:
         if not dry_run:
-            state.eval(_UNLOCK, 1, ledger.lock_key(), token)
+            store.unlock(state, ledger.lock_key(), token)
     return report
 
 
