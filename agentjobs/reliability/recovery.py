@@ -12,7 +12,9 @@ asks the queue's policy (``retry.decide``), and either
   429, and returns a ``DeadLetteredError`` naming the record: Celery marks the task
   failed with it, which Flower shows.
 
-The pipeline raises what it returns.
+The pipeline raises what it returns. When the state store is down (past its retries)
+nothing can be recorded: every path hands the message back to the broker instead
+(``store_down``), so it is redelivered, never lost.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ def group_of(kwargs: dict[str, Any]) -> str | None:
         return None
 
 
+def store_down(exc: redis.RedisError, what: str) -> Reject:
+    """The state store is down past ``store.retrying``'s retries: give the message back
+    to the broker, which redelivers it, rather than lose it. ``what`` says what could not
+    be done (a key claimed, a result stored, a retry or dead letter recorded)."""
+    return Reject(f"state store unreachable, {what}, message requeued: {exc}", requeue=True)
+
+
 def claim(task: Task, kwargs: dict[str, Any]) -> idempotency.Claim:
     """Claim the task's idempotency key; a state store down past its retries requeues."""
     info = task.request
@@ -71,7 +80,7 @@ def claim(task: Task, kwargs: dict[str, Any]) -> idempotency.Claim:
         token = idempotency.new_token(str(info.hostname), str(info.id))
         return idempotency.claim(key, token, task_id=str(info.id))
     except redis.RedisError as exc:
-        raise Reject(f"state store unreachable, message requeued: {exc}", True) from exc
+        raise store_down(exc, "key not claimed") from exc
 
 
 def succeeded(claim: idempotency.Claim, result: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +89,7 @@ def succeeded(claim: idempotency.Claim, result: dict[str, Any]) -> dict[str, Any
         return idempotency.succeeded(claim, result)
     except redis.RedisError as exc:
         # Not failed, not done: the redelivered message calls again (the answer is lost).
-        raise Reject(f"state store unreachable, result not stored: {exc}", True) from exc
+        raise store_down(exc, "result not stored") from exc
 
 
 def failed(
@@ -98,7 +107,7 @@ def failed(
         return _failed(task, kwargs, claim, exc, started_at, now=now, wait=wait)
     except redis.RedisError as store_exc:
         # Neither retried nor dead-lettered: hand the message back rather than lose it.
-        return Reject(f"state store unreachable after {exc!r}: {store_exc}", True)
+        return store_down(store_exc, f"{exc!r} neither retried nor dead-lettered")
 
 
 def _failed(
