@@ -100,7 +100,9 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
-        # click's own layout: three spaces of padding, short help cut to the width left
+        if not names:
+            return
+        # as click lays it out: each short help cut to the width left beside the names
         limit = formatter.width - 6 - max(len(n) for n in names)
         rows = []
         for name in names:

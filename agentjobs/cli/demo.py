@@ -7,8 +7,8 @@ Starts what it needs and stops it again, also on Ctrl-C:
    using DBs 13-15 and key prefix ``agentjobs-demo``, so a shared DB 0 is never touched;
 2. the simulator (``agentjobs sim``, time-scaled), unless ``ANTHROPIC_API_KEY`` is set;
 3. one Haiku and one Sonnet worker (``agentjobs worker``, subprocesses);
-4. a mixed batch from ``examples/prompts.jsonl`` through ``agentjobs.cli.submit``, then a
-   summary and where each model's tasks ran.
+4. a mixed batch from ``examples/prompts.jsonl`` through ``agentjobs.cli.jobfile`` (what
+   ``agentjobs submit`` runs), then a summary and where each model's tasks ran.
 """
 
 from __future__ import annotations
