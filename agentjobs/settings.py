@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     #: A limiter wait longer than this goes back through the broker with a countdown
     #: instead of sleeping in the worker thread.
     limiter_max_sleep_s: float = Field(default=10.0, ge=0)
-    #: The global limiter (issue 4; docs/limiter.md). Off: calls go out unthrottled and
+    #: The global limiter (docs/limiter.md). Off: calls go out unthrottled and
     #: 429s are only retried (benchmark baselines, or a proxy that limits for you).
     limiter_enabled: bool = True
     #: Seconds of refill kept free on the server's side, judged from its
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     #: learned from real usage, takes over.
     limiter_chars_per_token: float = Field(default=3.5, gt=0)
 
-    # --- cost control (issue 7; docs/cost.md) ------------------------------------
+    # --- cost control (docs/cost.md) ---------------------------------------------
     #: Response cache for calls that do not say `cache=`: "off", "deterministic"
     #: (only temperature=0 requests, whose answer is meant to be repeatable) or "on".
     cache_default: Literal["off", "deterministic", "on"] = "deterministic"
@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     #: Days the per-day cost totals are kept in Redis.
     cost_retention_days: int = Field(default=90, ge=1)
 
-    # --- reliability (issue 5; docs/reliability.md) --------------------------------
+    # --- reliability (docs/reliability.md) ---------------------------------------
     #: Calls that may fail with an error (529, 5xx, connection, timeout) before the task
     #: is dead-lettered; 429s do not count.
     retry_max_attempts: int = Field(default=5, ge=1)
@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     #: under a Redis lock), seconds; 0 turns the in-worker sweeper off.
     ledger_sweep_interval_s: float = Field(default=30.0, ge=0)
 
-    # --- operations (issue 6; docs/operations.md) ----------------------------------
+    # --- operations (docs/operations.md) -----------------------------------------
     #: Record metrics (counters, histograms, live gauges) in the state store.
     metrics_enabled: bool = True
     #: Minutes of per-minute aggregates kept for `agentjobs stats --minutes N` (1 day).

@@ -299,7 +299,7 @@ def write_docs(
     )
     lines = [
         START,
-        "## Cost control (issue 7)",
+        "## Cost control",
         "",
         f"Command: {command}",
         f"Date: {today}; machine: {machine}.",

@@ -153,7 +153,7 @@ def record(rep: dict[str, Any]) -> None:
     opts = f"--tasks {a['tasks']} --rounds {a['rounds']} -c {a['concurrency']}"
     lines = [
         START,
-        "## Metrics cost (issue 6)",
+        "## Metrics cost",
         "",
         f"Command: `.venv/bin/python bench/metrics.py --record` ({opts})",
         f"Date: {datetime.date.today()}; commit {commit}; machine: {os.cpu_count()} CPUs "
