@@ -4,7 +4,7 @@ All keys start with ``settings.key_prefix`` (``agentjobs``), shown as ``{p}``;
 ``{day}`` is a UTC date ``YYYY-MM-DD``; tenant ``(none)`` means "no tenant".
 Add an entry here when you add a key.
 
-Rate limiter (limiter.py; ``{fp}`` is the API key's fingerprint, 16 hex of its
+Rate limiter (limiter/gcra.py; ``{fp}`` is the API key's fingerprint, 16 hex of its
 SHA-256, never the key; ``{g}`` the rate-limit group; the braces are a Redis Cluster
 hash tag, so one group's keys share a slot):
 
@@ -21,7 +21,9 @@ hash tag, so one group's keys share a slot):
   member ``{id}:{input}:{output}``, moved along with ``shift_ms``; entries older than a
   minute are dropped.
 - ``{p}:limiter:{{fp}:{g}}:leases`` zset, TTL lease + 1 s: concurrency leases scored by
-  expiry (ms); lease lifetime = request timeout + connect timeout + 30 s.
+  expiry (ms), member the reservation id; lease lifetime = request timeout + connect
+  timeout + 30 s. Taken by the acquire script (a call that may start at once) or by
+  lease.lua (a call that slept first), given back by the settle script.
 
 Cost and budgets (cost.py, budget.py):
 
@@ -58,6 +60,8 @@ Dead letters (deadletter.py):
   every write): dead-letter ids scored by time of death.
 - ``{p}:pause:{group}`` string, TTL ``AGENTJOBS_SPEND_PAUSE_S``: a rate-limit group
   paused after a spend-limit 429 (the reason); ``agentjobs limiter resume GROUP`` deletes it.
+  Read by the limiter's acquire script (for every API key, so outside the limiter's
+  hash tag: the one key of another concept a limiter script touches).
 
 Submit ledger (ledger.py, sweeper.py; docs/reliability.md):
 - ``{p}:ledger`` hash, no TTL (an entry ends with its key's outcome, in the same Lua
@@ -69,14 +73,15 @@ Submit ledger (ledger.py, sweeper.py; docs/reliability.md):
 - ``{p}:ledger:stats`` hash, no TTL: counters ``resent``, ``expired``.
 - ``{p}:ledger:lock`` string, TTL confirm delay + 60 s: the one sweeper running.
 
-Metrics (metrics.py, signals.py; docs/operations.md):
+Metrics (ops/metrics.py, ops/signals/; docs/operations.md):
 - ``{p}:metrics:total`` hash, no TTL: all-time counters and histogram buckets; fields
   ``c|{name}|{labels}`` (counter; cost in 1e-10 USD), ``h|{name}|{bucket}|{labels}``
   (bucket count), ``s|{name}|{labels}`` (histogram sum, microseconds).
 - ``{p}:metrics:m:{minute}`` hash (``{minute}`` = epoch seconds // 60), TTL
   ``AGENTJOBS_METRICS_RETENTION_MIN`` + 2 min: the same fields for one minute.
 - ``{p}:metrics:inflight`` zset, no TTL (stale members dropped on read, after the
-  request timeout + 60 s): ``{queue}|{model}|{call id}`` scored by start time.
+  request timeout + 60 s): ``{queue}|{model}|{call id}`` scored by start time; added
+  in the script call that writes the task's start, removed in its outcome's.
 - ``{p}:metrics:workers:{queue}`` zset, TTL 1 day: worker hostnames scored by their last
   heartbeat (every 10 s; alive within 30 s).
 
@@ -103,7 +108,7 @@ def key(*parts: str) -> str:
 
 # Keys that scripts of more than one module touch, named once here: the idempotency
 # scripts end a dead letter and a submit-ledger entry in the same call that stores an
-# outcome.
+# outcome; the limiter's acquire script reads a group's spend-limit pause.
 
 
 def dead_letter_id(idempotency_key: str) -> str:
@@ -122,3 +127,9 @@ def dead_letter_index() -> str:
 def ledger_keys() -> list[str]:
     """The submit ledger's entries, kwargs and times: what removing an entry touches."""
     return [key("ledger"), key("ledger", "kwargs"), key("ledger", "times")]
+
+
+def spend_pause_key(group: str) -> str:
+    """A rate-limit group's spend-limit pause: set by the retry code, read by the
+    limiter's acquire script, shown and lifted by ``limiter/pause.py``."""
+    return key("pause", group)

@@ -4,6 +4,11 @@
     concurrency lease, run ``next`` (the send step), then reconcile the reservation
     with the answer's real usage and rate-limit headers (or with the error's).
 
+Round trips: a call that may start at once is reserved, leased and checked against
+its group's spend-limit pause in one script call (``acquire``), and settled with its
+lease given back in another (``settle``). A call that sleeps first takes its lease
+when it wakes (a slot is not held while nobody calls).
+
 A wait longer than ``AGENTJOBS_LIMITER_MAX_SLEEP_S`` reserves nothing and raises
 ``RateLimitedError`` with a countdown well under the visibility timeout: the task goes
 back through the broker (the retry policy's ``rate_limited`` kind: a wait, not an error
@@ -25,12 +30,13 @@ from typing import Any
 import anthropic
 import redis
 
-from agentjobs import store
+from agentjobs import keys, store
 from agentjobs.api import client
 from agentjobs.api.errors import is_rate_limit, retry_after
 from agentjobs.call import Call
 from agentjobs.errors import RateLimitedError
-from agentjobs.limiter.gcra import Limiter, Reservation, fingerprint
+from agentjobs.limiter.gcra import Limiter
+from agentjobs.limiter.reservation import Reservation, fingerprint
 from agentjobs.settings import Settings, get_settings
 from agentjobs.store import state_redis
 
@@ -58,6 +64,16 @@ def _limiter(conn: redis.Redis, s: Settings, fp: str) -> Limiter:
     return Limiter.from_settings(conn, s, fp)
 
 
+class SpendPaused(Exception):
+    """The acquire found the group's spend-limit pause set: nothing was reserved (the
+    pause step turns it into the call's refusal)."""
+
+    def __init__(self, group: str, reason: str) -> None:
+        super().__init__(f"rate-limit group {group} is spend-paused: {reason}")
+        self.group = group
+        self.reason = reason
+
+
 class Admission:
     """One admitted call: what it waited, and how to settle it."""
 
@@ -67,19 +83,18 @@ class Admission:
         #: Milliseconds this call spent waiting for the limiter (rate and concurrency).
         self.wait_ms = wait_ms
         self.settled = False
+        #: Whether the call still holds its concurrency lease (settling gives it back).
+        self.holds_lease = res is not None
 
     def settle(self, raw: client.RawResponse) -> None:
         """Reconcile with the response's usage and rate-limit headers."""
-        if self.limiter is None or self.reservation is None or self.settled:
+        if not self.open:
             return
-        self.settled = True
         u = raw.message.usage
         created = getattr(u, "cache_creation_input_tokens", None) or 0
         read = getattr(u, "cache_read_input_tokens", None) or 0
         charged = (u.input_tokens or 0) + created  # cache reads do not count against ITPM
-        _quietly(
-            self.limiter.settle,
-            self.reservation,
+        self._settle(
             input_tokens=charged,
             output_tokens=u.output_tokens or 0,
             prompt_tokens=charged + read,
@@ -88,32 +103,54 @@ class Admission:
 
     def failed(self, exc: BaseException) -> None:
         """Reconcile after a failed call: the server's headers, a 429's pause."""
-        if self.limiter is None or self.reservation is None or self.settled:
+        if not self.open:
             return
-        self.settled = True
         if isinstance(exc, anthropic.APIStatusError):
             headers = exc.response.headers
             pause = None
             if is_rate_limit(exc):
                 pause = retry_after(headers) or DEFAULT_429_PAUSE_S
-            _quietly(
-                self.limiter.settle,
-                self.reservation,
+            self._settle(
                 headers=headers,
                 retry_after_s=pause,
                 refund_output=True,  # an error answer generated nothing
             )
         else:  # a timeout or a dropped connection: the call may have run, keep it all
-            _quietly(self.limiter.settle, self.reservation)
+            self._settle()
+
+    def close(self) -> None:
+        """The end of the admitted block: settle what nothing settled (the reservation
+        stands), and give the lease back if settling could not."""
+        self._settle()
+        if self.limiter is not None and self.reservation is not None and self.holds_lease:
+            res = self.reservation
+            if _quietly(self.limiter.release, res.group, res.id):
+                self.holds_lease = False
+
+    @property
+    def open(self) -> bool:
+        """Whether there is a reservation left to settle."""
+        return self.limiter is not None and self.reservation is not None and not self.settled
+
+    def _settle(self, **usage: Any) -> None:
+        if not self.open:
+            return
+        assert self.limiter is not None
+        self.settled = True
+        if _quietly(self.limiter.settle, self.reservation, release=self.holds_lease, **usage):
+            self.holds_lease = False
 
 
-def _quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+def _quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
     # Settling is bookkeeping: a state-store hiccup must not turn a paid answer into a
-    # failure (the reservation then simply stands, which errs on the safe side).
+    # failure (the reservation then simply stands, which errs on the safe side, and an
+    # unreleased lease lapses).
     try:
         fn(*args, **kwargs)
     except redis.RedisError as exc:
         log.warning("limiter: could not settle a reservation: %s", exc)
+        return False
+    return True
 
 
 def admit(call: Call, next: Any) -> Any:
@@ -132,8 +169,9 @@ def admitted(call: Call, *, sleep: Callable[[float], None] = time.sleep) -> Iter
     """Wait for the global limiter and a concurrency lease, then run the block.
 
     Raises RateLimitedError (nothing reserved, nothing held) when the wait is too long
-    for a worker thread. Leaving the block releases the lease; an exception leaving it
-    settles the reservation with what the error tells.
+    for a worker thread, SpendPaused (nothing reserved) while the group's spend-limit
+    pause is set. Leaving the block releases the lease; an exception leaving it settles
+    the reservation with what the error tells.
     """
     s = get_settings()
     if not s.limiter_enabled:
@@ -143,7 +181,16 @@ def admitted(call: Call, *, sleep: Callable[[float], None] = time.sleep) -> Iter
     group = call.group
     max_sleep = s.limiter_max_sleep_s
     t0 = time.monotonic()
-    res = lim.acquire(group, call.input_tokens, call.max_tokens, max_wait_s=max_sleep)
+    res = lim.acquire(
+        group,
+        call.input_tokens,
+        call.max_tokens,
+        max_wait_s=max_sleep,
+        lease=True,
+        refused_by=keys.spend_pause_key(group),
+    )
+    if res.refused:
+        raise SpendPaused(group, res.refused)
     if not res.admitted:
         raise _too_long(group, res.wait_s, res.binding)
     if res.wait_s > 0:
@@ -156,9 +203,7 @@ def admitted(call: Call, *, sleep: Callable[[float], None] = time.sleep) -> Iter
         admit.failed(exc)
         raise
     finally:
-        _quietly(lim.release, group, res.id)
-        if not admit.settled:  # the block neither settled nor failed: keep the reservation
-            _quietly(lim.settle, res)
+        admit.close()
 
 
 def _follow_schedule(
@@ -191,12 +236,18 @@ def _follow_schedule(
 def _take_lease(
     lim: Limiter, res: Reservation, t0: float, max_sleep: float, sleep: Callable[[float], None]
 ) -> None:
-    """Hold one of the group's concurrency slots; back off (jittered) while all are taken."""
+    """Hold one of the group's concurrency slots; back off (jittered) while all are taken.
+
+    A call admitted without a wait asked for its slot in the acquire already: it holds
+    it (``res.leased``), or every slot was taken and it starts backing off at once."""
+    if res.leased:
+        return
     step = 0.02
-    while True:
+    if res.wait_s == 0:
+        taken, lapse_s = False, res.lapse_s
+    else:
         taken, lapse_s = lim.lease(res.group, res.id)
-        if taken:
-            return
+    while not taken:
         waited = time.monotonic() - t0
         if waited + step > max_sleep:
             lim.settle(res, called=False)  # give the rate reservation back to the others
@@ -204,6 +255,7 @@ def _take_lease(
         # Jitter spreads the retries of many waiting threads (no polling storm).
         sleep(random.uniform(0.5, 1.0) * min(step, max(lapse_s, 0.005)))
         step = min(step * 2, 0.5)
+        taken, lapse_s = lim.lease(res.group, res.id)
 
 
 def _too_long(group: str, wait_s: float, why: str) -> RateLimitedError:

@@ -4,17 +4,21 @@ One limiter state per *group*: an API key (by fingerprint, never the key itself)
 model class (``haiku``, ``sonnet``, ``opus``). Every worker thread, process and host
 that uses the same key and state store shares it.
 
-- ``acquire`` runs one Lua script (``limiter_acquire.lua``): a GCRA reservation across
+- ``acquire`` runs one Lua script (``scripts/acquire.lua``): a GCRA reservation across
   the three dimensions at once. It returns how long to wait instead of refusing, so
   starts are handed out first come, first served, and nobody polls. Time comes from
-  Redis (``TIME``), never from worker clocks; tests inject ``now_ms``.
-- ``settle`` (``limiter_settle.lua``) reconciles the reservation with the real usage
+  Redis (``TIME``), never from worker clocks; tests inject ``now_ms``. The same call
+  can take the concurrency lease of a call that may start at once, and read a key that
+  refuses the call (the spend-limit pause): one round trip for all three.
+- ``settle`` (``scripts/settle.lua``) reconciles the reservation with the real usage
   (input calibration and output size are learned per group as moving averages) and
   lets the server's view win: low ``anthropic-ratelimit-*-remaining`` headers pull the
-  whole group back, a 429 pauses it for ``retry-after``.
-- ``lease`` / ``release`` (``limiter_lease.lua``): concurrency slots as leases with an
-  expiry, so a killed worker's slots come back by themselves.
-- ``pause`` / ``resume`` (``limiter_resume.lua``): an operator holds a group back, or
+  whole group back, a 429 pauses it for ``retry-after``. It gives the call's
+  concurrency lease back in the same call.
+- ``lease`` / ``release`` (``scripts/lease.lua``): concurrency slots as leases with an
+  expiry, so a killed worker's slots come back by themselves; ``lease`` is for a call
+  that slept first (its acquire took none).
+- ``pause`` / ``resume`` (``scripts/resume.lua``): an operator holds a group back, or
   lifts a hold (a 429's or an operator's); ``pause.py`` shows it with the spend pause.
 
 Key layout: see ``agentjobs/keys.py`` ("Rate limiter").
@@ -22,100 +26,36 @@ Key layout: see ``agentjobs/keys.py`` ("Rate limiter").
 
 from __future__ import annotations
 
-import hashlib
 import math
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import redis
 
 from agentjobs import store
 from agentjobs.keys import key
+from agentjobs.limiter.reservation import (
+    DIMENSIONS,
+    Reservation,
+    ServerView,
+    fingerprint,
+    to_int,
+)
 from agentjobs.settings import GroupLimits, Settings
 
-DIMENSIONS = ("rpm", "itpm", "otpm")
-#: Header names of the three dimensions, in DIMENSIONS order.
-_HEADER_NAMES = ("requests", "input-tokens", "output-tokens")
+__all__ = ["DIMENSIONS", "Limiter", "OutputMode", "Reservation", "ServerView", "fingerprint"]
+
 #: Weight of one sample in the per-group moving averages (input calibration, output size).
 EWMA_ALPHA = 0.1
-#: The API rounds token -remaining headers down to this.
-TOKEN_ROUNDING = 1000
 #: Limiter state lives this long after the group's last use (keeps what it learned).
 STATE_TTL_S = 86_400
 
 OutputMode = Literal["realtime", "max_tokens"]
 
 
-def fingerprint(api_key: str) -> str:
-    """A short, stable, non-reversible name for an API key (16 hex of its SHA-256)."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class ServerView:
-    """What one response says about the server's buckets (None: no such header).
-
-    ``remaining`` is the most the server may have left: token counts arrive rounded
-    down to the thousand, so a multiple of 1,000 stands for up to 999 more. Pulling
-    back on the rounded figure would throttle small token limits for nothing.
-    """
-
-    remaining: tuple[int | None, int | None, int | None] = (None, None, None)
-    limits: tuple[int | None, int | None, int | None] = (None, None, None)
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str] | Any | None) -> ServerView:
-        if headers is None:
-            return cls()
-        rem = [_int(headers.get(f"anthropic-ratelimit-{n}-remaining")) for n in _HEADER_NAMES]
-        lim = [_int(headers.get(f"anthropic-ratelimit-{n}-limit")) for n in _HEADER_NAMES]
-        for i in (1, 2):  # input and output tokens
-            value = rem[i]
-            if value is not None and value % TOKEN_ROUNDING == 0:
-                rem[i] = value + TOKEN_ROUNDING - 1
-        return cls(tuple(rem), tuple(lim))  # type: ignore[arg-type]
-
-
-def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(float(value))
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """One admission: when the call may start, and what was reserved for it."""
-
-    group: str
-    id: str
-    admitted: bool
-    #: Seconds from the reservation until the call may start (the caller sleeps this).
-    wait_s: float
-    input_tokens: int
-    output_tokens: int
-    #: The chars-based input estimate before calibration (for learning the ratio).
-    raw_input_tokens: int
-    #: Which limit decided the start: rpm, itpm, otpm, pause or none.
-    binding: str
-    #: When the call may start, state-store clock, ms since the epoch.
-    start_ms: float = 0.0
-    #: The group's schedule shift when booked (see ``Limiter.drift``).
-    shift: str = "0"
-    #: The group's output-correction shift when booked (see ``Limiter.drift``).
-    out_shift: str = "0"
-
-    @property
-    def member(self) -> str:
-        return f"{self.id}:{self.input_tokens}:{self.output_tokens}"
-
-    @property
-    def shift_ms(self) -> float:
-        return float(self.shift)
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Limiter:
@@ -186,15 +126,29 @@ class Limiter:
     # -- admission --------------------------------------------------------------------
 
     def acquire(
-        self, group: str, raw_input_tokens: int, max_tokens: int, max_wait_s: float = math.inf
+        self,
+        group: str,
+        raw_input_tokens: int,
+        max_tokens: int,
+        max_wait_s: float = math.inf,
+        *,
+        lease: bool = False,
+        refused_by: str | None = None,
     ) -> Reservation:
         """Reserve one call's capacity; ``admitted=False`` (nothing reserved) when the
-        wait would exceed ``max_wait_s``. The caller sleeps ``wait_s`` then calls."""
-        state, sched, _ = self._keys(group)
+        wait would exceed ``max_wait_s``. The caller sleeps ``wait_s`` then calls.
+
+        ``lease``: a call that may start at once takes its concurrency slot in the same
+        round trip (``leased``; when every slot is taken, ``lapse_s`` says when the
+        soonest lapses). ``refused_by``: a key that, while it is set, refuses the call
+        before anything is reserved (``refused`` holds its value).
+        """
+        state, sched, leases = self._keys(group)
         rid = uuid.uuid4().hex[:16]
         max_wait_ms = max_wait_s * 1000.0 if math.isfinite(max_wait_s) else 1e15
-        admitted, wait_us, in_amount, out_amount, binding, start, shift, oshift = self._acquire(
-            keys=[state, sched],
+        cap = self.limits(group).concurrency if lease else ""
+        reply = self._acquire(
+            keys=[state, sched, leases, *([refused_by] if refused_by else [])],
             args=[
                 self._now(),
                 self.burst_ms,
@@ -206,8 +160,12 @@ class Limiter:
                 max_wait_ms,
                 rid,
                 STATE_TTL_S,
+                cap,
+                self.lease_ttl_ms,
             ],
         )
+        admitted, wait_us, in_amount, out_amount, binding, start, shift, oshift = reply[:8]
+        leased, lapse_ms, refused = reply[8:]
         return Reservation(
             group=group,
             id=rid,
@@ -216,10 +174,13 @@ class Limiter:
             input_tokens=int(in_amount),
             output_tokens=int(out_amount),
             raw_input_tokens=max(0, int(raw_input_tokens)),
-            binding=binding.decode() if isinstance(binding, bytes) else str(binding),
+            binding=_text(binding),
             start_ms=float(start),
-            shift=shift.decode() if isinstance(shift, bytes) else str(shift),
-            out_shift=oshift.decode() if isinstance(oshift, bytes) else str(oshift),
+            shift=_text(shift),
+            out_shift=_text(oshift),
+            leased=bool(leased),
+            lapse_s=int(lapse_ms) / 1000.0,
+            refused=_text(refused),
         )
 
     def settle(
@@ -233,6 +194,7 @@ class Limiter:
         retry_after_s: float | None = None,
         refund_output: bool = False,
         called: bool = True,
+        release: bool = False,
     ) -> float:
         """Reconcile ``res`` after the call; returns how far (s) the group's schedule moved
         (a pull-back from the headers, or the growth of a 429 pause).
@@ -244,8 +206,8 @@ class Limiter:
         (None) leaves that part of the reservation standing. ``refund_output``: the
         server answered an error, so nothing was generated. ``called=False``: the call
         never left, everything is given back. ``retry_after_s`` (a 429) pauses the group.
+        ``release``: give the call's concurrency lease back in the same round trip.
         """
-        state, sched, _ = self._keys(res.group)
         if not called:
             corrections = [-1, -res.input_tokens, -res.output_tokens]
         else:
@@ -258,57 +220,65 @@ class Limiter:
         ratio = ""
         if prompt_tokens is not None and res.raw_input_tokens > 0:
             ratio = repr(prompt_tokens / res.raw_input_tokens)
-        out_sample = "" if output_tokens is None else str(int(output_tokens))
         view = ServerView.from_headers(headers)
         remaining = list(view.remaining)
         if self.output_mode == "realtime":
             # The server's output bucket lags by everything still being generated and
             # reads 0 when in debt: no floor from it (its 429s still pause the group).
             remaining[2] = None
-        pulled_ms, _dim = self._settle(
-            keys=[state, sched],
-            args=[
-                self._now(),
-                self.burst_ms,
-                *self._limit_args(res.group),
-                *corrections,
-                *("" if v is None else v for v in remaining),
-                *("" if v is None else v for v in view.limits),
-                self.floor_margin_ms,
-                "" if not retry_after_s else repr(float(retry_after_s) * 1000.0),
-                ratio,
-                out_sample,
-                EWMA_ALPHA,
-                res.member,
-                STATE_TTL_S,
-            ],
+        pulled_ms, _dim = self._run_settle(
+            res.group,
+            corrections=corrections,
+            remaining=remaining,
+            limits=view.limits,
+            pause_ms="" if not retry_after_s else repr(float(retry_after_s) * 1000.0),
+            ratio=ratio,
+            out_sample="" if output_tokens is None else str(int(output_tokens)),
+            member=res.member,
+            lease=res.id if release else "",
         )
         return int(pulled_ms) / 1000.0
 
-    def pause(self, group: str, seconds: float, reason: str = "paused by an operator") -> None:
-        """Hold every new start of ``group`` back for ``seconds`` (an outage, a deploy)."""
-        state, sched, _ = self._keys(group)
-        self._settle(
-            keys=[state, sched],
+    def _run_settle(
+        self,
+        group: str,
+        *,
+        corrections: Sequence[int] = (0, 0, 0),
+        remaining: Sequence[int | None] = (None, None, None),
+        limits: Sequence[int | None] = (None, None, None),
+        pause_ms: str = "",
+        ratio: str = "",
+        out_sample: str = "",
+        member: str = "",
+        lease: str = "",
+    ) -> Any:
+        """One call of settle.lua (its ARGV, in order)."""
+        return self._settle(
+            keys=self._keys(group),
             args=[
                 self._now(),
                 self.burst_ms,
                 *self._limit_args(group),
-                0,
-                0,
-                0,
-                *([""] * 6),
+                *corrections,
+                *("" if v is None else v for v in remaining),
+                *("" if v is None else v for v in limits),
                 self.floor_margin_ms,
-                repr(float(seconds) * 1000.0),
-                "",
-                "",
+                pause_ms,
+                ratio,
+                out_sample,
                 EWMA_ALPHA,
-                "",
+                member,
                 STATE_TTL_S,
+                lease,
             ],
         )
+
+    def pause(self, group: str, seconds: float, reason: str = "paused by an operator") -> None:
+        """Hold every new start of ``group`` back for ``seconds`` (an outage, a deploy)."""
+        self._run_settle(group, pause_ms=repr(float(seconds) * 1000.0))
         # The reason holds for this pause_until only: a later 429 that lengthens the
         # pause makes it a rate-limit pause again (see pause_state).
+        state = self._keys(group)[0]
         until = self.redis.hget(state, "pause_until")
         if until is not None:
             self.redis.hset(state, mapping={"pause_reason": reason, "pause_reason_until": until})
@@ -391,7 +361,7 @@ class Limiter:
         dims: dict[str, Any] = {}
         for dim in DIMENSIONS:
             limit = getattr(configured, dim)
-            server = _int(fields.get(f"srv_{dim}"))
+            server = to_int(fields.get(f"srv_{dim}"))
             effective = min(limit, server) if server else limit
             interval = 60_000.0 / effective
             tat = float(fields.get(f"tat_{dim}", 0.0))

@@ -11,7 +11,9 @@ Two things pause a group, with different effects on its calls:
   none is refused. Stored in the limiter's state of the API key (``pause_until``).
 
 The pipeline's ``check_pause`` step refuses a call of a spend-paused group (checked on
-the group actually called, after routing and a budget downgrade).
+the group actually called, after routing and a budget downgrade). With the limiter on,
+the pause key is read by the limiter's acquire script, in the round trip that reserves
+the call anyway; this step reads it itself only when the limiter is off.
 ``agentjobs limiter show`` and ``agentjobs stats`` show both; ``agentjobs limiter resume
 GROUP`` lifts both (``agentjobs dlq resume GROUP`` is the same command).
 """
@@ -21,12 +23,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from agentjobs import store
+from agentjobs import keys, store
 from agentjobs.call import Call
 from agentjobs.errors import SpendLimitError
-from agentjobs.keys import key as rkey
-from agentjobs.limiter.admission import get_limiter
+from agentjobs.limiter.admission import SpendPaused, get_limiter
 from agentjobs.limiter.gcra import Limiter
+from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
 
 #: The one command that lifts a pause (error messages name it).
@@ -83,7 +85,7 @@ def resume(group: str, limiter: Limiter | None = None) -> list[Pause]:
 
 
 def pause_key(group: str) -> str:
-    return rkey("pause", group)
+    return keys.spend_pause_key(group)
 
 
 def pause_spend(group: str, reason: str, ttl_s: float) -> None:
@@ -111,11 +113,24 @@ def spend_pause_state(group: str) -> tuple[str, float] | None:
 
 def check_pause(call: Call, next: Any) -> Any:
     """The pipeline's pause step: SpendLimitError while the call's group is spend-paused
-    (the limiter's own pauses hold calls in the admission step instead)."""
-    reason = spend_paused(call.group)
-    if reason is not None:
-        raise SpendLimitError(
-            f"rate-limit group {call.group} is paused: {reason} "
-            f"(lift with `{RESUME_COMMAND.format(group=call.group)}`, then replay)"
-        )
-    return next(call)
+    (the limiter's own pauses hold calls in the admission step instead).
+
+    With the limiter on, the admission step below reads the pause in its acquire script
+    (SpendPaused, nothing reserved): this step costs no round trip of its own, and the
+    refusal is still this step's."""
+    if not get_settings().limiter_enabled:
+        reason = spend_paused(call.group)
+        if reason is not None:
+            raise _refusal(call.group, reason)
+        return next(call)
+    try:
+        return next(call)
+    except SpendPaused as paused:
+        raise _refusal(paused.group, paused.reason) from None
+
+
+def _refusal(group: str, reason: str) -> SpendLimitError:
+    return SpendLimitError(
+        f"rate-limit group {group} is paused: {reason} "
+        f"(lift with `{RESUME_COMMAND.format(group=group)}`, then replay)"
+    )

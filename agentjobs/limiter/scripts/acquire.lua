@@ -7,7 +7,15 @@
 -- (and of a 429 pause), all three buckets are debited at that start, and the caller
 -- sleeps until then. tat only grows, so starts are handed out first come, first served.
 --
+-- The same call answers two more questions, each a round trip less per task:
+-- - a refusing key (KEYS[4], the group's spend-limit pause): while it is set, nothing
+--   is reserved and its value is returned as the reason;
+-- - a concurrency slot (ARGV[13], ARGV[14]): a call that may start now takes its lease
+--   here (as lease.lua does). A call that must first sleep takes none: it would hold a
+--   slot while not calling; it leases with lease.lua once awake.
+--
 -- KEYS[1]  state hash of the group          KEYS[2]  schedule zset (start ms -> member)
+-- KEYS[3]  leases zset of the group         KEYS[4]  refusing key (optional)
 -- ARGV[1]  now in ms ("" = redis TIME; tests inject a clock)
 -- ARGV[2]  burst_ms
 -- ARGV[3]  rpm      ARGV[4] itpm      ARGV[5] otpm      (configured, per minute)
@@ -15,17 +23,20 @@
 -- ARGV[7]  max_tokens                 ARGV[8] output estimate before any sample
 -- ARGV[9]  output mode: "realtime" (reserve an estimate) | "max_tokens" (reserve max_tokens)
 -- ARGV[10] max_wait_ms: a longer wait reserves nothing and reports the wait
--- ARGV[11] reservation id             ARGV[12] ttl of both keys, s
--- Returns {admitted 0|1, wait_us, input_reserved, output_reserved, binding dimension,
---          start ms as a string, the group's schedule shift ms as a string,
---          the group's output-correction shift ms as a string}
+-- ARGV[11] reservation id (also the lease member)   ARGV[12] ttl of both keys, s
+-- ARGV[13] concurrency cap ("" = take no lease)      ARGV[14] lease lifetime, ms
+-- Returns {admitted 0|1, wait_us, input_reserved, output_reserved, binding dimension
+--          ("refused" when the refusing key is set), start ms as a string, the group's
+--          schedule shift ms as a string, the group's output-correction shift ms as a
+--          string, lease taken 0|1, ms until the soonest lease lapses (when a lease was
+--          wanted and none was free), the refusing key's value ("" = not refused)}
 --
 -- The shift (field shift_ms) grows whenever settle moves the whole schedule later (a
 -- pull-back or a 429 pause); a caller that slept compares it with the value returned
 -- here and sleeps the difference, so calls booked earlier move along with it. The
 -- output shift (field oshift_ms) is the signed sum of what real output corrections
 -- moved tat_otpm by: a sleeper whose start output decided follows it too, earlier or
--- later (see limiter_settle.lua).
+-- later (see settle.lua).
 
 local now
 if ARGV[1] ~= '' then
@@ -33,6 +44,10 @@ if ARGV[1] ~= '' then
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+if KEYS[4] then
+  local reason = redis.call('GET', KEYS[4])
+  if reason then return {0, 0, 0, 0, 'refused', '0', '0', '0', 0, 0, reason} end
 end
 local burst = tonumber(ARGV[2])
 local st = redis.call('HMGET', KEYS[1], 'tat_rpm', 'tat_itpm', 'tat_otpm', 'pause_until',
@@ -78,7 +93,7 @@ local wait = start - now
 if wait > tonumber(ARGV[10]) then
   redis.call('HINCRBY', KEYS[1], 'deferred', 1)
   return {0, math.floor(wait * 1000), in_amount, out_amount, binding,
-    string.format('%.3f', start), shift, oshift}
+    string.format('%.3f', start), shift, oshift, 0, 0, ''}
 end
 for i = 1, 3 do
   local tat = math.max(tats[i], start) + amounts[i] * intervals[i]
@@ -93,5 +108,20 @@ redis.call('ZADD', KEYS[2], string.format('%.3f', start),
 local ttl = tonumber(ARGV[12])
 redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
-return {1, math.floor(wait * 1000), in_amount, out_amount, binding,
-  string.format('%.3f', start), shift, oshift}
+
+local wait_us = math.floor(wait * 1000)
+local leased, lapse = 0, 0
+if ARGV[13] ~= '' and wait_us == 0 then
+  local lease_ms = tonumber(ARGV[14])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) < tonumber(ARGV[13]) then
+    redis.call('ZADD', KEYS[3], string.format('%.3f', now + lease_ms), ARGV[11])
+    redis.call('PEXPIRE', KEYS[3], math.ceil(lease_ms) + 1000)
+    leased = 1
+  else
+    local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    lapse = math.ceil(tonumber(first[2]) - now)
+  end
+end
+return {1, wait_us, in_amount, out_amount, binding,
+  string.format('%.3f', start), shift, oshift, leased, lapse, ''}

@@ -21,8 +21,11 @@
 -- oshift_ms adds up (signed) how far corrections moved tat_otpm; a sleeper whose
 -- start output decided follows it (schedule scores are not moved for these).
 --
+-- The call's concurrency lease, when it held one, is given back in the same call
+-- (ARGV[22]), a round trip less than a separate ZREM.
+--
 -- KEYS[1]  state hash of the group          KEYS[2]  schedule zset (start ms -> member
---          "id:input:output")
+--          "id:input:output")               KEYS[3]  leases zset of the group
 -- ARGV[1]  now in ms ("" = redis TIME)      ARGV[2]  burst_ms
 -- ARGV[3]  rpm      ARGV[4] itpm      ARGV[5] otpm      (configured, per minute)
 -- ARGV[6..8]   corrections for requests, input, output tokens (actual - reserved)
@@ -33,6 +36,7 @@
 -- ARGV[17] input calibration sample (actual / raw estimate, "" = none)
 -- ARGV[18] output tokens sample ("" = none)      ARGV[19] EWMA weight of a sample
 -- ARGV[20] schedule member of this reservation ("" = none)   ARGV[21] ttl, s
+-- ARGV[22] concurrency lease to release ("" = none)
 -- Returns {schedule moved by ms (pull-back and pause), dimension pulled back or ""}
 
 local now
@@ -45,6 +49,7 @@ end
 local burst = tonumber(ARGV[2])
 local dims = {'rpm', 'itpm', 'otpm'}
 if ARGV[20] ~= '' then redis.call('ZREM', KEYS[2], ARGV[20]) end
+if ARGV[22] ~= '' then redis.call('ZREM', KEYS[3], ARGV[22]) end
 local shift = tonumber(redis.call('HGET', KEYS[1], 'shift_ms')) or 0
 
 local unseen = nil
