@@ -16,11 +16,11 @@ from agentjobs.ops import depth, metrics
 from agentjobs.ops.signals import failure_class
 
 
-def test_batches_from_many_writers_sum_exactly(state_redis: redis.Redis) -> None:
+def test_updates_from_many_writers_sum_exactly(state_redis: redis.Redis) -> None:
     metrics.reset()
     now = 1_800_000_000.0
     for i in range(50):
-        b = metrics.Batch()
+        b = metrics.Update()
         b.inc("tasks", ("claude.haiku", "claude-haiku-4-5", "succeeded"))
         b.inc("cost_usd", ("claude.haiku", "claude-haiku-4-5"), 0.0000123)
         b.observe("call_seconds", ("claude.haiku", "claude-haiku-4-5"), 0.3 if i < 49 else 25)
@@ -53,9 +53,9 @@ def test_quantile_matches_prometheus_rule() -> None:
 
 def test_bad_labels_are_refused() -> None:
     with pytest.raises(ValueError):
-        metrics.Batch().inc("tasks", ("claude.haiku",))
+        metrics.Update().inc("tasks", ("claude.haiku",))
     with pytest.raises(ValueError):
-        metrics.Batch().observe("tasks", ("a", "b", "c"), 1.0)
+        metrics.Update().observe("tasks", ("a", "b", "c"), 1.0)
 
 
 def test_redis_down_never_fails_the_caller(caplog: pytest.LogCaptureFixture) -> None:
@@ -63,7 +63,7 @@ def test_redis_down_never_fails_the_caller(caplog: pytest.LogCaptureFixture) -> 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dead = redis.Redis(port=port, socket_connect_timeout=0.2)
-    b = metrics.Batch()
+    b = metrics.Update()
     b.inc("tasks_started", ("claude.haiku",))
     b.commit(client=dead)
     assert "lost 1 increments" in caplog.text

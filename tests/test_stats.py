@@ -18,7 +18,7 @@ from agentjobs.settings import reset_settings
 
 
 def _seed(now: float | None = None) -> None:
-    b = metrics.Batch()
+    b = metrics.Update()
     for _ in range(3):
         b.inc("api_requests", ("claude.haiku", "claude-haiku-4-5", "200"))
     b.inc("api_requests", ("claude.haiku", "claude-haiku-4-5", "429"))

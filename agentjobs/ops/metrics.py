@@ -1,21 +1,19 @@
 """The one metrics layer: every figure operators watch, stored in Redis, read anywhere.
 
-Writers (the handlers in ``signals.py``) add to counters and histograms with a
-:class:`Batch`; one pipelined round trip adds each value twice, to the all-time hash
-and to the hash of the current minute (kept ``AGENTJOBS_METRICS_RETENTION_MIN``). So
-every worker process on every host adds into the same numbers, and readers see them
+Writers (the handlers in ``ops/signals/``) add to counters and histograms with an
+:class:`Update`; one script call adds each value twice, to the all-time hash and to
+the hash of the current minute (kept ``AGENTJOBS_METRICS_RETENTION_MIN``). So every
+worker process on every host adds into the same numbers, and readers see them
 exactly: ``agentjobs stats`` sums the minute hashes of the last N minutes, and the
-exporter (``agentjobs exporter``) serves the all-time hash to Prometheus.
-
-Histograms use the fixed buckets :data:`BUCKETS_S` (non-cumulative counts per bucket
-in Redis), so a percentile over any set of workers and minutes is computed from merged
-buckets, as Prometheus' ``histogram_quantile`` does.
+exporter (``agentjobs exporter``) serves the all-time hash to Prometheus. What may be
+recorded (names, kinds, labels, buckets) is ``metric_specs.py``'s table.
 
 Live gauges are not counters: calls in flight and live workers are sorted sets scored
 by time (a killed process's entries age out), queue depth comes from the broker
-(``depth.py``), dead-letter size from the dead-letter store.
+(``depth.py``), dead-letter size from the dead-letter store. An update can mark a call
+in flight or forget one in its same script call.
 
-Field layout in the hashes (labels in the order of :data:`METRICS`)::
+Field layout in the hashes (labels in the order of ``METRICS``)::
 
     c|<name>|<label values...>            counter (integer; cost in 1e-10 USD)
     h|<name>|<bucket index>|<labels...>   histogram bucket count
@@ -25,7 +23,6 @@ Field layout in the hashes (labels in the order of :data:`METRICS`)::
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -36,93 +33,59 @@ import redis
 
 from agentjobs import store
 from agentjobs.keys import key
+from agentjobs.ops.metric_specs import (
+    BUCKETS_S,
+    COST_SCALE,
+    METRICS,
+    OUTCOMES,
+    SUM_SCALE,
+    TOKEN_KINDS,
+    Metric,
+    bucket_index,
+    check,
+    clean,
+    quantile,
+)
+from agentjobs.reliability import deadletter
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
 
+# The table is read through this module too (``metrics.METRICS``, ``metrics.quantile``):
+# readers import one module for the figures and their meaning.
+__all__ = [
+    "BUCKETS_S",
+    "COST_SCALE",
+    "METRICS",
+    "OUTCOMES",
+    "SUM_SCALE",
+    "TOKEN_KINDS",
+    "WORKER_HEARTBEAT_S",
+    "WORKER_TTL_S",
+    "Metric",
+    "Snapshot",
+    "Update",
+    "bucket_index",
+    "call_finished",
+    "call_started",
+    "calls_in_flight",
+    "dead_letter_size",
+    "minute_key",
+    "quantile",
+    "read_total",
+    "read_window",
+    "reset",
+    "total_key",
+    "worker_gone",
+    "worker_seen",
+    "workers_alive",
+]
+
 log = logging.getLogger(__name__)
 
-#: Histogram bucket upper bounds, seconds; the last one is +Inf. Claude calls take
-#: 2-30 s, queue waits can take minutes, limiter waits are mostly sub-second.
-BUCKETS_S: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    20.0, 30.0, 60.0, 120.0, 300.0, 600.0, math.inf,
-)  # fmt: skip
-
-#: Cost is kept as an integer of this many units per USD, so sums are exact.
-COST_SCALE = 10**10
-#: Histogram sums are kept in integer microseconds.
-SUM_SCALE = 10**6
 #: A worker that has not refreshed its registration for this long counts as gone.
 WORKER_TTL_S = 30.0
 #: How often a worker refreshes its registration.
 WORKER_HEARTBEAT_S = 10.0
-
-OUTCOMES = ("succeeded", "failed", "dead_lettered", "rejected", "revoked")
-TOKEN_KINDS = ("input", "output", "cache_creation", "cache_read")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One metric: its Prometheus name is ``agentjobs_<name>`` (+ ``_total`` for counters)."""
-
-    name: str
-    kind: str  # counter | histogram | gauge
-    labels: tuple[str, ...]
-    help: str
-    scale: int = 1
-
-    @property
-    def prom_name(self) -> str:
-        return f"agentjobs_{self.name}"
-
-
-_QM = ("queue", "model")
-_C, _H, _G = "counter", "histogram", "gauge"
-_FC = (*_QM, "failure_class")
-METRICS: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        Metric("tasks_published", _C, _QM, "Tasks submitted (first publish only)."),
-        Metric("tasks_received", _C, ("queue",), "Task messages received (redeliveries too)."),
-        Metric("tasks_started", _C, ("queue",), "Task executions started (retries too)."),
-        Metric("tasks", _C, (*_QM, "outcome"), "Tasks finished, by outcome."),
-        Metric("retries", _C, _FC, "Retries scheduled, by failure class."),
-        Metric("errors", _C, _FC, "Failed attempts (retried or final), by failure class."),
-        Metric("dead_lettered", _C, _FC, "Tasks dead-lettered, by failure class."),
-        Metric("api_requests", _C, (*_QM, "status"), "Messages API answers by HTTP status."),
-        Metric("rate_limited", _C, _QM, "429 answers from the Messages API."),
-        Metric("cache_hits", _C, _QM, "Tasks answered from the response cache."),
-        Metric("cache_misses", _C, _QM, "Tasks that succeeded by calling the API."),
-        Metric("tokens", _C, (*_QM, "kind"), "Tokens of API answers, by kind."),
-        Metric("cost_usd", _C, _QM, "USD of API answers at list price.", COST_SCALE),
-        Metric("queue_wait_seconds", _H, ("queue",), "Publish (or ETA) to execution start."),
-        Metric("limiter_wait_seconds", _H, ("queue",), "Wait for the global limiter."),
-        Metric("call_seconds", _H, _QM, "Duration of one Messages API call."),
-        Metric("end_to_end_seconds", _H, ("queue",), "First publish to final outcome."),
-        Metric("calls_in_flight", _G, _QM, "Messages API calls under way now."),
-        Metric("queue_depth", _G, ("queue",), "Messages waiting in the broker queue."),
-        Metric("workers", _G, ("queue",), "Live workers consuming from the queue."),
-        Metric("dead_letters", _G, (), "Dead-letter records stored now."),
-    )
-}
-
-
-def _check(name: str, kind: str, labels: Sequence[str]) -> Metric:
-    m = METRICS[name]
-    if m.kind != kind or len(labels) != len(m.labels):
-        raise ValueError(f"{name} is a {m.kind} with labels {m.labels}, got {kind} {labels}")
-    return m
-
-
-def _clean(values: Sequence[str]) -> tuple[str, ...]:
-    return tuple(str(v).replace("|", "/") for v in values)
-
-
-def bucket_index(seconds: float) -> int:
-    for i, bound in enumerate(BUCKETS_S):
-        if seconds <= bound:
-            return i
-    return len(BUCKETS_S) - 1
 
 
 def total_key() -> str:
@@ -137,25 +100,33 @@ _ADD_LUA = store.lua("agentjobs.ops", "metrics_add.lua")
 
 
 @dataclass
-class Batch:
+class Update:
     """Increments gathered during one event, written by :meth:`commit` in one round trip."""
 
     fields: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    #: An in-flight call to forget in the same round trip (see :func:`call_started`).
+    #: A call to mark in flight, and since when (see :func:`call_started`).
+    call_start: tuple[str, float] | None = None
+    #: An in-flight call to forget.
     call_done: str = ""
 
     def inc(self, name: str, labels: Sequence[str], value: float = 1) -> None:
-        m = _check(name, "counter", labels)
+        m = check(name, "counter", labels)
         amount = round(value * m.scale)
         if amount:
-            self.fields["|".join(("c", name, *_clean(labels)))] += amount
+            self.fields["|".join(("c", name, *clean(labels)))] += amount
 
     def observe(self, name: str, labels: Sequence[str], seconds: float) -> None:
-        _check(name, "histogram", labels)
+        check(name, "histogram", labels)
         seconds = max(0.0, float(seconds))
-        values = _clean(labels)
+        values = clean(labels)
         self.fields["|".join(("h", name, str(bucket_index(seconds)), *values))] += 1
         self.fields["|".join(("s", name, *values))] += round(seconds * SUM_SCALE)
+
+    def start_call(self, call_id: str, queue: str, model: str, now: float | None = None) -> None:
+        self.call_start = (
+            _inflight_member(call_id, queue, model),
+            time.time() if now is None else now,
+        )
 
     def finish_call(self, call_id: str, queue: str, model: str) -> None:
         self.call_done = _inflight_member(call_id, queue, model)
@@ -163,15 +134,18 @@ class Batch:
     def commit(self, client: redis.Redis | None = None, now: float | None = None) -> None:
         """Add everything to the all-time and the current-minute hash; never raises.
 
-        One Lua call (``metrics_add.lua``), so a batch is added whole or not at all.
+        One Lua call (``metrics_add.lua``), so an update is added whole or not at all.
         """
-        if not (self.fields or self.call_done) or not get_settings().metrics_enabled:
+        if not (self.fields or self.call_start or self.call_done):
+            return
+        if not get_settings().metrics_enabled:
             return
         try:
             r = client or state_redis()
             minute = int((time.time() if now is None else now) // 60)
             ttl = get_settings().metrics_retention_min * 60 + 120
-            args: list[Any] = [ttl, self.call_done]
+            started, since = self.call_start or ("", 0.0)
+            args: list[Any] = [ttl, self.call_done, started, repr(since)]
             for f, v in self.fields.items():
                 args += (f, v)
             keys = [total_key(), minute_key(minute), _inflight_key()]
@@ -181,6 +155,7 @@ class Batch:
             log.warning("agentjobs metrics: lost %d increments: %s", len(self.fields), exc)
         finally:
             self.fields = defaultdict(int)
+            self.call_start = None
             self.call_done = ""
 
 
@@ -268,28 +243,6 @@ class Snapshot:
         return seen
 
 
-def quantile(counts: Sequence[int], q: float) -> float | None:
-    """Linear interpolation inside the bucket holding the q-th observation.
-
-    Same rule as Prometheus' ``histogram_quantile``: a quantile in the +Inf bucket is
-    the highest finite bound.
-    """
-    total = sum(counts)
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for i, n in enumerate(counts):
-        if n and seen + n >= rank:
-            upper = BUCKETS_S[i]
-            if math.isinf(upper):
-                return BUCKETS_S[i - 1]
-            lower = BUCKETS_S[i - 1] if i else 0.0
-            return lower + (upper - lower) * (rank - seen) / n
-        seen += n
-    return BUCKETS_S[-2]
-
-
 def read_total(client: redis.Redis | None = None) -> Snapshot:
     """Everything since the metrics were first written (or last reset)."""
     snap = Snapshot()
@@ -340,23 +293,21 @@ def _safely(fn: Callable[[], Any], what: str) -> Any:
 
 
 def _inflight_member(call_id: str, queue: str, model: str) -> str:
-    return "|".join((*_clean((queue, model)), call_id))
+    return "|".join((*clean((queue, model)), call_id))
 
 
 def call_started(call_id: str, queue: str, model: str, now: float | None = None) -> None:
-    """Mark one API call in flight until it is finished (``Batch.finish_call`` or
+    """Mark one API call in flight until it is finished (``Update.finish_call`` or
     :func:`call_finished`), or until it goes stale."""
-    if not get_settings().metrics_enabled:
-        return
-    member = _inflight_member(call_id, queue, model)
-    ts = time.time() if now is None else now
-    _safely(lambda: state_redis().zadd(_inflight_key(), {member: ts}), "call_started")
+    u = Update()
+    u.start_call(call_id, queue, model, now)
+    u.commit()
 
 
 def call_finished(call_id: str, queue: str, model: str) -> None:
-    b = Batch()
-    b.finish_call(call_id, queue, model)
-    b.commit()
+    u = Update()
+    u.finish_call(call_id, queue, model)
+    u.commit()
 
 
 def calls_in_flight(
@@ -418,16 +369,9 @@ def workers_alive(
 
 
 def dead_letter_size() -> int | None:
-    """Records in the dead-letter store now (None when the store is not available)."""
+    """Records in the dead-letter store now (None when the state store cannot say)."""
     try:
-        from agentjobs.reliability import deadletter
-    except ImportError:
-        return None
-    count = getattr(deadletter, "count", None)
-    if count is None:
-        return None
-    try:
-        return int(count())
+        return deadletter.count()
     except redis.RedisError as exc:
         log.warning("agentjobs metrics: dead-letter count failed: %s", exc)
         return None
