@@ -1,8 +1,8 @@
-"""Test helpers shared by the test suite and the benchmarks: private services, workers.
+"""Process helpers for the tests, the benchmarks and ``make demo``: private services, workers.
 
 Everything here runs real parts: a private ``redis-server`` on a free port (so parallel
 test runs never share queues), Celery workers in threads or as subprocesses, and the
-simulator over HTTP.
+simulator over HTTP. The pytest fixtures built on them are in ``pytest_plugin``.
 """
 
 from __future__ import annotations
