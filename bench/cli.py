@@ -128,7 +128,10 @@ def render(times: dict[str, list[float]], args: argparse.Namespace, elapsed: flo
         "",
         f"Target: `agentjobs --help` under {TARGET_S * 1000:.0f} ms: this run {met} it "
         f"(slowest median {worst * 1000:.0f} ms). The group lists its sub-commands from a "
-        "table and imports none of them; a sub-command's `--help` loads that one only.",
+        "table and imports none of them; a sub-command's `--help` loads that one only: "
+        "`stats` reads the limiter's pauses (agentjobs.limiter.pause), whose admission "
+        "module imports the Anthropic SDK, most of that row; `sim` loads aiohttp "
+        "(agentjobs.simulator imports its runner).",
         "Figures from one run on a machine shared with other work: load stretches every "
         "row alike, which the ratio to `python -c pass` takes out; a wall-clock bound "
         "would be a flaky test, so tests/test_cli.py checks what is imported instead.",
