@@ -38,8 +38,8 @@ WORKER_STEPS: tuple[Step, ...] = (
     respond_from_cache,  # a stored answer of an identical request, or single flight
     hold_budget,  # reserve the estimated cost, or reject / downgrade / defer
     record_cost,  # add the call's real cost to the day's totals
-    check_pause,  # an operator's or a spend limit's pause of the group: no call
-    admit,  # the global limiter: reserve RPM + ITPM + OTPM, sleep the wait, a slot
+    check_pause,  # a spend-paused group: no call (admit's acquire reads the pause)
+    admit,  # the global limiter: reserve RPM + ITPM + OTPM and a slot, sleep the wait
     send,  # the Messages API call, the ClaudeResult
 )
 

@@ -328,3 +328,23 @@ def test_a_spend_paused_group_is_refused_with_or_without_the_limiter(
     monkeypatch.undo()
     reset_settings()
     assert get_limiter().snapshot("haiku")["admitted"] == 0  # nothing was reserved
+
+
+# -- the task's start, held for its call ---------------------------------------------
+
+
+def test_a_task_that_makes_no_call_still_counts_its_start(
+    sim: Any, purge_queues: None, state_redis: redis.Redis
+) -> None:
+    # The second task of one idempotency key returns the stored outcome without a call:
+    # its start, held for a call that never comes, is written with its outcome.
+    with in_process_worker(queues=("claude.haiku",), concurrency=2):
+        for _ in range(2):
+            complete.delay(
+                prompt="start without a call", model="haiku", idempotency_key="held-start"
+            ).get(timeout=30)
+        wait_for(lambda: metrics.read_total().sum("tasks") == 2, timeout=10, what="outcomes")
+    total = metrics.read_total()
+    assert total.sum("tasks_started") == 2 and total.sum("queue_wait_seconds") == 2
+    assert total.sum("api_requests") == 1
+    assert metrics.calls_in_flight() == {}
