@@ -125,7 +125,7 @@ def test_exporter_listens_on_loopback_unless_told(wide: bool, tmp_path: Any) -> 
     import subprocess
     import sys
 
-    from agentjobs.testing import free_port, spawn, terminate, wait_for
+    from agentjobs.contrib.testing import free_port, spawn, terminate, wait_for
 
     host = _host_address()
     if host is None:

@@ -143,7 +143,7 @@ def test_worker_starts_against_the_simulator_without_a_key(
 def test_preflight_with_a_key_only_warns_when_the_api_is_unreachable(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agentjobs import client
+    from agentjobs.api import client
 
     for name in _ANTHROPIC:
         monkeypatch.delenv(name, raising=False)
@@ -151,7 +151,7 @@ def test_preflight_with_a_key_only_warns_when_the_api_is_unreachable(
     monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{free_port()}")
     reset_settings()
     try:
-        with caplog.at_level("WARNING", logger="agentjobs.client"):
+        with caplog.at_level("WARNING", logger="agentjobs.api.client"):
             t = client.preflight(wait_s=0)
         assert t.api_key == "sk-ant-x" and not t.stand_in
         assert "cannot be reached now" in caplog.text

@@ -11,7 +11,7 @@ from typing import Any
 import anthropic
 import httpx2 as httpx
 import pytest
-from agentjobs.testing import wait_for
+from agentjobs.contrib.testing import wait_for
 from anthropic.types.messages import MessageBatch
 
 from .conftest import StartSim, sdk, user
