@@ -14,7 +14,15 @@ with a worker subprocess of the same pool (threads) and concurrency:
 Measured, the sides alternating each round:
 
 - throughput: submit N tasks, wait for all results; N / elapsed (best of the rounds);
-- latency: one task at a time, submit to result (AsyncResult.get), p50 and p99.
+- latency: one task at a time, submit to result (AsyncResult.get), p50 and p99;
+- state-store round trips per task (not timed, after the rounds): ``--count-tasks``
+  complete tasks submitted at once, every command on the state store's DB seen with
+  MONITOR and put to the worker's or the caller's account by the name of the
+  connection that sent it (each side's state-store URL names its connections), then
+  named by script or command. Commands a script runs inside Redis are not round trips;
+  a MULTI ... EXEC transaction is one; a connection's set-up (SELECT, CLIENT SETNAME)
+  and the per-period housekeeping (worker heartbeat, ledger sweep, lease renewal) are
+  shown apart, not per task. tests/test_roundtrips.py asserts the worker's list.
 
 Deployment shape: ``--procs 1,2`` measures each side with one, then two worker
 processes (each ``-c`` threads). A threads-pool worker runs Python on one core (the
@@ -29,16 +37,21 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import os
 import platform
+import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from report import cpu_model, write_section
 
 from agentjobs.contrib.testing import RedisServer, SimProcess, WorkerProcess
@@ -48,6 +61,8 @@ BENCH = Path(__file__).resolve().parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:overhead:start -->", "<!-- bench:overhead:end -->"
 HUGE = str(10**9)  # a rate limit nothing in this run can reach
+#: The names the two sides' state-store connections go by (CLIENT SETNAME).
+SIDES = {"bench-worker": "worker", "bench-caller": "caller"}
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -81,6 +96,12 @@ def main() -> None:
     parser.add_argument("--latency-tasks", type=int, default=200, help="sequential tasks")
     parser.add_argument("-c", "--concurrency", type=int, default=16, help="worker threads")
     parser.add_argument(
+        "--count-tasks",
+        type=int,
+        default=200,
+        help="tasks whose state-store round trips are counted (0: no count)",
+    )
+    parser.add_argument(
         "--procs",
         default="1",
         help="worker processes per side, comma-separated shapes measured in turn (e.g. 1,2)",
@@ -104,7 +125,7 @@ def main() -> None:
     )
     env = {
         "AGENTJOBS_BROKER_URL": f"{redis_server.url}/0",
-        "AGENTJOBS_REDIS_URL": f"{redis_server.url}/1",
+        "AGENTJOBS_REDIS_URL": f"{redis_server.url}/1?client_name=bench-caller",
         "AGENTJOBS_RESULT_BACKEND": f"{redis_server.url}/2",
         "AGENTJOBS_LIMIT_HAIKU_RPM": HUGE,
         "AGENTJOBS_LIMIT_HAIKU_ITPM": HUGE,
@@ -122,8 +143,12 @@ def main() -> None:
         os.environ["ANTHROPIC_BASE_URL"] = sim.base_url
         conc = ("-c", str(args.concurrency), "-l", "info")
         for procs in shapes:
+            named = {"AGENTJOBS_REDIS_URL": f"{redis_server.url}/1?client_name=bench-worker"}
             workers = [
-                *(WorkerProcess("haiku", {}, args=conc, name=f"bench-aj{i}") for i in range(procs)),
+                *(
+                    WorkerProcess("haiku", named, args=conc, name=f"bench-aj{i}")
+                    for i in range(procs)
+                ),
                 *(NoopWorker("haiku", {}, args=conc, name=f"bench-noop{i}") for i in range(procs)),
             ]
             for w in workers:
@@ -131,7 +156,7 @@ def main() -> None:
             for w in workers:
                 w.wait_ready()
             print(f"-- {procs} worker process(es) per side", file=sys.stderr)
-            reports[procs] = measure(args)
+            reports[procs] = measure(args, f"{redis_server.url}/1")
             for w in workers:
                 w.stop()
             workers = []
@@ -156,7 +181,7 @@ class NoopWorker(WorkerProcess):
         return [*cmd, "--without-gossip", "--without-mingle", *self.args]
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+def measure(args: argparse.Namespace, state_url: str) -> dict[str, Any]:
     import noop_app
 
     from agentjobs import app, complete
@@ -195,11 +220,129 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     calls = [complete.apply_async(kwargs={"prompt": f"split {run} {i}", "max_tokens": 16})
              for i in range(50)]  # fmt: skip
     http_ms = [c.get(timeout=60)["latency_ms"] for c in calls]
+    trips = count_round_trips(send_complete, args.count_tasks, state_url)
     return {
         "args": vars(args),
         "tps": best,
         "lat": {k: (percentile(v, 50), percentile(v, 99)) for k, v in lat.items()},
         "http_p50": percentile(http_ms, 50),
+        "trips": trips,
+    }
+
+
+# --- state-store round trips ---------------------------------------------------------
+
+_LINE = re.compile(r"^\S+ \[(\d+) ([^\]]*)\] (.*)$")
+_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+#: Commands that set a connection up or load a script (per connection or process)
+#: rather than act on a key.
+_SETUP = ("SELECT", "CLIENT", "HELLO", "AUTH", "SCRIPT")
+#: Per worker and period, not per task (matched in a command's name).
+_HOUSEKEEPING = ("metrics:workers", "ledger:lock", "idempotency_renew.lua")
+
+
+def _script_names() -> dict[str, str]:
+    """SHA-1 of every Lua script file of the package -> its file name."""
+    return {
+        hashlib.sha1(p.read_text(encoding="utf-8").encode()).hexdigest(): p.name
+        for p in (ROOT / "agentjobs").rglob("scripts/*.lua")
+    }
+
+
+def _concept(key: str) -> str:
+    parts = key.split(":")[1:]  # without the prefix
+    if parts[:2] in (["metrics", "workers"], ["ledger", "lock"]):
+        return ":".join(parts[:2])
+    return parts[0] if parts else key
+
+
+def _named(seen: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    """(client, name) of each round trip; a MULTI ... EXEC transaction is one."""
+    scripts = _script_names()
+    out: list[tuple[str, str]] = []
+    open_tx: dict[str, list[str]] = {}
+    for who, args in seen:
+        op = args[0].upper()
+        if op == "MULTI":
+            open_tx[who] = []
+        elif op == "EXEC":
+            out.append((who, "MULTI " + " ".join(sorted(set(open_tx.pop(who, []))))))
+        elif who in open_tx:
+            open_tx[who].append(_concept(args[1]) if len(args) > 1 else op)
+        elif op == "EVALSHA":
+            out.append((who, scripts.get(args[1]) or f"EVALSHA {_concept(args[3])}"))
+        elif op in _SETUP or len(args) < 2:
+            out.append((who, op))
+        else:
+            out.append((who, f"{op} {_concept(args[1])}"))
+    return out
+
+
+def count_round_trips(send: Callable[[int], Any], n: int, state_url: str) -> dict[str, Any]:
+    """Submit ``n`` complete tasks at once and count the state store's commands per task,
+    by side (worker, caller) and name."""
+    from agentjobs.ops import metrics
+
+    if n <= 0:
+        return {}
+    db = int(state_url.rsplit("/", 1)[1])
+    own = redis.Redis.from_url(state_url, single_connection_client=True)
+    own_addr = str(own.client_info()["addr"])
+    marker = f"end-of-count-{uuid.uuid4().hex}"
+    seen: list[tuple[str, list[str]]] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        with redis.Redis.from_url(state_url).monitor() as m:
+            ready.set()
+            while True:
+                raw = m.connection.read_response()
+                line = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+                found = _LINE.match(line)
+                if found is None:
+                    continue
+                where, who, rest = found.groups()
+                args = _ARG.findall(rest)
+                if args[:2] == ["ECHO", marker]:
+                    return
+                if int(where) == db and who not in ("lua", own_addr):
+                    seen.append((who, args))
+
+    outcomes = metrics.read_total(own).sum("tasks")
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    ready.wait(10)
+    try:
+        results = [send(i) for i in range(n)]
+        for r in results:
+            r.get(timeout=120)
+        # A task's outcome metrics are written after its result is stored.
+        deadline = time.monotonic() + 30
+        while metrics.read_total(own).sum("tasks") < outcomes + n:
+            if time.monotonic() > deadline:
+                print("round trips: not every outcome was counted", file=sys.stderr)
+                break
+            time.sleep(0.05)
+    finally:
+        own.echo(marker)
+        reader.join(30)
+    names = {c["addr"]: c.get("name", "") for c in own.client_list()}
+    own.close()
+    by_side: dict[str, Counter[str]] = {side: Counter() for side in (*SIDES.values(), "other")}
+    apart: Counter[str] = Counter()
+    for who, name in _named(seen):
+        if name in _SETUP or any(h in name for h in _HOUSEKEEPING):
+            apart[name] += 1
+        else:
+            by_side[SIDES.get(names.get(who, ""), "other")][name] += 1
+    return {
+        "tasks": n,
+        "per_task": {
+            side: {name: count / n for name, count in sorted(c.items())}
+            for side, c in by_side.items()
+            if c
+        },
+        "apart": dict(apart),
     }
 
 
@@ -231,6 +374,17 @@ def print_report(rep: dict[str, Any]) -> None:
     print(f"added latency per task over no-op: p50 {a[0]:+.2f} ms, p99 {a[1]:+.2f} ms")
     print(f"added latency per task over the floor: p50 {b[0]:+.2f} ms, p99 {b[1]:+.2f} ms")
     print(f"the HTTP call inside complete (result latency_ms p50): {rep['http_p50']:.2f} ms")
+    for line in trip_lines(rep.get("trips") or {}):
+        print(line)
+
+
+def trip_lines(trips: dict[str, Any], bold: str = "") -> list[str]:
+    """One line per side: its state-store round trips per task, and what they are."""
+    out = []
+    for side, names in (trips.get("per_task") or {}).items():
+        listed = ", ".join(f"{name} {n:.2f}" for name, n in names.items())
+        out.append(f"{side} {bold}{sum(names.values()):.2f}{bold} ({listed})")
+    return out
 
 
 def record(reports: dict[int, dict[str, Any]]) -> None:
@@ -243,8 +397,11 @@ def record(reports: dict[int, dict[str, Any]]) -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+    diff = ["git", "diff", "--quiet", "HEAD", "--", "agentjobs", "celeryconfig.py"]
+    if subprocess.run(diff, cwd=ROOT).returncode != 0:
+        commit += " with uncommitted changes to the code measured"
     opts = f"--tasks {a['tasks']} --rounds {a['rounds']} --latency-tasks {a['latency_tasks']}"
-    opts += f" --procs {a['procs']}"
+    opts += f" --procs {a['procs']} --count-tasks {a['count_tasks']}"
     opts += "".join(f" --env {e}" for e in a["env"])
     verdict = "meets" if ratio >= 0.5 else "MISSES"
     lines = [
@@ -285,6 +442,7 @@ def record(reports: dict[int, dict[str, Any]]) -> None:
         f"{f['added'][1]:+.2f} ms; over the floor: p50 {f['added_floor'][0]:+.2f} ms, p99 "
         f"{f['added_floor'][1]:+.2f} ms. The HTTP call inside complete (the result's "
         f"`latency_ms`) is {rep['http_p50']:.2f} ms at p50.",
+        *_trips_paragraph(rep.get("trips") or {}),
         f"The SDK call alone keeps {tps['sdk'] / tps['noop']:.2f} of the no-op's throughput "
         "here (the SDK builds and parses each request in the worker's one process, and the "
         "simulator shares the CPUs): measured against the no-op, the 0.5 target leaves "
@@ -300,6 +458,19 @@ def record(reports: dict[int, dict[str, Any]]) -> None:
     section = "\n".join(lines)
     write_section(section, START, END, DOCS)
     print(f"recorded in {DOCS}", file=sys.stderr)
+
+
+def _trips_paragraph(trips: dict[str, Any]) -> list[str]:
+    if not trips:
+        return []
+    apart = ", ".join(f"{name} {n}" for name, n in sorted(trips["apart"].items())) or "none"
+    return [
+        f"State-store round trips per task ({trips['tasks']} more tasks submitted at once "
+        "after the rounds, every command on the state store's DB seen with MONITOR, put to "
+        "the side whose connection sent it; tests/test_roundtrips.py asserts the worker's "
+        "list): " + "; ".join(trip_lines(trips, bold="**")) + ". Not per task (connection "
+        f"set-up, per-period housekeeping), in the whole count: {apart}.",
+    ]
 
 
 if __name__ == "__main__":
