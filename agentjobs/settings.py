@@ -7,8 +7,11 @@ in the code reads ``os.environ`` for agentjobs settings. Tests build their own
 
 from __future__ import annotations
 
+import os
+import re
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -126,6 +129,10 @@ class Settings(BaseSettings):
     budget_tenant_daily_usd: float | None = Field(default=None, ge=0)
     #: Per-tenant daily caps as JSON, e.g. {"acme": 50, "free-tier": 1}.
     budget_tenants: dict[str, float] = Field(default_factory=dict)
+    #: Price overrides, a JSON file {model_id: {input, cache_write_5m, cache_write_1h,
+    #: cache_read, output}} in USD per million tokens (catalog.read_prices); read and
+    #: checked when the settings load, so a bad file stops the worker at start.
+    prices_file: Path | None = None
     #: What happens to a call over budget: reject (BudgetExceededError), downgrade (to
     #: the next cheaper family, then reject) or defer (retry later, until budget frees).
     budget_action: Literal["reject", "downgrade", "defer"] = "reject"
@@ -209,6 +216,20 @@ class Settings(BaseSettings):
             Policy.model_validate(overrides)
         return v
 
+    @field_validator("prices_file", mode="before")
+    @classmethod
+    def _empty_prices_file_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @field_validator("prices_file")
+    @classmethod
+    def _check_prices_file(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            from agentjobs.catalog import read_prices
+
+            read_prices(v)
+        return v
+
     @property
     def backend_url(self) -> str:
         return self.result_backend or self.redis_url
@@ -225,12 +246,44 @@ class Settings(BaseSettings):
         )
 
 
+#: Celery reads these from the environment before its configuration, so each would win
+#: over the agentjobs setting named beside it while get_settings() reports the latter.
+_CELERY_ENV = {
+    "CELERY_BROKER_URL": "broker_url",
+    "CELERY_BROKER_READ_URL": "broker_url",
+    "CELERY_BROKER_WRITE_URL": "broker_url",
+    "CELERY_RESULT_BACKEND": "result_backend",
+}
+
+#: How pydantic-settings names the field whose value it could not decode (JSON).
+_UNDECODABLE = re.compile(r'error parsing value for field "(\w+)"')
+
+
+def _check_celery_environment(s: Settings) -> None:
+    """One source of truth: refuse a CELERY_* variable that disagrees with agentjobs."""
+    for var, field in _CELERY_ENV.items():
+        theirs = os.environ.get(var)
+        ours = s.broker_url if field == "broker_url" else s.backend_url
+        if not theirs or theirs == ours:  # Celery, too, ignores an empty one
+            continue
+        from kombu.utils.url import maybe_sanitize_url  # no passwords in the message
+
+        name = f"AGENTJOBS_{field.upper()}"
+        shown = maybe_sanitize_url(ours)
+        if field not in s.model_fields_set:  # the default: the state store for results
+            shown = f"unset: {'the state store, ' if field == 'result_backend' else ''}{shown}"
+        raise ConfigurationError(
+            f"{var} ({maybe_sanitize_url(theirs)}) and {name} ({shown}) differ: Celery would "
+            f"use the first while agentjobs reports the second; set only {name}"
+        )
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use; a bad value
-    raises ConfigurationError naming the variable."""
+    """The process-wide settings, read from the environment on first use; a bad value, or
+    a CELERY_* variable that contradicts one, raises ConfigurationError naming it."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -239,6 +292,16 @@ def get_settings() -> Settings:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{name}{' (' + where + ')' if where else ''}: {msg}")
         raise ConfigurationError("bad setting: " + "; ".join(problems)) from None
+    except ValueError as exc:
+        # pydantic-settings' SettingsError: a value it decodes as JSON (dicts) is not JSON.
+        found = _UNDECODABLE.search(str(exc))
+        if found is None:
+            raise ConfigurationError(f"bad setting: {exc}") from None
+        name = "AGENTJOBS_" + found.group(1).upper()
+        why = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigurationError(f"bad setting: {name}: not valid JSON{why}") from None
+    _check_celery_environment(settings)
+    return settings
 
 
 def reset_settings() -> None:

@@ -14,6 +14,9 @@ import pytest
     [
         ("AGENTJOBS_RESULT_TTL_S", "abc", "AGENTJOBS_RESULT_TTL_S"),
         ("AGENTJOBS_RETRY_POLICIES", '{"opus": {"max_atempts": 8}}', "max_atempts"),
+        ("AGENTJOBS_BUDGET_TENANTS", "{bad", "AGENTJOBS_BUDGET_TENANTS: not valid JSON"),
+        ("AGENTJOBS_RETRY_POLICIES", '{"opus": ', "AGENTJOBS_RETRY_POLICIES: not valid JSON"),
+        ("AGENTJOBS_PRICES_FILE", "/nonexistent/prices.json", "AGENTJOBS_PRICES_FILE"),
     ],
 )
 def test_a_bad_setting_is_one_clear_line(var: str, value: str, expected: str) -> None:
@@ -27,3 +30,4 @@ def test_a_bad_setting_is_one_clear_line(var: str, value: str, expected: str) ->
     assert proc.returncode == 1
     assert "bad setting" in proc.stderr and expected in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "\n" not in proc.stderr.strip()  # one line

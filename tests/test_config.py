@@ -2,7 +2,9 @@
 
 A project's own ``celeryconfig.py`` (in the directory a process starts in, so first on
 ``sys.path``) never configures agentjobs' app; a project that configures the app from
-its own settings cannot change its serializer, acks or routes.
+its own settings cannot change its serializer, acks or routes; Celery's own
+``CELERY_BROKER_URL`` / ``CELERY_RESULT_BACKEND`` cannot silently override the
+AGENTJOBS_* settings; a bad setting is refused as one line naming it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pickle
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import pytest
 from agentjobs import ConfigurationError, app
 from agentjobs.app import AgentJobsCelery, celery_settings
 from agentjobs.celeryconfig import REQUIRED, ROUTER
-from agentjobs.settings import get_settings
+from agentjobs.settings import get_settings, reset_settings
 from agentjobs.testing import spawn, terminate, wait_for
 
 #: What a project's root may well hold: its own Celery settings, the opposite of ours.
@@ -64,6 +67,13 @@ def project(tmp_path: Path) -> Path:
     text = HOSTILE.format(broker=conf.broker_url, backend=conf.result_backend)
     (tmp_path / "celeryconfig.py").write_text(text)
     return tmp_path
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    yield monkeypatch
+    monkeypatch.undo()
+    reset_settings()
 
 
 def _agentjobs_settings_kept(conf: dict[str, Any]) -> None:
@@ -210,3 +220,142 @@ def test_celery_settings_for_django_are_agentjobs_values() -> None:
     own = AgentJobsCelery("project")
     own.config_from_object(type("Settings", (), values), namespace="CELERY")
     assert own.conf.task_serializer == "json"  # loads without a conflict
+
+
+# -- CELERY_BROKER_URL / CELERY_RESULT_BACKEND --------------------------------------------
+
+
+def _run(args: list[str], extra_env: dict[str, str], timeout: float = 60) -> Any:
+    return subprocess.run(
+        [sys.executable, *args],
+        env={**os.environ, **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _refused_in_one_line(proc: Any, *names: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line, line
+    for name in names:
+        assert name in line
+
+
+ELSEWHERE = "redis://127.0.0.1:1/5"  # nothing listens there
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "agentjobs", "stats"],
+        ["-m", "agentjobs", "worker", "haiku"],
+        ["-m", "celery", "-A", "agentjobs", "worker", "-Q", "claude.haiku"],
+    ],
+    ids=["cli", "worker", "celery-worker"],
+)
+def test_celery_broker_url_that_differs_is_refused_at_start(args: list[str]) -> None:
+    proc = _run(args, {"CELERY_BROKER_URL": ELSEWHERE}, timeout=30)
+    _refused_in_one_line(proc, "CELERY_BROKER_URL", "AGENTJOBS_BROKER_URL", ELSEWHERE)
+
+
+def test_celery_result_backend_that_differs_is_refused_at_start() -> None:
+    proc = _run(["-m", "agentjobs", "worker", "haiku"], {"CELERY_RESULT_BACKEND": ELSEWHERE}, 30)
+    _refused_in_one_line(proc, "CELERY_RESULT_BACKEND", "AGENTJOBS_RESULT_BACKEND")
+
+
+def test_a_process_that_sends_is_refused_before_anything_is_published() -> None:
+    script = (
+        "from agentjobs import ConfigurationError, complete\n"
+        "try:\n"
+        "    complete.delay(prompt='hi')\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = _run(["-c", script], {"CELERY_BROKER_URL": ELSEWHERE}, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "CELERY_BROKER_URL" in proc.stdout and "AGENTJOBS_BROKER_URL" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "var", ["CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL"]
+)
+def test_every_celery_broker_variable_is_checked(env: pytest.MonkeyPatch, var: str) -> None:
+    env.setenv(var, "redis://:secret@elsewhere:6379/0")
+    reset_settings()
+    with pytest.raises(ConfigurationError) as err:
+        get_settings()
+    assert var in str(err.value) and "AGENTJOBS_BROKER_URL" in str(err.value)
+    assert "secret" not in str(err.value)  # passwords are masked
+
+
+def test_the_same_url_in_both_is_accepted(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CELERY_BROKER_URL", os.environ["AGENTJOBS_BROKER_URL"])
+    env.setenv("CELERY_RESULT_BACKEND", os.environ["AGENTJOBS_RESULT_BACKEND"])
+    env.setenv("CELERY_BROKER_READ_URL", "")  # empty: unset, for Celery too
+    reset_settings()
+    assert get_settings().broker_url == os.environ["AGENTJOBS_BROKER_URL"]
+
+
+# -- bad settings: one line naming the variable -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("AGENTJOBS_BUDGET_TENANTS", "{bad"),
+        ("AGENTJOBS_RETRY_POLICIES", '{"opus": '),
+    ],
+)
+def test_malformed_json_settings_name_the_variable(
+    env: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    env.setenv(var, value)
+    reset_settings()
+    with pytest.raises(ConfigurationError) as err:
+        get_settings()
+    assert str(err.value).startswith(f"bad setting: {var}")
+    assert "\n" not in str(err.value)
+
+
+PRICES = {"input": 10, "cache_write_5m": 20, "cache_write_1h": 30, "cache_read": 1, "output": 50}
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read"),
+        ("{bad", "not valid JSON"),
+        (json.dumps([PRICES]), "want a JSON object"),
+        (json.dumps({"gpt-4o": PRICES}), "unknown model 'gpt-4o'"),
+        (json.dumps({"claude-haiku-4-5": {"input": 1}}), "claude-haiku-4-5: want"),
+        (json.dumps({"claude-haiku-4-5": {**PRICES, "output": "50"}}), "claude-haiku-4-5: want"),
+    ],
+    ids=["missing", "not-json", "not-an-object", "unknown-model", "fields", "not-a-number"],
+)
+def test_a_bad_prices_file_is_refused_when_the_settings_load(
+    env: pytest.MonkeyPatch, tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "prices.json"
+    if content is not None:
+        path.write_text(content)
+    env.setenv("AGENTJOBS_PRICES_FILE", str(path))
+    reset_settings()
+    with pytest.raises(ConfigurationError) as err:
+        get_settings()
+    message = str(err.value)
+    assert message.startswith("bad setting: AGENTJOBS_PRICES_FILE") and expected in message
+    assert "\n" not in message
+
+
+def test_the_prices_file_is_a_setting(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"claude-haiku-4-5": PRICES}))
+    env.setenv("AGENTJOBS_PRICES_FILE", str(path))
+    reset_settings()
+    assert get_settings().prices_file == path
+    env.setenv("AGENTJOBS_PRICES_FILE", "")  # empty: unset
+    reset_settings()
+    assert get_settings().prices_file is None

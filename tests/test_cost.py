@@ -85,6 +85,7 @@ def test_user_price_override(env: pytest.MonkeyPatch, tmp_path: Any) -> None:
     }
     path.write_text(json.dumps({"claude-haiku-4-5": fields}))
     env.setenv("AGENTJOBS_PRICES_FILE", str(path))
+    reset_settings()  # a setting, read when the settings load
     catalog.models.cache_clear()
     assert cost.cost_usd("haiku", Usage(input_tokens=M, output_tokens=M)) == pytest.approx(60)
     assert cost.cost_usd("sonnet", Usage(input_tokens=M)) == pytest.approx(3)  # untouched
