@@ -1,7 +1,9 @@
 """All ``AGENTJOBS_*`` settings, read once from the environment.
 
-Every default is documented here and once in the README's settings table; nothing else
-in the code reads ``os.environ`` for agentjobs settings. Tests build their own
+Every default is documented here, once: the ``#:`` comment above each field is its
+description, and docs/settings.md is generated from this class (``python
+scripts/settingsdoc.py``). Nothing else in the code reads ``os.environ`` for agentjobs
+settings. Tests build their own
 ``Settings(...)`` or set environment variables and call ``reset_settings()``.
 """
 
@@ -69,6 +71,7 @@ class Settings(BaseSettings):
     #: Seconds to wait for a whole response (the SDK's read timeout). Celery time limits
     #: do not work in the threads pool, so this is what bounds a stuck call.
     request_timeout_s: float = 120.0
+    #: Seconds to wait for a connection to the API.
     connect_timeout_s: float = 5.0
     #: Max pooled HTTP connections per worker process.
     http_max_connections: int = 256
@@ -82,17 +85,29 @@ class Settings(BaseSettings):
     worker_concurrency: int = 32
 
     # --- rate limits (per group; defaults are Anthropic's Start tier) ------------
+    #: Requests per minute of the Haiku rate-limit group.
     limit_haiku_rpm: int = _START_RPM
+    #: Input tokens per minute of the Haiku group (cache reads do not count).
     limit_haiku_itpm: int = _START_ITPM
+    #: Output tokens per minute of the Haiku group.
     limit_haiku_otpm: int = _START_OTPM
+    #: Haiku calls in flight at once, all workers together (leases that expire).
     limit_haiku_concurrency: int = 256
+    #: Requests per minute of the Sonnet rate-limit group.
     limit_sonnet_rpm: int = _START_RPM
+    #: Input tokens per minute of the Sonnet group (cache reads do not count).
     limit_sonnet_itpm: int = _START_ITPM
+    #: Output tokens per minute of the Sonnet group.
     limit_sonnet_otpm: int = _START_OTPM
+    #: Sonnet calls in flight at once, all workers together (leases that expire).
     limit_sonnet_concurrency: int = 256
+    #: Requests per minute of the Opus rate-limit group.
     limit_opus_rpm: int = _START_RPM
+    #: Input tokens per minute of the Opus group (cache reads do not count).
     limit_opus_itpm: int = _START_ITPM
+    #: Output tokens per minute of the Opus group.
     limit_opus_otpm: int = _START_OTPM
+    #: Opus calls in flight at once, all workers together (leases that expire).
     limit_opus_concurrency: int = 256
     #: Limiter burst: how many seconds of refill may be spent at once. Anthropic may
     #: enforce 60 RPM as one request per second, so a small burst avoids 429s.
@@ -100,7 +115,7 @@ class Settings(BaseSettings):
     #: A limiter wait longer than this goes back through the broker with a countdown
     #: instead of sleeping in the worker thread.
     limiter_max_sleep_s: float = Field(default=10.0, ge=0)
-    #: The global limiter (issue 4; docs/limiter.md). Off: calls go out unthrottled and
+    #: The global limiter (docs/limiter.md). Off: calls go out unthrottled and
     #: 429s are only retried (benchmark baselines, or a proxy that limits for you).
     limiter_enabled: bool = True
     #: Seconds of refill kept free on the server's side, judged from its
@@ -114,7 +129,7 @@ class Settings(BaseSettings):
     #: learned from real usage, takes over.
     limiter_chars_per_token: float = Field(default=3.5, gt=0)
 
-    # --- cost control (issue 7; docs/cost.md) ------------------------------------
+    # --- cost control (docs/cost.md) ---------------------------------------------
     #: Response cache for calls that do not say `cache=`: "off", "deterministic"
     #: (only temperature=0 requests, whose answer is meant to be repeatable) or "on".
     cache_default: Literal["off", "deterministic", "on"] = "deterministic"
@@ -149,7 +164,7 @@ class Settings(BaseSettings):
     #: Days the per-day cost totals are kept in Redis.
     cost_retention_days: int = Field(default=90, ge=1)
 
-    # --- reliability (issue 5; docs/reliability.md) --------------------------------
+    # --- reliability (docs/reliability.md) ---------------------------------------
     #: Calls that may fail with an error (529, 5xx, connection, timeout) before the task
     #: is dead-lettered; 429s do not count.
     retry_max_attempts: int = Field(default=5, ge=1)
@@ -195,7 +210,7 @@ class Settings(BaseSettings):
     #: under a Redis lock), seconds; 0 turns the in-worker sweeper off.
     ledger_sweep_interval_s: float = Field(default=30.0, ge=0)
 
-    # --- operations (issue 6; docs/operations.md) ----------------------------------
+    # --- operations (docs/operations.md) -----------------------------------------
     #: Record metrics (counters, histograms, live gauges) in the state store.
     metrics_enabled: bool = True
     #: Minutes of per-minute aggregates kept for `agentjobs stats --minutes N` (1 day).
