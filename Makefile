@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint format bench services clean
+.PHONY: install demo test test-lower lint format bench services clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,12 @@ demo: install
 
 test: install services lint
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) test-lower
+
+# The lowest versions pyproject.toml declares, in a venv of their own (.venv/lower): a
+# subset of the tests (scripts/lower-bounds.sh says which).
+test-lower: services
+	PYTHON=$(PYTHON) LOWER_VENV=$(VENV)/lower bash scripts/lower-bounds.sh
 
 # Markdown is left out of the format check: ruff >= 0.17 also reformats code blocks in
 # .md files (undoing the docs' aligned comments), older versions do not.

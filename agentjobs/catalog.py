@@ -2,15 +2,18 @@
 
 One table, so the simulator, the router, the limiter and the cost code agree on what
 a model is. Prices are USD per million tokens and can be overridden by users with
-``AGENTJOBS_PRICES_FILE`` (a JSON object ``{model_id: {input: .., output: ..}}``).
+``AGENTJOBS_PRICES_FILE`` (a JSON object ``{model_id: {input: .., output: ..}}``, read
+by ``read_prices`` when the settings load).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+from pathlib import Path
 
 from agentjobs.errors import UnknownModelError
 
@@ -76,19 +79,68 @@ def queue_for(family: str) -> str:
     return f"claude.{family}"
 
 
-def _load_price_overrides() -> dict[str, Price]:
-    path = os.environ.get("AGENTJOBS_PRICES_FILE")
-    if not path:
-        return {}
-    with open(path, encoding="utf-8") as fh:
-        raw = json.load(fh)
-    return {model_id: Price(**fields) for model_id, fields in raw.items()}
+def read_prices(path: str | os.PathLike[str]) -> dict[str, Price]:
+    """Price overrides from a JSON file ``{model_id: {input, cache_write_5m,
+    cache_write_1h, cache_read, output}}`` (USD per million tokens); ValueError, one
+    line, when the file cannot be read or names an unknown model or field."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+    names = [f.name for f in fields(Price)]
+    want = f"{{{', '.join(names)}}}, numbers >= 0 (USD per million tokens)"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: want a JSON object {{model_id: {want}}}")
+    known = {m.id for m in _MODELS}
+    prices = {}
+    for model_id, given in raw.items():
+        if model_id not in known:
+            raise ValueError(f"{path}: unknown model {model_id!r} (model ids, not aliases)")
+        if not (
+            isinstance(given, dict)
+            and sorted(given) == sorted(names)
+            and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                for v in given.values()
+            )
+        ):
+            raise ValueError(f"{path}: {model_id}: want {want}")
+        prices[model_id] = Price(**{k: float(v) for k, v in given.items()})
+    return prices
 
 
-@lru_cache(maxsize=1)
+#: Where the price overrides are: settings.py points this at its ``prices_file`` when
+#: it loads (this table sits below the settings, so it is told rather than asks).
+def _no_prices_file() -> Path | None:
+    return None
+
+
+_prices_file: Callable[[], Path | None] = _no_prices_file
+
+
+def prices_from(source: Callable[[], Path | None]) -> None:
+    """Read price overrides from the file ``source()`` names (settings.py calls this)."""
+    global _prices_file
+    _prices_file = source
+    _table.cache_clear()
+
+
+def forget_prices() -> None:
+    """Read the price file again on next use (the settings were reset)."""
+    _table.cache_clear()
+
+
 def models() -> dict[str, Model]:
-    """Every known model by id, with user price overrides applied."""
-    overrides = _load_price_overrides()
+    """Every known model by id, with user price overrides (AGENTJOBS_PRICES_FILE) applied."""
+    return _table(_prices_file())
+
+
+@lru_cache(maxsize=4)
+def _table(path: Path | None) -> dict[str, Model]:
+    overrides = read_prices(path) if path else {}
     table = {}
     for m in _MODELS:
         table[m.id] = replace(m, price=overrides[m.id]) if m.id in overrides else m

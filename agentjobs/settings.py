@@ -1,18 +1,24 @@
 """All ``AGENTJOBS_*`` settings, read once from the environment.
 
-Every default is documented here and once in the README's settings table; nothing else
-in the code reads ``os.environ`` for agentjobs settings. Tests build their own
+Every default is documented here, once: the ``#:`` comment above each field is its
+description, and docs/settings.md is generated from this class (``python
+scripts/settingsdoc.py``). Nothing else in the code reads ``os.environ`` for agentjobs
+settings. Tests build their own
 ``Settings(...)`` or set environment variables and call ``reset_settings()``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentjobs import catalog
 from agentjobs.catalog import FAMILIES
 from agentjobs.errors import ConfigurationError
 
@@ -82,6 +88,7 @@ class Settings(BaseSettings):
     #: Seconds to wait for a whole response (the SDK's read timeout). Celery time limits
     #: do not work in the threads pool, so this is what bounds a stuck call.
     request_timeout_s: float = 120.0
+    #: Seconds to wait for a connection to the API.
     connect_timeout_s: float = 5.0
     #: Max pooled HTTP connections per worker process.
     http_max_connections: int = 256
@@ -95,17 +102,29 @@ class Settings(BaseSettings):
     worker_concurrency: int = 32
 
     # --- rate limits (per group; defaults are Anthropic's Start tier) ------------
+    #: Requests per minute of the Haiku rate-limit group.
     limit_haiku_rpm: int = _START_RPM
+    #: Input tokens per minute of the Haiku group (cache reads do not count).
     limit_haiku_itpm: int = _START_ITPM
+    #: Output tokens per minute of the Haiku group.
     limit_haiku_otpm: int = _START_OTPM
+    #: Haiku calls in flight at once, all workers together (leases that expire).
     limit_haiku_concurrency: int = 256
+    #: Requests per minute of the Sonnet rate-limit group.
     limit_sonnet_rpm: int = _START_RPM
+    #: Input tokens per minute of the Sonnet group (cache reads do not count).
     limit_sonnet_itpm: int = _START_ITPM
+    #: Output tokens per minute of the Sonnet group.
     limit_sonnet_otpm: int = _START_OTPM
+    #: Sonnet calls in flight at once, all workers together (leases that expire).
     limit_sonnet_concurrency: int = 256
+    #: Requests per minute of the Opus rate-limit group.
     limit_opus_rpm: int = _START_RPM
+    #: Input tokens per minute of the Opus group (cache reads do not count).
     limit_opus_itpm: int = _START_ITPM
+    #: Output tokens per minute of the Opus group.
     limit_opus_otpm: int = _START_OTPM
+    #: Opus calls in flight at once, all workers together (leases that expire).
     limit_opus_concurrency: int = 256
     #: Limiter burst: how many seconds of refill may be spent at once. Anthropic may
     #: enforce 60 RPM as one request per second, so a small burst avoids 429s.
@@ -142,6 +161,10 @@ class Settings(BaseSettings):
     budget_tenant_daily_usd: float | None = Field(default=None, ge=0)
     #: Per-tenant daily caps as JSON, e.g. {"acme": 50, "free-tier": 1}.
     budget_tenants: dict[str, float] = Field(default_factory=dict)
+    #: Price overrides, a JSON file {model_id: {input, cache_write_5m, cache_write_1h,
+    #: cache_read, output}} in USD per million tokens (catalog.read_prices); read and
+    #: checked when the settings load, so a bad file stops the worker at start.
+    prices_file: Path | None = None
     #: What happens to a call over budget: reject (BudgetExceededError), downgrade (to
     #: the next cheaper family, then reject) or defer (retry later, until budget frees).
     budget_action: Literal["reject", "downgrade", "defer"] = "reject"
@@ -223,6 +246,18 @@ class Settings(BaseSettings):
             Policy.model_validate(overrides)
         return v
 
+    @field_validator("prices_file", mode="before")
+    @classmethod
+    def _empty_prices_file_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @field_validator("prices_file")
+    @classmethod
+    def _check_prices_file(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            catalog.read_prices(v)
+        return v
+
     @property
     def backend_url(self) -> str:
         return self.result_backend or self.redis_url
@@ -239,12 +274,44 @@ class Settings(BaseSettings):
         )
 
 
+#: Celery reads these from the environment before its configuration, so each would win
+#: over the agentjobs setting named beside it while get_settings() reports the latter.
+_CELERY_ENV = {
+    "CELERY_BROKER_URL": "broker_url",
+    "CELERY_BROKER_READ_URL": "broker_url",
+    "CELERY_BROKER_WRITE_URL": "broker_url",
+    "CELERY_RESULT_BACKEND": "result_backend",
+}
+
+#: How pydantic-settings names the field whose value it could not decode (JSON).
+_UNDECODABLE = re.compile(r'error parsing value for field "(\w+)"')
+
+
+def _check_celery_environment(s: Settings) -> None:
+    """One source of truth: refuse a CELERY_* variable that disagrees with agentjobs."""
+    for var, field in _CELERY_ENV.items():
+        theirs = os.environ.get(var)
+        ours = s.broker_url if field == "broker_url" else s.backend_url
+        if not theirs or theirs == ours:  # Celery, too, ignores an empty one
+            continue
+        from kombu.utils.url import maybe_sanitize_url  # no passwords in the message
+
+        name = f"AGENTJOBS_{field.upper()}"
+        shown = maybe_sanitize_url(ours)
+        if field not in s.model_fields_set:  # the default: the state store for results
+            shown = f"unset: {'the state store, ' if field == 'result_backend' else ''}{shown}"
+        raise ConfigurationError(
+            f"{var} ({maybe_sanitize_url(theirs)}) and {name} ({shown}) differ: Celery would "
+            f"use the first while agentjobs reports the second; set only {name}"
+        )
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use; a bad value
-    raises ConfigurationError naming the variable."""
+    """The process-wide settings, read from the environment on first use; a bad value, or
+    a CELERY_* variable that contradicts one, raises ConfigurationError naming it."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -253,8 +320,22 @@ def get_settings() -> Settings:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{name}{' (' + where + ')' if where else ''}: {msg}")
         raise ConfigurationError("bad setting: " + "; ".join(problems)) from None
+    except ValueError as exc:
+        # pydantic-settings' SettingsError: a value it decodes as JSON (dicts) is not JSON.
+        found = _UNDECODABLE.search(str(exc))
+        if found is None:
+            raise ConfigurationError(f"bad setting: {exc}") from None
+        name = "AGENTJOBS_" + found.group(1).upper()
+        why = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigurationError(f"bad setting: {name}: not valid JSON{why}") from None
+    _check_celery_environment(settings)
+    return settings
 
 
 def reset_settings() -> None:
     """Forget cached settings (tests that change the environment call this)."""
     get_settings.cache_clear()
+    catalog.forget_prices()
+
+
+catalog.prices_from(lambda: get_settings().prices_file)

@@ -25,7 +25,6 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     yield monkeypatch
     monkeypatch.undo()
     reset_settings()
-    catalog.models.cache_clear()
 
 
 # -- arithmetic: each usage field at its price, for every model -----------------------
@@ -87,7 +86,7 @@ def test_user_price_override(env: pytest.MonkeyPatch, tmp_path: Any) -> None:
     }
     path.write_text(json.dumps({"claude-haiku-4-5": fields}))
     env.setenv("AGENTJOBS_PRICES_FILE", str(path))
-    catalog.models.cache_clear()
+    reset_settings()  # a setting, read when the settings load
     assert cost_usd("haiku", Usage(input_tokens=M, output_tokens=M)) == pytest.approx(60)
     assert cost_usd("sonnet", Usage(input_tokens=M)) == pytest.approx(3)  # untouched
 

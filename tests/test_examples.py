@@ -61,7 +61,7 @@ def django_setup() -> Iterator[None]:
 
     yield
     # jobsite/celery.py pointed this process's app at Django's settings: point it back.
-    app.config_from_object("celeryconfig", force=True)
+    app.config_from_object("agentjobs.worker.config", force=True)
     os.environ.pop("DJANGO_SETTINGS_MODULE", None)
     sys.path.remove(str(EXAMPLES / "django_app"))
 

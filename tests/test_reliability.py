@@ -35,7 +35,10 @@ FAST = {
 @pytest.fixture
 def sim() -> Iterator[Any]:
     """A private simulator: these drills change its faults and latency."""
-    server = run_in_thread(SimConfig(latency_median_ms=50, latency_spread=0, seed=5))
+    # Output not paced: these drills set their calls' duration with latency_median_ms
+    # alone, under request timeouts of a second or two.
+    config = SimConfig(latency_median_ms=50, latency_spread=0, output_tokens_per_s=0, seed=5)
+    server = run_in_thread(config)
     yield server
     server.stop()
 

@@ -106,7 +106,7 @@ class Drill:
         os.environ.update(self.env)  # the state store read by this process (dead letters)
         reset_settings()
         self.app = Celery("agentjobs-drill")
-        self.app.config_from_object("celeryconfig")
+        self.app.config_from_object("agentjobs.worker.config")
         self.app.conf.update(
             broker_url=self.env["AGENTJOBS_BROKER_URL"],
             result_backend=self.env["AGENTJOBS_RESULT_BACKEND"],

@@ -1,9 +1,11 @@
 """The second half of ``POST /v1/messages``: faults, spend cap, rate limits, prompt cache,
-latency and the answer itself, for a request already authenticated and validated."""
+pacing and billing, for a request already authenticated and validated.
+
+What the answer says is ``compose``'s; how a stream is written is ``streaming``'s.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import json
@@ -12,22 +14,37 @@ from typing import Any
 
 from aiohttp import web
 
-from agentjobs.simulator import textgen
+from agentjobs.simulator import pacing, textgen
 from agentjobs.simulator.apierror import ERROR_TYPES, ApiError, invalid, spend_limit_error
-from agentjobs.simulator.buckets import Refusal
+from agentjobs.simulator.buckets import GroupLimiter, Refusal
+from agentjobs.simulator.compose import Reply, generate, int_directive
 from agentjobs.simulator.config import SimConfig
 from agentjobs.simulator.promptcache import CacheUse
 from agentjobs.simulator.state import Call, Dropped, State
+from agentjobs.simulator.streaming import Stream
 from agentjobs.simulator.validation import Parsed
 
-# Call and Dropped are re-exported: the batch lane imports them from here.
-__all__ = ["Call", "Dropped", "answer", "generate", "rate_message", "request_digest", "respond"]
+# Call, Dropped and generate are re-exported: the batch lane imports them from here.
+__all__ = [
+    "Call",
+    "Dropped",
+    "answer",
+    "generate",
+    "rate_message",
+    "request_digest",
+    "respond",
+]
 
 _RATE_MESSAGE = (
     "This request would exceed your organization's rate limit of {limit} {what} per minute "
     "(model group: {group}). For details, refer to https://docs.claude.com/en/api/rate-limits."
 )
 _WHAT = {"requests": "requests", "input_tokens": "input tokens", "output_tokens": "output tokens"}
+#: Fields that change the answer besides the ones every request hash has; included only
+#: when present, so a plain request keeps the hash (and the text) it always had.
+_DIGEST_EXTRAS = frozenset(
+    {"tool_choice", "thinking", "output_config", "output_format", "top_p", "top_k"}
+)
 _msg_ids = itertools.count(1)
 _msg_prefix = secrets.token_hex(6)
 
@@ -51,31 +68,22 @@ def _forced_error(value: str, sim: State) -> ApiError:
 
 def request_digest(parsed: Parsed, body: dict[str, Any]) -> str:
     """The request hash: what the answer derives from, ``x-sim-hash`` and the log's ``hash``."""
+    fields = [
+        parsed.model.id,
+        body.get("system"),
+        body["messages"],
+        parsed.max_tokens,
+        body.get("tools"),
+        body.get("temperature"),
+        body.get("stop_sequences"),
+    ]
+    if _DIGEST_EXTRAS.intersection(body):
+        extras = {k: body[k] for k in sorted(_DIGEST_EXTRAS) if body.get(k) is not None}
+        if extras:
+            fields.append(extras)
     return hashlib.sha256(
-        json.dumps(
-            [
-                parsed.model.id,
-                body.get("system"),
-                body["messages"],
-                parsed.max_tokens,
-                body.get("tools"),
-                body.get("temperature"),
-                body.get("stop_sequences"),
-            ],
-            sort_keys=True,
-            separators=(",", ":"),
-        ).encode()
+        json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-
-
-def _int_directive(directives: dict[str, str], key: str) -> int | None:
-    value = directives.get(key)
-    if value is None:
-        return None
-    try:
-        return int(float(value))
-    except ValueError:
-        raise invalid(f"[[sim:{key}={value}]]: expected a number") from None
 
 
 async def answer(
@@ -85,8 +93,9 @@ async def answer(
     parsed: Parsed,
     directives: dict[str, str],
     config: SimConfig,
-) -> dict[str, Any]:
-    """The Message for a valid request, or an ApiError / Dropped."""
+) -> dict[str, Any] | Stream:
+    """The Message for a valid request (a Stream for ``stream: true``), or an
+    ApiError / Dropped."""
     stats = sim.stats
     if "error" in directives:
         raise _forced_error(directives["error"], sim)
@@ -125,40 +134,45 @@ async def answer(
             retry_after_s=sim.limits.retry_after(refusal),
         )
     sim.cache.commit(use)
-
-    result = generate(call, parsed, directives, config)
-
-    forced_latency = _int_directive(directives, "latency_ms")
-    if fault == "slow":
-        latency_ms = config.slow_ms
-    elif forced_latency is not None:
-        latency_ms = float(forced_latency)
-    else:
-        latency_ms = sim.dice.latency_ms(config)
     reserved = parsed.max_tokens if limiter.otpm_mode == "max_tokens" else 0
     try:
-        if latency_ms > 0:
-            await asyncio.sleep(latency_ms * sim.clock.scale / 1000.0)
-    finally:
-        # Settle even if the client went away: the tokens were generated all the same.
-        limiter.settle(result.output_tokens, reserved)
-
-    return respond(sim, call, parsed, use, result)
-
-
-def generate(
-    call: Call, parsed: Parsed, directives: dict[str, str], config: SimConfig
-) -> textgen.Answer:
-    """The answer's length and text: a function of the request hash (and directives)."""
-    assert call.digest is not None
-    seed = int(call.digest[:15], 16)
-    wanted = textgen.output_length(
-        seed,
-        config.output_tokens_min,
-        config.output_tokens_max,
-        _int_directive(directives, "output_tokens"),
+        reply = generate(call, parsed, directives, config)
+    except ApiError:
+        limiter.settle(0, reserved)
+        raise
+    pace = pacing.plan(
+        sim.dice,
+        config,
+        sim.clock.scale,
+        reply.output_tokens,
+        fault,
+        int_directive(directives, "latency_ms"),
     )
-    return textgen.answer(seed, wanted, parsed.max_tokens, parsed.stop_sequences)
+    failing = fault == "stream_error"
+    if parsed.stream:
+        # An answer that fails mid-stream is not billed; the tokens sent still count
+        # against OTPM, as generated.
+        message = respond(sim, call, parsed, use, reply, billed=not failing)
+        return Stream(
+            message,
+            reply,
+            pace,
+            debit=_debit(limiter),
+            release=lambda: limiter.settle(0, reserved),
+            fail_after=reply.output_tokens // 2 if failing else None,
+        )
+    generated = reply.output_tokens // 2 if failing else reply.output_tokens
+    try:
+        await pacing.generate(pace, generated, _debit(limiter))
+    finally:
+        limiter.settle(0, reserved)
+    if failing:
+        raise ApiError(529)
+    return respond(sim, call, parsed, use, reply)
+
+
+def _debit(limiter: GroupLimiter) -> Any:
+    return lambda n: limiter.settle(n, 0)
 
 
 def respond(
@@ -166,45 +180,49 @@ def respond(
     call: Call,
     parsed: Parsed,
     use: CacheUse,
-    result: textgen.Answer,
+    result: Reply,
     *,
     price_factor: float = 1.0,
+    billed: bool = True,
 ) -> dict[str, Any]:
     """Bill an answer (``call.usage``, ``call.cost_usd``, the stats) and render the Message.
 
     ``price_factor`` scales the cost: the Message Batches lane bills at half price.
+    ``billed=False`` renders without billing (an answer that will fail mid-stream).
     """
-    stats = sim.stats
     model = parsed.model
     uncached = parsed.input_tokens - use.read_tokens - use.write_tokens
+    output = result.output_tokens
     usage = {
         "input_tokens": uncached,
-        "output_tokens": result.output_tokens,
+        "output_tokens": output,
         "cache_creation_input_tokens": use.write_tokens,
         "cache_read_input_tokens": use.read_tokens,
     }
-    call.usage = usage
-    price = model.price
-    list_price = (
-        uncached * price.input
-        + (use.write_tokens - use.write_1h_tokens) * price.cache_write_5m
-        + use.write_1h_tokens * price.cache_write_1h
-        + use.read_tokens * price.cache_read
-        + result.output_tokens * price.output
-    ) / 1_000_000
-    call.cost_usd = list_price * price_factor
-    stats.cost_usd += call.cost_usd
-    stats.input_tokens += uncached
-    stats.output_tokens += result.output_tokens
-    stats.cache_creation_input_tokens += use.write_tokens
-    stats.cache_read_input_tokens += use.read_tokens
-    stats.answered(call.digest)
-    return {
+    if billed:
+        stats = sim.stats
+        call.usage = usage
+        price = model.price
+        list_price = (
+            uncached * price.input
+            + (use.write_tokens - use.write_1h_tokens) * price.cache_write_5m
+            + use.write_1h_tokens * price.cache_write_1h
+            + use.read_tokens * price.cache_read
+            + output * price.output
+        ) / 1_000_000
+        call.cost_usd = list_price * price_factor
+        stats.cost_usd += call.cost_usd
+        stats.input_tokens += uncached
+        stats.output_tokens += output
+        stats.cache_creation_input_tokens += use.write_tokens
+        stats.cache_read_input_tokens += use.read_tokens
+        stats.answered(call.digest)
+    message: dict[str, Any] = {
         "id": f"msg_sim{_msg_prefix}{next(_msg_ids):010x}",
         "type": "message",
         "role": "assistant",
         "model": model.id,
-        "content": [{"type": "text", "text": result.text}],
+        "content": result.content,
         "stop_reason": result.stop_reason,
         "stop_sequence": result.stop_sequence,
         "usage": {
@@ -216,3 +234,6 @@ def respond(
             "service_tier": "standard",
         },
     }
+    if result.stop_details is not None:
+        message["stop_details"] = result.stop_details
+    return message

@@ -21,10 +21,15 @@ EPILOG = """
 \b
 Directives: put these in any prompt text to steer one request.
   [[sim:output_tokens=N]]  answer with N tokens (still cut at max_tokens)
-  [[sim:latency_ms=N]]     take N simulated ms (times --time-scale)
+  [[sim:latency_ms=N]]     the whole answer takes N simulated ms (times --time-scale)
   [[sim:error=CODE]]       answer with that error: 400 401 402 403 404 413 429
                            500 504 529, or "spend" (enforced_spend_limit_reached)
-  [[sim:fault=KIND]]       force a fault: drop, slow, 529 or 500
+  [[sim:fault=KIND]]       force a fault: drop, slow, 529, 500 or stream_error
+  [[sim:tool_rounds=N]]    with tools: call tools for N rounds, then answer text
+  [[sim:parallel=N]]       N tool calls in one answer
+  [[sim:thinking_tokens=N]] with thinking on: think N tokens (at most the budget)
+  [[sim:stop_reason=R]]    stop half-way with pause_turn, refusal or
+                           model_context_window_exceeded
   [[sim:batch=RESULT]]     a Message Batches entry comes back succeeded, errored
                            (500 api_error) or expired
 

@@ -36,9 +36,17 @@ class SimConfig:
         "Real seconds per simulated second: scales latency, bucket refill and cache TTLs "
         "(0.01 runs a 10 s call in 0.1 s).",
     )
-    latency_median_ms: float = _f(800.0, "Median simulated latency of a 200 answer, ms.")
+    latency_median_ms: float = _f(
+        800.0,
+        "Median simulated time to first token, ms (0: answer at once, output not paced).",
+    )
     latency_spread: float = _f(0.5, "Sigma of the log-normal latency distribution (0 = fixed).")
-    latency_cap_ms: float = _f(30_000.0, "Upper bound of the drawn latency, ms.")
+    latency_cap_ms: float = _f(30_000.0, "Upper bound of the drawn time to first token, ms.")
+    output_tokens_per_s: float = _f(
+        70.0,
+        "Output speed, simulated tokens per second: an answer takes time to first token + "
+        "output tokens / this (0: output takes no time).",
+    )
     output_tokens_min: int = _f(20, "Least output tokens of an answer without a directive.")
     output_tokens_max: int = _f(300, "Most output tokens of an answer without a directive.")
     rpm: int = _f(1_000, "Requests per minute, every group (Anthropic's Start tier).")
@@ -83,6 +91,11 @@ class SimConfig:
     fault_500: float = _f(0.0, "Probability of a 500 api_error.")
     fault_drop: float = _f(0.0, "Probability of closing the connection without an answer.")
     fault_slow: float = _f(0.0, "Probability of answering only after --slow-ms.")
+    fault_stream_error: float = _f(
+        0.0,
+        "Probability of failing half-way through the output: an overloaded_error event "
+        "after the 200 of a stream, a 529 after the wait otherwise.",
+    )
     slow_ms: float = _f(610_000.0, "Simulated delay of a slow fault (SDK default timeout: 600 s).")
     seed: int | None = _f(None, "Seed of latency and fault draws (unset: random each start).")
     max_body_bytes: int = _f(32 * 1024 * 1024, "Body size limit; larger bodies get 413.")
@@ -111,9 +124,12 @@ class SimConfig:
             raise ValueError("time_scale must be a positive number")
         if self.burst_s <= 0:
             raise ValueError("burst_s must be positive")
+        if self.output_tokens_per_s < 0:
+            raise ValueError("output_tokens_per_s must be >= 0")
         if not 0 <= self.output_tokens_min <= self.output_tokens_max:
             raise ValueError("need 0 <= output_tokens_min <= output_tokens_max")
         probs = [self.fault_529, self.fault_500, self.fault_drop, self.fault_slow]
+        probs += [self.fault_stream_error]
         if any(p < 0 for p in probs) or sum(probs) > 1:
             raise ValueError("fault probabilities must be >= 0 and sum to at most 1")
         if self.batch_processing_ms < 0 or self.batch_cancel_ms < 0:

@@ -12,7 +12,7 @@ import random
 
 from agentjobs.simulator.config import SimConfig
 
-KINDS = ("529", "500", "drop", "slow")
+KINDS = ("529", "500", "drop", "slow", "stream_error")
 
 
 class Dice:
@@ -22,23 +22,24 @@ class Dice:
 
     def fault(self, config: SimConfig) -> str | None:
         """A fault kind drawn with the configured probabilities, or None."""
-        p529, p500, pdrop, pslow = (
+        probs = (
             config.fault_529,
             config.fault_500,
             config.fault_drop,
             config.fault_slow,
+            config.fault_stream_error,
         )
-        if not (p529 or p500 or pdrop or pslow):
+        if not any(probs):
             return None
         u = self._faults.random()
-        for kind, p in zip(KINDS, (p529, p500, pdrop, pslow), strict=True):
+        for kind, p in zip(KINDS, probs, strict=True):
             if u < p:
                 return kind
             u -= p
         return None
 
     def latency_ms(self, config: SimConfig) -> float:
-        """Simulated latency: log-normal around the median, capped."""
+        """Simulated time to first token: log-normal around the median, capped."""
         median = config.latency_median_ms
         if median <= 0:
             return 0.0

@@ -4,8 +4,9 @@ Order of checks for ``POST /v1/messages`` (each may end the request):
 credentials (401) -> body size (413) -> JSON and fields (400, 404 for the model) ->
 directives (forced error or fault) -> random fault (529, 500, drop, slow) ->
 spend cap (429 enforced_spend_limit_reached) -> rate limits (429 with retry-after) ->
-prompt cache -> latency -> answer. Every answer carries ``request-id``; every answer
-to a request whose model is known also carries the ``anthropic-ratelimit-*`` headers.
+prompt cache -> the answer, paced (as one JSON body, or as server-sent events for
+``stream: true``). Every answer carries ``request-id``; every answer to a request whose
+model is known also carries the ``anthropic-ratelimit-*`` headers.
 
 All state lives on the event loop's thread: handlers never block and need no locks.
 """
@@ -16,6 +17,7 @@ import asyncio
 import itertools
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -29,8 +31,19 @@ from agentjobs.simulator.answer import answer, rate_message, request_digest
 from agentjobs.simulator.apierror import ApiError, invalid
 from agentjobs.simulator.config import SimConfig
 from agentjobs.simulator.state import Call, Dropped, State
+from agentjobs.simulator.streaming import Stream
 
 logger = logging.getLogger(__name__)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(body: Any) -> bool:
+    """Whether a string in ``body`` holds half a surrogate pair (not encodable as UTF-8)."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class Simulator(State):
@@ -75,7 +88,9 @@ class Simulator(State):
     # -- request plumbing ----------------------------------------------------------
 
     def _wrap(
-        self, path: str, inner: Callable[[web.Request, Call], Awaitable[dict[str, Any]]]
+        self,
+        path: str,
+        inner: Callable[[web.Request, Call], Awaitable[dict[str, Any] | Stream]],
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
             started = time.monotonic()
@@ -85,8 +100,13 @@ class Simulator(State):
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
             status, error_type = 200, None
+            response: web.StreamResponse
             try:
                 payload = await inner(request, call)
+                if isinstance(payload, Stream):
+                    # Headers go out first; the stream ends before this handler does,
+                    # so in_flight and the log's latency cover the whole answer.
+                    return await payload.write(request, self._headers(path, call))
                 response = web.Response(
                     body=json.dumps(payload).encode(), content_type="application/json"
                 )
@@ -117,19 +137,22 @@ class Simulator(State):
                 if error_type:
                     stats.by_error_type[error_type] += 1
                 self._log(call, status, error_type, started)
-            response.headers["request-id"] = call.request_id
-            if call.group is not None:
-                headers = (
-                    self.limits.headers(call.group)
-                    if path == "/v1/messages"
-                    else self.limits.count_tokens_headers()
-                )
-                response.headers.update(headers)
-            if call.digest is not None:
-                response.headers["x-sim-hash"] = call.digest
+            response.headers.update(self._headers(path, call))
             return response
 
         return handler
+
+    def _headers(self, path: str, call: Call) -> dict[str, str]:
+        headers = {"request-id": call.request_id}
+        if call.group is not None:
+            headers.update(
+                self.limits.headers(call.group)
+                if path == "/v1/messages"
+                else self.limits.count_tokens_headers()
+            )
+        if call.digest is not None:
+            headers["x-sim-hash"] = call.digest
+        return headers
 
     def _log(self, call: Call, status: int, error_type: str | None, started: float) -> None:
         if self.log.path is None:
@@ -181,13 +204,21 @@ class Simulator(State):
         if len(raw) > limit:
             raise ApiError(413)
         try:
-            return raw, json.loads(raw)
+            body = json.loads(raw)
         except ValueError as exc:
             raise invalid(f"Invalid JSON in request body: {exc}") from None
+        except RecursionError:
+            raise invalid("Invalid JSON in request body: nested too deeply") from None
+        if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(body):
+            # JSON may escape a lone UTF-16 half; the API takes text as UTF-8 and refuses.
+            raise invalid(
+                "Invalid JSON in request body: lone surrogate in a string (not valid Unicode)"
+            )
+        return raw, body
 
     # -- the API -------------------------------------------------------------------
 
-    async def _messages(self, request: web.Request, call: Call) -> dict[str, Any]:
+    async def _messages(self, request: web.Request, call: Call) -> dict[str, Any] | Stream:
         self.stats.messages += 1
         self._authenticate(request)
         raw, body = await self._body(request)

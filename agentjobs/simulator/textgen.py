@@ -30,8 +30,13 @@ _LOOP = _CORPUS + " " + _CORPUS
 
 DIRECTIVE = re.compile(r"\[\[sim:([a-z_]+)=([^\]\s]*)\]\]")
 #: ``batch`` steers a Message Batches entry; POST /v1/messages ignores it.
-DIRECTIVE_KEYS = ("output_tokens", "latency_ms", "error", "fault", "batch")
-FAULT_KINDS = ("drop", "slow", "529", "500")
+#: ``tool_rounds``, ``parallel``, ``thinking_tokens`` and ``stop_reason`` steer tool calls,
+#: thinking and the stop reason (see tooluse and compose).
+DIRECTIVE_KEYS = (
+    *("output_tokens", "latency_ms", "error", "fault", "batch"),
+    *("tool_rounds", "parallel", "thinking_tokens", "stop_reason"),
+)
+FAULT_KINDS = ("drop", "slow", "529", "500", "stream_error")
 
 
 @dataclass

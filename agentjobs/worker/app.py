@@ -4,16 +4,57 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 from celery import Celery, concurrency
+
+from agentjobs.errors import ConfigurationError
 
 # `-P threads` means agentjobs' resizable threads pool (pool.py): Celery's own dies at
 # the first --autoscale step. Set here, before any worker in this process parses -P.
 concurrency.ALIASES["threads"] = "agentjobs.worker.pool:ThreadPool"
 
-app = Celery("agentjobs", include=["agentjobs.worker.tasks"])
-app.config_from_object("celeryconfig")
+
+class _Refused(ConfigurationError, click.ClickException):
+    """A ConfigurationError that a command line (``celery worker`` as much as
+    ``agentjobs``) prints as one line with exit status 1, instead of a traceback."""
+
+
+class AgentJobsCelery(Celery):
+    """Celery, with agentjobs' required settings (``agentjobs.worker.config.REQUIRED``)
+    enforced on whatever configuration is loaded: a project that points this app at its
+    own settings (Django's ``config_from_object``) keeps JSON only, late acks and routing
+    by model, and one that sets them otherwise is refused in one line."""
+
+    def _load_config(self) -> Any:
+        # Celery's one step that every configuration load goes through (lazily, at first
+        # use, and again after config_from_object(force=True)); its on_after_configure
+        # signal would log an exception instead of raising it.
+        try:
+            # Importing agentjobs.worker.config reads the settings (get_settings).
+            from agentjobs.worker.config import enforce
+
+            conf = super()._load_config()
+            enforce(conf)
+        except ConfigurationError as exc:
+            self._conf = None  # the next access loads (and refuses) again
+            raise _Refused(str(exc)) from None
+        return conf
+
+
+app = AgentJobsCelery("agentjobs", include=["agentjobs.worker.tasks"])
+# By its full name: a bare "celeryconfig" would be the first one on sys.path, often the
+# project's own.
+app.config_from_object("agentjobs.worker.config")
 # Every worker checks its credentials and API URL before it takes a task (worker.py).
 app.steps["worker"].add("agentjobs.worker.preflight:Preflight")
+
+
+@app.on_after_finalize.connect
+def _register_tasks(sender: Celery, **_: Any) -> None:
+    # The app owns its tasks: any process that holds it (a producer, `celery inspect`, a
+    # test) finds agentjobs.complete in app.tasks, as a worker does through `include`.
+    sender.loader.import_default_modules()
+
 
 # Connects every signal handler (metrics) in each process that loads the app: callers
 # count what they publish, workers what they run.
@@ -21,17 +62,18 @@ import agentjobs.ops.signals  # noqa: E402,F401
 
 
 def celery_settings(namespace: str = "") -> dict[str, Any]:
-    """agentjobs' Celery settings (``celeryconfig``) as a dict, keys upper-cased under
-    ``NAMESPACE_`` when a namespace is given.
+    """agentjobs' Celery settings (``agentjobs.worker.config``) as a dict, keys
+    upper-cased under ``NAMESPACE_`` when a namespace is given.
 
     For projects that configure this app from their own settings, e.g. Django's
     ``app.config_from_object("django.conf:settings", namespace="CELERY")``: put
-    ``globals().update(celery_settings("CELERY"))`` in settings.py first, so JSON-only,
-    late acks, routing and result expiry stay as agentjobs needs them, then override.
+    ``globals().update(celery_settings("CELERY"))`` in settings.py first, then override
+    what the project needs. The required settings (JSON only, late acks, routing) are
+    enforced whatever the project sets: a conflicting value is refused.
     """
     from celery.app.defaults import DEFAULTS  # every known Celery setting name
 
-    import celeryconfig
+    from agentjobs.worker import config as celeryconfig
 
     values = {name: value for name, value in vars(celeryconfig).items() if name in DEFAULTS}
     if not namespace:

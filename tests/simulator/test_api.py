@@ -133,7 +133,8 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str]] = [
     ({"max_tokens": 5, "messages": user("hi")}, "model: Field required"),
     ({"model": 3, "max_tokens": 5, "messages": user("hi")}, "model: Input should be"),
     ({"model": "haiku", "messages": user("hi")}, "max_tokens: Field required"),
-    ({"model": "haiku", "max_tokens": 0, "messages": user("hi")}, "greater than or equal"),
+    # 0 is valid (it only fills the prompt cache); below that is not.
+    ({"model": "haiku", "max_tokens": -1, "messages": user("hi")}, "greater than or equal"),
     ({"model": "haiku", "max_tokens": "5", "messages": user("hi")}, "valid integer"),
     ({"model": "haiku", "max_tokens": 10**6, "messages": user("hi")}, "maximum allowed"),
     ({"model": "haiku", "max_tokens": 5}, "messages: Field required"),

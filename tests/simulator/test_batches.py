@@ -11,8 +11,9 @@ from typing import Any
 import anthropic
 import httpx2 as httpx
 import pytest
-from agentjobs.contrib.testing import wait_for
 from anthropic.types.messages import MessageBatch
+
+from agentjobs.contrib.testing import wait_for
 
 from .conftest import StartSim, sdk, user
 
@@ -51,7 +52,7 @@ def test_lifecycle_shapes_and_results(start_sim: StartSim) -> None:
     requests = [
         entry("ok-1", "first question"),
         entry("ok-2", "second question", system="be brief", stop_sequences=["zzz"]),
-        {"custom_id": "bad", "params": params("x", max_tokens=0)},
+        {"custom_id": "bad", "params": params("x", max_tokens=-1)},
         entry("gone", "[[sim:batch=expired]] please"),
         entry("broken", "[[sim:batch=errored]] please"),
         entry("busy", "[[sim:error=529]] please"),
