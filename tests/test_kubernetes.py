@@ -30,7 +30,7 @@ from kubernetes_validate.utils import latest_version
 from agentjobs import catalog
 from agentjobs.ops import depth, metrics
 from agentjobs.settings import Settings
-from agentjobs.worker import worker_argv
+from agentjobs.cli.worker import worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
