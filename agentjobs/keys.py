@@ -73,6 +73,25 @@ Submit ledger (ledger.py, sweeper.py; docs/reliability.md):
 - ``{p}:ledger:stats`` hash, no TTL: counters ``resent``, ``expired``.
 - ``{p}:ledger:lock`` string, TTL confirm delay + 60 s: the one sweeper running.
 
+Message Batches lane (lanes/records.py; docs/batches.md), ``{cid}`` a request's
+``custom_id`` (``aj_`` + 48 hex of the SHA-256 of its idempotency key):
+- ``{p}:batch:req`` hash, no TTL (a field ends with its request's outcome): ``{cid}`` ->
+  the request JSON (key, kwargs, API params, group, queue, tenant, queued at, deadline,
+  batches sent in, errors).
+- ``{p}:batch:tasks:{cid}`` set, no TTL (deleted with the request): the task ids waiting
+  for its answer.
+- ``{p}:batch:where`` hash, no TTL: ``{cid}`` -> ``pending`` or the local id of the open
+  batch holding it.
+- ``{p}:batch:pending:{group}`` zset, no TTL: the group's waiting requests scored by the
+  time queued.
+- ``{p}:batch:open`` hash, no TTL (a field ends once its batch's answers are written):
+  local id -> the batch JSON (``state`` ``submitting`` with the newest batch id seen
+  before the create, then ``in_progress`` with the API's id; its custom_ids; next poll).
+- ``{p}:batch:stats`` hash, no TTL: counters ``batches``, ``requests``, ``ended``,
+  ``succeeded``, ``errored``, ``expired``, ``canceled``, ``retried``, ``resubmitted``,
+  ``recovered``, ``dead_lettered``, ``saved_usd``.
+- ``{p}:batch:lock`` string, TTL max(30 s, 10 ticks): the one batcher running.
+
 Metrics (ops/metrics.py, ops/signals/; docs/operations.md):
 - ``{p}:metrics:total`` hash, no TTL: all-time counters and histogram buckets; fields
   ``c|{name}|{labels}`` (counter; cost in 1e-10 USD), ``h|{name}|{bucket}|{labels}``

@@ -6,7 +6,7 @@ answers without calling it: a stored outcome, a cache hit). A step that takes a
 lease, a reservation or a slot releases it when ``next`` returns or raises, so they
 are released in the reverse order of taking, as dramatiq's middleware are called.
 
-    claim -> route -> cache -> budget -> record -> pause -> admit -> send
+    batch lane -> claim -> route -> cache -> budget -> record -> pause -> admit -> send
 
 To add a step (a streaming transport, a batch lane, an agent's ceiling), write it in
 the module of its concept and put it in the list where it belongs.
@@ -20,6 +20,7 @@ from typing import Any
 from agentjobs.api.send import send
 from agentjobs.call import Call
 from agentjobs.errors import RequestError
+from agentjobs.lanes.step import to_batch
 from agentjobs.limiter.admission import admit
 from agentjobs.limiter.pause import check_pause
 from agentjobs.reliability.claim import claim
@@ -33,6 +34,7 @@ Step = Callable[[Call, Next], Any]
 
 #: What a worker does with one ``complete`` task, outermost first.
 WORKER_STEPS: tuple[Step, ...] = (
+    to_batch,  # the batch lane: the request waits for a Message Batch, the task ends
     claim,  # idempotency: a stored outcome, a step aside, or the lease; retry | dead letter
     route,  # model="auto": pick the model, say why
     respond_from_cache,  # a stored answer of an identical request, or single flight

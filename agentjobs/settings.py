@@ -227,6 +227,25 @@ class Settings(BaseSettings):
     #: under a Redis lock), seconds; 0 turns the in-worker sweeper off.
     ledger_sweep_interval_s: float = Field(default=30.0, ge=0)
 
+    # --- Message Batches lane (docs/batches.md) -----------------------------------
+    #: The lane of a request that names none, by ``tenant:NAME`` or ``queue:NAME``
+    #: (the tenant's entry wins), e.g. {"tenant:nightly": "batch"}; otherwise "sync".
+    lane_defaults: dict[str, Literal["sync", "batch"]] = Field(default_factory=dict)
+    #: A model group's waiting batch-lane requests are submitted as one Message Batch
+    #: once this many wait (the API takes at most 100,000).
+    batch_max_requests: int = Field(default=10_000, ge=1, le=100_000)
+    #: ... or once their bodies add up to this many bytes (the API takes at most 256 MB).
+    batch_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    #: ... or once the oldest has waited this long, seconds.
+    batch_max_age_s: float = Field(default=60.0, ge=0)
+    #: The batcher and poller look this often, seconds (one worker at a time, under a
+    #: Redis lock); 0 turns them off in this worker.
+    batch_tick_s: float = Field(default=1.0, ge=0)
+    #: First wait between two looks at an open batch, seconds; doubled up to the max.
+    batch_poll_min_s: float = Field(default=5.0, gt=0)
+    #: Longest wait between two looks at an open batch, seconds.
+    batch_poll_max_s: float = Field(default=300.0, gt=0)
+
     # --- operations (docs/operations.md) -----------------------------------------
     #: Record metrics (counters, histograms, live gauges) in the state store.
     metrics_enabled: bool = True

@@ -81,6 +81,7 @@ def test_a_step_may_answer_without_the_rest() -> None:
 def test_the_worker_path_is_the_documented_order() -> None:
     names = [s.__name__ for s in pipeline.WORKER_STEPS]
     assert names == [
+        "to_batch",
         "claim",
         "route",
         "respond_from_cache",

@@ -86,6 +86,10 @@ class CompleteRequest(BaseModel):
     #: Why this model: set at submit by the router (model="auto") or a budget
     #: downgrade, carried to the worker and recorded in the result.
     route_reason: StrictStr | None = Field(default=None, max_length=500)
+    #: "sync" (one Messages API call) or "batch" (a Message Batch, half price, answered
+    #: within 24 h); None: the default of the request's tenant or queue
+    #: (AGENTJOBS_LANE_DEFAULTS), "sync" when it names none.
+    lane: Literal["sync", "batch"] | None = None
 
     @model_validator(mode="wrap")
     @classmethod

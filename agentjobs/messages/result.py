@@ -49,3 +49,5 @@ class ClaudeResult(BaseModel):
     limiter_wait_ms: float = 0.0
     route_reason: str | None = None
     request_id: str | None = None
+    #: "batch" when answered through a Message Batch (``cost_usd`` at the batch price).
+    lane: str | None = None

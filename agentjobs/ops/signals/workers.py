@@ -16,6 +16,7 @@ from typing import Any
 from celery import signals as cs
 from celery.bootsteps import CLOSE, TERMINATE
 
+from agentjobs.lanes import runner as batch_lane
 from agentjobs.ops import metrics
 from agentjobs.reliability import sweeper
 
@@ -93,6 +94,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         queues = sorted(q.name for q in task_consumer.queues)
         _register(str(hostname), queues, getattr(sender, "controller", None))
     sweeper.start(getattr(sender, "controller", None))  # the submit ledger's sweeper
+    batch_lane.start(getattr(sender, "controller", None))  # the batch lane's batcher
 
 
 @cs.worker_shutdown.connect

@@ -1,0 +1,85 @@
+"""The pipeline step of the batch lane: hand the request over, free the worker thread.
+
+A batch-lane task does not wait hours for its answer in a worker thread, nor retry
+itself past the visibility timeout: it records its request in the state store
+(records.enqueue, one atomic script) and raises Celery's ``Ignore``, so the task ends
+with no state written (it stays ``STARTED``) and its message is acked. The poller later
+writes the result (or the dead letter's failure) into the result backend under the
+task's id, so the caller's ``AsyncResult`` goes to ``SUCCESS`` as for a synchronous
+call. A worker killed before the record is written has not acked: the message comes
+back. A redelivered or resubmitted task of the same key joins the waiting request
+instead of queueing a second one, or returns the key's outcome once there is one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import datetime
+from typing import Any
+
+from celery.exceptions import Ignore
+
+from agentjobs.call import Call, idempotency_key
+from agentjobs.errors import AgentJobsError
+from agentjobs.lanes import records
+from agentjobs.reliability import idempotency, ledger, recovery
+
+
+def lane_of(call: Call) -> str:
+    """The call's lane: the request's, else its tenant's or queue's default, else sync."""
+    req = call.request
+    if req.lane is not None:
+        return req.lane
+    defaults = call.settings.lane_defaults
+    if req.tenant is not None and f"tenant:{req.tenant}" in defaults:
+        return defaults[f"tenant:{req.tenant}"]
+    return defaults.get(f"queue:{call.queue}", "sync")
+
+
+def _deadline(task: Any) -> float | None:
+    """The task's ``expires`` (the caller's deadline) as epoch seconds, if it has one."""
+    expires = getattr(getattr(task, "request", None), "expires", None)
+    if not expires:
+        return None
+    try:
+        return datetime.fromisoformat(str(expires)).timestamp()
+    except ValueError:
+        return None
+
+
+def to_batch(call: Call, next: Any) -> Any:
+    """A batch-lane call waits in the state store for a Message Batch; others go on."""
+    try:
+        batch = lane_of(call) == "batch" and call.routed
+    except AgentJobsError:  # an invalid request: the synchronous path dead-letters it
+        return next(call)
+    if not batch:
+        return next(call)
+    task_id = call.task_id
+    key = idempotency_key(call.kwargs, task_id)
+    req = call.request
+    params = call.params
+    rec = {
+        "cid": records.custom_id(key),
+        "k": key,
+        "kwargs": call.kwargs,
+        "params": params,
+        "group": call.group,
+        "family": call.family,
+        "queue": call.queue,
+        "tenant": req.tenant,
+        "at": time.time(),
+        "deadline": _deadline(call.task),
+        "n": 0,  # batches it was sent in
+        "errors": 0,
+    }
+    state = records.enqueue(rec, task_id)
+    if state < 0:  # the key has an outcome: the task returns it as a sync copy would
+        return recovery.stored_outcome(idempotency.outcome(key) or {})
+    # The lane's records hold the request from here: the submit ledger must not take a
+    # task that ended without a result for a lost one and send it again.
+    if call.task is not None and ledger.enabled(call.task.app):
+        with contextlib.suppress(Exception):  # a re-sent copy only joins the request
+            ledger.remove([task_id])
+    raise Ignore()
