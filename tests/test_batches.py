@@ -10,9 +10,12 @@ import pytest
 import redis
 
 from agentjobs import complete
+from agentjobs.contrib.testing import wait_for
+from agentjobs.errors import DeadLetteredError
 from agentjobs.lanes import records, runner
 from agentjobs.messages.result import Usage
 from agentjobs.messages.usage import cost_usd
+from agentjobs.reliability import deadletter
 from agentjobs.settings import reset_settings
 
 
@@ -74,3 +77,62 @@ def test_sync_lane_is_unchanged(worker: Any, lane: Any) -> None:
     res = complete.delay(prompt="hello", model="haiku", max_tokens=16).get(timeout=30)
     assert res["lane"] is None
     assert lane.stats()["messages"] == 1 and lane.stats()["batches"] == 0
+
+
+def _dead_letter_of(handle: Any) -> deadletter.DeadLetter:
+    """The dead letter that ended ``handle``'s task (its key is the task id)."""
+    with pytest.raises(DeadLetteredError) as info:
+        handle.get(timeout=60)
+    dl_id = deadletter.dead_letter_id(handle.id)
+    assert dl_id in str(info.value)
+    rec = deadletter.get(dl_id)
+    assert rec is not None
+    return rec
+
+
+def test_a_refused_entry_is_dead_lettered_with_its_batch_id(
+    batching: runner.Runner, lane: Any
+) -> None:
+    good = [complete.delay(prompt=f"fine {i}", lane="batch", max_tokens=32) for i in range(3)]
+    bad = complete.delay(prompt="refuse me [[sim:error=400]]", lane="batch", max_tokens=32)
+    assert all(h.get(timeout=60)["lane"] == "batch" for h in good)
+    rec = _dead_letter_of(bad)
+    assert bad.state == "FAILURE"
+    assert rec.error_class == "invalid_request_error" and rec.error_kind == "bad_request"
+    assert rec.reason == "permanent error"
+    extra = rec.model_dump()
+    assert extra["batch_id"].startswith("msgbatch_") and extra["batch_id"] in rec.message
+    assert lane.stats()["batches"] == 1  # a permanent error is not sent again
+
+
+def test_an_errored_entry_follows_the_retry_policy(
+    batching: runner.Runner, lane: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTJOBS_RETRY_MAX_ATTEMPTS", "3")
+    reset_settings()
+    h = complete.delay(prompt="flaky [[sim:batch=errored]]", lane="batch", max_tokens=32)
+    rec = _dead_letter_of(h)
+    assert rec.error_class == "api_error" and rec.reason == "retries used up"
+    assert lane.stats()["batches"] == 3  # sent three times: the policy's attempts
+    assert records.overview()["stats"]["retried"] == 2
+
+
+def test_an_expired_entry_is_sent_once_more_then_dead_lettered(
+    batching: runner.Runner, lane: Any
+) -> None:
+    h = complete.delay(prompt="slow [[sim:batch=expired]]", lane="batch", max_tokens=32)
+    rec = _dead_letter_of(h)
+    assert rec.error_kind == "expired" and rec.reason == "sent twice"
+    assert lane.stats()["batches"] == 2
+    assert records.overview()["stats"]["resubmitted"] == 1
+
+
+def test_an_expired_share_is_resubmitted_and_answered(batching: runner.Runner, lane: Any) -> None:
+    lane.configure(batch_expire_share=0.5)
+    handles = [complete.delay(prompt=f"item {i}", lane="batch", max_tokens=16) for i in range(8)]
+    wait_for(lambda: records.overview()["stats"].get("resubmitted", 0) >= 1, timeout=60)
+    lane.configure(batch_expire_share=0.0)  # the second sending goes through
+    assert all(h.get(timeout=60)["lane"] == "batch" for h in handles)
+    stats = records.overview()["stats"]
+    assert stats["resubmitted"] == 4 and stats["succeeded"] == 8
+    assert lane.stats()["batch_results"]["expired"] == 4
