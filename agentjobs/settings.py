@@ -85,11 +85,26 @@ class Settings(BaseSettings):
     max_request_bytes: int = 32 * 1024 * 1024
 
     # --- Anthropic client --------------------------------------------------------
-    #: Seconds to wait for a whole response (the SDK's read timeout). Celery time limits
-    #: do not work in the threads pool, so this is what bounds a stuck call.
+    #: With AGENTJOBS_STREAM off, seconds to wait for a whole response (the SDK's read
+    #: timeout): Celery time limits do not work in the threads pool, so this is what
+    #: bounds a stuck plain call (a streamed one: the stream settings below).
     request_timeout_s: float = 120.0
     #: Seconds to wait for a connection to the API.
     connect_timeout_s: float = 5.0
+    #: Send every call as a stream (docs/streaming.md): bounded by the idle timeout
+    #: between events and a total budget from max_tokens, so a long answer is not cut
+    #: off after the API has done and billed it. Off: one plain request bounded by
+    #: AGENTJOBS_REQUEST_TIMEOUT_S.
+    stream: bool = True
+    #: Longest silence on a stream, seconds (the API sends a ping at least every few
+    #: seconds while it works, so this only trips on a stalled connection).
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0)
+    #: A streamed call's total budget is this allowance for connecting and the first
+    #: token (a long prompt, thinking) plus max_tokens at the slowest output rate below.
+    stream_first_token_allowance_s: float = Field(default=120.0, gt=0)
+    #: The slowest output rate, tokens per second, a streamed call is given time for
+    #: (real models write 30-150): the rest of its total budget is max_tokens / this.
+    stream_min_tokens_per_s: float = Field(default=10.0, gt=0)
     #: Max pooled HTTP connections per worker process.
     http_max_connections: int = 256
     #: The simulator's URL (e.g. http://simulator:8788), used as the Anthropic base URL

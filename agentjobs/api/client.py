@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - depends on the installed SDK
 
 from agentjobs import store
 from agentjobs.api.events import api_call_finished, api_call_started
+from agentjobs.api.stream import stream_message
 from agentjobs.errors import ConfigurationError, UnknownModelError
 from agentjobs.messages.result import Usage
 from agentjobs.messages.usage import cache_ttl, cost_usd, usage_of
@@ -50,6 +51,10 @@ class RawResponse:
     request_id: str | None
     usage: Usage
     cost_usd: float
+    #: Seconds to the first content token, and output tokens per second after it, of
+    #: a streamed call (None for a plain one, or an answer without content).
+    ttft_s: float | None = None
+    output_tokens_per_s: float | None = None
 
 
 def _is_local(url: str) -> bool:
@@ -215,14 +220,23 @@ def sdk_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_message(params: dict[str, Any]) -> RawResponse:
-    """POST /v1/messages with the raw response, so rate-limit headers are available."""
+    """POST /v1/messages, streamed (api/stream.py) unless AGENTJOBS_STREAM is off, with
+    the response headers, so rate-limit headers are available."""
     # Metrics (signals.py) see every call and its answer, whoever made it.
     call_id = uuid.uuid4().hex
     api_call_started.send(sender=None, call_id=call_id, params=params)
+    s = get_settings()
     t0 = time.perf_counter()
+    ttft_s: float | None = None
+    rate: float | None = None
     try:
-        raw = get_client().messages.with_raw_response.create(**sdk_kwargs(params))
-        message = raw.parse()
+        if s.stream:
+            streamed = stream_message(get_client(), params, s)
+            message, headers = streamed.message, streamed.headers
+            ttft_s, rate = streamed.ttft_s, streamed.output_tokens_per_s
+        else:
+            raw = get_client().messages.with_raw_response.create(**sdk_kwargs(params))
+            message, headers = raw.parse(), raw.headers
     except Exception as exc:
         latency_s = time.perf_counter() - t0
         api_call_finished.send(
@@ -240,8 +254,12 @@ def create_message(params: dict[str, Any]) -> RawResponse:
         message=message,
         usage=usage,
         cost_usd=usd,
+        ttft_s=ttft_s,
+        output_tokens_per_s=rate,
     )
-    return RawResponse(message, raw.headers, latency_ms, raw.headers.get("request-id"), usage, usd)
+    return RawResponse(
+        message, headers, latency_ms, headers.get("request-id"), usage, usd, ttft_s, rate
+    )
 
 
 def _price(params: dict[str, Any], usage: Usage) -> float:

@@ -49,4 +49,8 @@ def build_result(call: Call, raw: client.RawResponse) -> ClaudeResult:
         limiter_wait_ms=round(call.wait_ms, 3),
         route_reason=req.route_reason,
         request_id=raw.request_id,
+        ttft_ms=None if raw.ttft_s is None else round(raw.ttft_s * 1000.0, 3),
+        output_tokens_per_s=None
+        if raw.output_tokens_per_s is None
+        else round(raw.output_tokens_per_s, 3),
     )

@@ -51,3 +51,7 @@ class ClaudeResult(BaseModel):
     request_id: str | None = None
     #: "batch" when answered through a Message Batch (``cost_usd`` at the batch price).
     lane: str | None = None
+    #: A streamed call's time to the first content token, ms, and output tokens per
+    #: second after it (None for a plain call or an answer without content).
+    ttft_ms: float | None = None
+    output_tokens_per_s: float | None = None

@@ -68,6 +68,15 @@ METRICS: dict[str, Metric] = {
         Metric("queue_wait_seconds", _H, ("queue",), "Publish (or ETA) to execution start."),
         Metric("limiter_wait_seconds", _H, ("queue",), "Wait for the global limiter."),
         Metric("call_seconds", _H, _QM, "Duration of one Messages API call."),
+        Metric("first_token_seconds", _H, _QM, "Time to the first token of a streamed call."),
+        Metric(
+            "output_seconds",
+            _C,
+            _QM,
+            "Seconds streamed calls spent writing (first token to last); output tokens "
+            "per second = rate(tokens{kind=output}) / rate(this).",
+            SUM_SCALE,
+        ),
         Metric("end_to_end_seconds", _H, ("queue",), "First publish to final outcome."),
         Metric("calls_in_flight", _G, _QM, "Messages API calls under way now."),
         Metric("queue_depth", _G, ("queue",), "Messages waiting in the broker queue."),

@@ -36,12 +36,20 @@ def _on_call_finished(
     usage: Any = None,
     cost_usd: float = 0.0,
     error: BaseException | None = None,
+    ttft_s: float | None = None,
+    output_tokens_per_s: float | None = None,
     **_: Any,
 ) -> None:
     queue, model = _call_labels(params)
     update = metrics.Update()
     update.finish_call(call_id, queue, model)
     update.observe("call_seconds", (queue, model), latency_s)
+    if ttft_s is not None:
+        update.observe("first_token_seconds", (queue, model), ttft_s)
+        if output_tokens_per_s and usage is not None:
+            # Kept as writing time, so the rate over any window and set of workers is
+            # output tokens / seconds, not a mean of per-call rates.
+            update.inc("output_seconds", (queue, model), usage.output_tokens / output_tokens_per_s)
     if message is not None:
         status = 200
     else:
