@@ -9,13 +9,18 @@ by ``read_prices`` when the settings load).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
 from agentjobs.errors import UnknownModelError
+
+log = logging.getLogger(__name__)
 
 FAMILIES = ("haiku", "sonnet", "opus")
 
@@ -97,7 +102,7 @@ def read_prices(path: str | os.PathLike[str]) -> dict[str, Price]:
     known = {m.id for m in _MODELS}
     prices = {}
     for model_id, given in raw.items():
-        if model_id not in known:
+        if model_id not in known and family_of(model_id) is None:
             raise ValueError(f"{path}: unknown model {model_id!r} (model ids, not aliases)")
         if not (
             isinstance(given, dict)
@@ -144,16 +149,67 @@ def _table(path: Path | None) -> dict[str, Model]:
     table = {}
     for m in _MODELS:
         table[m.id] = replace(m, price=overrides[m.id]) if m.id in overrides else m
+    for model_id, price in overrides.items():
+        if model_id not in table:  # a release this table does not list, priced by the user
+            table[model_id] = replace(_like(table, model_id), price=price)
     return table
 
 
+#: ``claude-<family>-...`` (current ids) or ``claude-<version>-<family>...`` (older).
+_FAMILY_IN_ID = re.compile(r"^claude-(?:[0-9][0-9.-]*-)?(haiku|sonnet|opus)(?:-|$)")
+
+
+def family_of(model_id: str) -> str | None:
+    """The family a model id names (``claude-sonnet-4-7``: sonnet), or None."""
+    match = _FAMILY_IN_ID.match(model_id.lower()) if isinstance(model_id, str) else None
+    return match.group(1) if match else None
+
+
+def _like(table: dict[str, Model], model_id: str) -> Model:
+    """An unlisted model, as its family's newest (its alias's target): price, rate-limit
+    group, output and cache limits; the API, not us, says whether the id exists."""
+    family = family_of(model_id)
+    assert family is not None
+    return replace(table[ALIASES[family]], id=model_id)
+
+
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def _report_unknown(model_id: str, like: Model) -> None:
+    with _reported_lock:
+        if model_id in _reported:
+            return
+        _reported.add(model_id)
+    log.warning(
+        "model %r is not in agentjobs' catalog: treated as the newest %s (%s): its price, "
+        "rate-limit group and limits; set AGENTJOBS_PRICES_FILE to price it",
+        model_id,
+        like.family,
+        ALIASES[like.family],
+    )
+
+
 def resolve(name: str) -> Model:
-    """A model from an alias (``haiku``) or a full id; UnknownModelError otherwise."""
+    """A model from an alias (``haiku``) or a full id; UnknownModelError otherwise.
+
+    An id the table does not list but whose family its name makes clear (a new
+    release, ``claude-sonnet-4-7``) is the family's newest model under that id, and
+    is logged once per process as unknown.
+    """
     if not isinstance(name, str) or not name:
         raise UnknownModelError(f"model must be a non-empty string, got {name!r}")
     model_id = ALIASES.get(name.lower(), name)
-    try:
-        return models()[model_id]
-    except KeyError:
-        known = ", ".join([*ALIASES, *models()])
-        raise UnknownModelError(f"unknown model {name!r}; known: {known}") from None
+    table = models()
+    if model_id in table:
+        return table[model_id]
+    if family_of(model_id) is not None:
+        model = _like(table, model_id)
+        _report_unknown(model_id, model)
+        return model
+    known = ", ".join([*ALIASES, *table])
+    raise UnknownModelError(
+        f"unknown model {name!r}; known: {known}, or an id naming its family "
+        "(claude-haiku-..., claude-sonnet-..., claude-opus-...)"
+    )
