@@ -81,7 +81,9 @@ class CompleteRequest(BaseModel):
     tenant: StrictStr | None = None
     #: Response cache: None follows AGENTJOBS_CACHE_DEFAULT, True/False forces it.
     cache: StrictBool | None = None
-    #: Prompt caching: mark the system prompt as a cache breakpoint ("5m" or "1h").
+    #: Prompt caching ("5m" or "1h"): breakpoints on the system prompt, the last tool
+    #: definition and the conversation so far (the last block of the last two user
+    #: turns), as many as fit in the API's 4 beside the caller's own (docs/cost.md).
     prompt_cache: Literal["5m", "1h"] | None = None
     #: Why this model: set at submit by the router (model="auto") or a budget
     #: downgrade, carried to the worker and recorded in the result.
@@ -269,11 +271,56 @@ class CompleteRequest(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 params[name] = _sent(value)
+        if self.prompt_cache:
+            self._mark_prefixes(params)
         return params
+
+    def _mark_prefixes(self, params: dict[str, Any]) -> None:
+        """``prompt_cache``'s breakpoints beyond the system prompt, in the order they
+        pay: the tool definitions (resent unchanged by every step of an agent), then
+        the conversation, whose prefix an agent resends whole at every step: the last
+        block of the last user turn is written now, and the one of the user turn before
+        it, which the previous step wrote, is read. Each only while the request has
+        fewer than the API's 4 breakpoints (the caller's own, and the system's, count
+        first); a block that already carries one is left as it is."""
+        free = checks.MAX_BREAKPOINTS - len(self.cache_ttls())
+        cc: dict[str, str] = {"type": "ephemeral"}
+        if self.prompt_cache == "1h":
+            cc["ttl"] = "1h"
+        spots: list[tuple[list[dict[str, Any]], int]] = []
+        tools = params.get("tools")
+        if tools:
+            spots.append((tools, len(tools) - 1))
+        for m in params["messages"]:
+            # One form for every turn, marked or not: the cached prefix of one step is
+            # then the same bytes in the next, where its mark has moved on.
+            if isinstance(m.get("content"), str) and m["content"]:
+                m["content"] = [{"type": "text", "text": m["content"]}]
+        turns = [m for m in params["messages"] if m.get("role") == "user"]
+        for m in reversed(turns[-2:]):
+            content = m.get("content")
+            if isinstance(content, list) and content:
+                spots.append((content, len(content) - 1))
+        for blocks, i in spots:
+            if free <= 0:
+                return
+            block = blocks[i]
+            if not isinstance(block, dict) or "cache_control" in block:
+                continue
+            if block.get("type") in _UNCACHEABLE or (
+                block.get("type") == "text" and not block.get("text")
+            ):
+                continue
+            blocks[i] = {**block, "cache_control": dict(cc)}
+            free -= 1
 
     def task_kwargs(self) -> dict[str, Any]:
         """The JSON-safe kwargs put on the queue (defaults dropped, model resolved)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+#: Blocks that cannot carry a cache_control breakpoint (the API refuses one there).
+_UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
 
 
 def _sent(value: Any) -> Any:
