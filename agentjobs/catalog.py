@@ -14,7 +14,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,13 +30,16 @@ BATCH_DISCOUNT = 0.5
 
 @dataclass(frozen=True)
 class Price:
-    """USD per million tokens."""
+    """USD per million tokens, and per thousand web searches (a server tool)."""
 
     input: float
     cache_write_5m: float
     cache_write_1h: float
     cache_read: float
     output: float
+    #: USD per 1,000 ``web_search`` requests (``usage.server_tool_use``); optional in
+    #: the prices file.
+    web_search_per_1k: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,12 @@ def read_prices(path: str | os.PathLike[str]) -> dict[str, Price]:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise ValueError(f"{path} is not valid JSON ({exc})") from None
-    names = [f.name for f in fields(Price)]
-    want = f"{{{', '.join(names)}}}, numbers >= 0 (USD per million tokens)"
+    names = [f.name for f in fields(Price) if f.default is MISSING]
+    optional = [f.name for f in fields(Price) if f.default is not MISSING]
+    want = (
+        f"{{{', '.join(names)}}}, numbers >= 0 (USD per million tokens), and optionally "
+        f"{', '.join(optional)}"
+    )
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: want a JSON object {{model_id: {want}}}")
     known = {m.id for m in _MODELS}
@@ -106,7 +113,7 @@ def read_prices(path: str | os.PathLike[str]) -> dict[str, Price]:
             raise ValueError(f"{path}: unknown model {model_id!r} (model ids, not aliases)")
         if not (
             isinstance(given, dict)
-            and sorted(given) == sorted(names)
+            and set(names) <= set(given) <= set(names) | set(optional)
             and all(
                 isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
                 for v in given.values()

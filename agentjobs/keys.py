@@ -90,7 +90,8 @@ Message Batches lane (lanes/records.py; docs/batches.md), ``{cid}`` a request's
 - ``{p}:batch:stats`` hash, no TTL: counters ``batches``, ``requests``, ``ended``,
   ``succeeded``, ``errored``, ``expired``, ``canceled``, ``retried``, ``resubmitted``,
   ``recovered``, ``dead_lettered``, ``saved_usd``.
-- ``{p}:batch:lock`` string, TTL max(30 s, 10 ticks): the one batcher running.
+- ``{p}:batch:lock`` string, TTL ``AGENTJOBS_BATCH_LOCK_S`` (renewed every tick): the
+  one batcher running.
 
 Metrics (ops/metrics.py, ops/signals/; docs/operations.md):
 - ``{p}:metrics:total`` hash, no TTL: all-time counters and histogram buckets; fields

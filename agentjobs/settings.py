@@ -260,6 +260,9 @@ class Settings(BaseSettings):
     batch_poll_min_s: float = Field(default=5.0, gt=0)
     #: Longest wait between two looks at an open batch, seconds.
     batch_poll_max_s: float = Field(default=300.0, gt=0)
+    #: Lifetime of the batcher's lock, seconds, renewed every tick: how soon another
+    #: worker takes over from a dead one. A create call's timeout is half of it.
+    batch_lock_s: float = Field(default=60.0, ge=2)
 
     # --- operations (docs/operations.md) -----------------------------------------
     #: Record metrics (counters, histograms, live gauges) in the state store.

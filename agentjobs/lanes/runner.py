@@ -31,7 +31,8 @@ return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 
 
 def lock_ms() -> int:
-    return int(max(30.0, get_settings().batch_tick_s * 10) * 1000)
+    s = get_settings()
+    return int(max(s.batch_lock_s, s.batch_tick_s * 3) * 1000)
 
 
 def hold(token: str) -> bool:

@@ -15,6 +15,14 @@ class CacheCreation(BaseModel):
     ephemeral_1h_input_tokens: int = 0
 
 
+class ServerToolUse(BaseModel):
+    """Server-tool requests of a call (``usage.server_tool_use``): web searches are
+    billed per request, on top of tokens."""
+
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+
 class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
@@ -22,6 +30,8 @@ class Usage(BaseModel):
     cache_read_input_tokens: int = 0
     #: The split of cache writes by lifetime, when the API reports it.
     cache_creation: CacheCreation | None = None
+    #: Server-tool requests, when the call used any.
+    server_tool_use: ServerToolUse | None = None
 
 
 class ClaudeResult(BaseModel):

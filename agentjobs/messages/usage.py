@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentjobs import catalog
-from agentjobs.messages.result import CacheCreation, Usage
+from agentjobs.messages.result import CacheCreation, ServerToolUse, Usage
 
 _PER_TOKEN = 1e-6
 
@@ -28,6 +28,7 @@ def usage_of(message: Any) -> Usage:
         return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
     split = field(u, "cache_creation")
+    server = field(u, "server_tool_use")
     return Usage(
         input_tokens=field(u, "input_tokens") or 0,
         output_tokens=field(u, "output_tokens") or 0,
@@ -38,6 +39,12 @@ def usage_of(message: Any) -> Usage:
         else CacheCreation(
             ephemeral_5m_input_tokens=field(split, "ephemeral_5m_input_tokens") or 0,
             ephemeral_1h_input_tokens=field(split, "ephemeral_1h_input_tokens") or 0,
+        ),
+        server_tool_use=None
+        if server is None
+        else ServerToolUse(
+            web_search_requests=field(server, "web_search_requests") or 0,
+            web_fetch_requests=field(server, "web_fetch_requests") or 0,
         ),
     )
 
@@ -67,7 +74,9 @@ def _marks_1h(cc: Any) -> bool:
 
 
 def cost_usd(model: str, usage: Usage, *, cache_ttl: str = "5m", batch: bool = False) -> float:
-    """USD for one call: input, output, cache writes (5 m or 1 h price) and cache reads.
+    """USD for one call: input, output (thinking included: the API counts it in
+    ``output_tokens``), cache writes (5 m or 1 h price), cache reads, and web searches
+    (per 1,000 requests).
 
     When ``usage.cache_creation`` gives the split of cache writes by lifetime (the API
     does), each part is priced at its own rate; otherwise every write is priced at
@@ -89,6 +98,8 @@ def cost_usd(model: str, usage: Usage, *, cache_ttl: str = "5m", batch: bool = F
         + writes_1h * price.cache_write_1h
         + usage.cache_read_input_tokens * price.cache_read
     ) * _PER_TOKEN
+    if usage.server_tool_use is not None:
+        total += usage.server_tool_use.web_search_requests * price.web_search_per_1k / 1000
     if batch:
         total *= catalog.BATCH_DISCOUNT
     return round(total, 10)
