@@ -28,9 +28,9 @@ import yaml
 from kubernetes_validate.utils import latest_version
 
 from agentjobs import catalog
+from agentjobs.cli.worker import worker_argv
 from agentjobs.ops import depth, metrics
 from agentjobs.settings import Settings
-from agentjobs.cli.worker import worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
