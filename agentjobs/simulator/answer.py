@@ -130,7 +130,7 @@ async def answer(
         stats.rate_limited_by_dimension[refusal.dimension] += 1
         raise ApiError(
             429,
-            rate_message(refusal, model.group),
+            rate_message(sim.limits.shown(refusal), model.group),
             retry_after_s=sim.limits.retry_after(refusal),
         )
     sim.cache.commit(use)

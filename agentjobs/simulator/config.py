@@ -34,7 +34,8 @@ class SimConfig:
     time_scale: float = _f(
         1.0,
         "Real seconds per simulated second: scales latency, bucket refill and cache TTLs "
-        "(0.01 runs a 10 s call in 0.1 s).",
+        "(0.01 runs a 10 s call in 0.1 s); rate-limit headers stay in real time "
+        "(--rpm 60 at 0.01 says 6000 a minute).",
     )
     latency_median_ms: float = _f(
         800.0,

@@ -1,13 +1,18 @@
 """Rate limits per model group, and the ``anthropic-ratelimit-*`` headers they produce.
 
-Header values describe the bucket after the request was counted. ``-reset`` is the
-RFC 3339 wall-clock time (real time, second precision) at which the bucket is full
-again; ``retry-after`` on a 429 is real whole seconds, rounded up and at least 1, so a
-client honouring it waits long enough whatever the time scale.
+Buckets run on the scaled clock, but every figure a client sees is in its own (real)
+time, because a client measures real time: a limiter that paces by the headers would
+otherwise take a simulated minute for a real one. ``-limit`` (and the limit a 429's
+message names) is per real minute, the configured figure divided by ``time_scale``;
+``-remaining`` is what the bucket admits now, a count that no clock changes; ``-reset``
+is the RFC 3339 wall-clock time (second precision) at which the bucket is full again;
+``retry-after`` on a 429 is real whole seconds, rounded up and at least 1. At
+``time_scale`` 1 the figures are the configured ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -57,6 +62,18 @@ class RateLimits:
         self.count_tokens.take(1, now)
         return None
 
+    def per_real_minute(self, limit: int) -> int:
+        """A per-simulated-minute ``limit`` as a client counts it: per real minute.
+
+        Rounded down (never more than the bucket refills), at least 1; the tiny factor
+        keeps a quotient such as 7 / 0.07 = 99.99... from losing a whole unit.
+        """
+        return max(1, math.floor(limit / self.clock.scale * (1 + 1e-12)))
+
+    def shown(self, refusal: Refusal) -> Refusal:
+        """``refusal`` with its limit per real minute, for the 429's message."""
+        return dataclasses.replace(refusal, limit=self.per_real_minute(refusal.limit))
+
     def retry_after(self, refusal: Refusal) -> int:
         return max(1, math.ceil(refusal.wait_s * self.clock.scale))
 
@@ -77,11 +94,12 @@ class RateLimits:
                 remaining -= remaining % 1000
             reset = rfc3339(wall + bucket.full_in(now) * scale)
             prefix = "anthropic-ratelimit-" + name
-            out[prefix + "-limit"] = str(bucket.limit)
+            limit = self.per_real_minute(bucket.limit)
+            out[prefix + "-limit"] = str(limit)
             out[prefix + "-remaining"] = str(remaining)
             out[prefix + "-reset"] = reset
             if is_tokens:
-                fractions.append((remaining / bucket.limit, bucket.limit, remaining, reset))
+                fractions.append((remaining / bucket.limit, limit, remaining, reset))
         # "tokens" is whichever token limit is the most restrictive right now.
         _, limit, remaining, reset = min(fractions)
         out["anthropic-ratelimit-tokens-limit"] = str(limit)
@@ -93,7 +111,7 @@ class RateLimits:
         now = self.clock()
         bucket = self.count_tokens
         return {
-            "anthropic-ratelimit-requests-limit": str(bucket.limit),
+            "anthropic-ratelimit-requests-limit": str(self.per_real_minute(bucket.limit)),
             "anthropic-ratelimit-requests-remaining": str(max(0, int(bucket.refill(now)))),
             "anthropic-ratelimit-requests-reset": rfc3339(
                 time.time() + bucket.full_in(now) * self.clock.scale

@@ -246,7 +246,7 @@ class Simulator(State):
             self.stats.rate_limited_by_dimension["count_tokens"] += 1
             raise ApiError(
                 429,
-                rate_message(refusal),
+                rate_message(self.limits.shown(refusal)),
                 retry_after_s=self.limits.retry_after(refusal),
             )
         return {"input_tokens": parsed.input_tokens}
