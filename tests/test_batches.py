@@ -3,13 +3,16 @@ batches endpoints, the state store."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from agentjobs import complete
+from agentjobs.cli import main
 from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import DeadLetteredError
 from agentjobs.lanes import records, runner
@@ -136,3 +139,24 @@ def test_an_expired_share_is_resubmitted_and_answered(batching: runner.Runner, l
     stats = records.overview()["stats"]
     assert stats["resubmitted"] == 4 and stats["succeeded"] == 8
     assert lane.stats()["batch_results"]["expired"] == 4
+
+
+def test_cli_submit_on_the_batch_lane_and_batches_list(
+    batching: runner.Runner, lane: Any, tmp_path: Any
+) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(f'{{"prompt": "line {i}", "max_tokens": 16}}\n' for i in range(5)))
+    out = tmp_path / "out.jsonl"
+    ran = CliRunner().invoke(
+        main, ["submit", str(jobs), "--lane", "batch", "-o", str(out), "--no-progress"]
+    )
+    assert ran.exit_code == 0, ran.output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["result"]["lane"] for x in lines] == ["batch"] * 5
+    assert lane.stats()["messages"] == 0
+    listed = CliRunner().invoke(main, ["batches", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    got = json.loads(listed.output)
+    assert got["waiting_total"] == 0 and got["stats"]["succeeded"] == 5
+    text = CliRunner().invoke(main, ["batches", "list"]).output
+    assert "waiting: none" in text and "succeeded 5" in text

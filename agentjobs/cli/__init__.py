@@ -27,6 +27,10 @@ class Lazy(NamedTuple):
 
 #: Every sub-command, by name.
 COMMANDS: dict[str, Lazy] = {
+    "batches": Lazy(
+        "agentjobs.cli.batches:batches",
+        "The Message Batches lane: requests waiting, batches open (half price, within 24 h).",
+    ),
     "cost": Lazy(
         "agentjobs.cli.cost:cost_command",
         "Spend recorded by the workers: per day, model, tenant and queue.",

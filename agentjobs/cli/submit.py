@@ -93,6 +93,12 @@ Exit status: 0 all done, 1 some failed or timed out, 2 invalid input.
     help="Send the valid lines even if some are invalid (written as INVALID lines).",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option(
+    "--lane",
+    type=click.Choice(["sync", "batch"]),
+    help="The lane of every line that names none: batch is half price, answered within "
+    "24 h (raise --timeout to match; docs/batches.md).",
+)
 @pass_cli
 def submit(
     cli: CliContext,
@@ -102,6 +108,7 @@ def submit(
     as_json: bool,
     skip_invalid: bool,
     progress: bool,
+    lane: str | None,
 ) -> None:
     """Run every request in FILE (JSONL; '-' for stdin) and write the results."""
     items = read_requests(file)
@@ -115,6 +122,10 @@ def submit(
             err=True,
         )
         sys.exit(2)
+    if lane is not None:
+        for item in items:
+            if item.kwargs is not None:
+                item.kwargs.setdefault("lane", lane)
     if bad:
         click.echo(f"{file.name}: skipping {bad} invalid lines:\n{invalid_report(items)}", err=True)
     from redis import RedisError
