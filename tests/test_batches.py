@@ -160,3 +160,16 @@ def test_cli_submit_on_the_batch_lane_and_batches_list(
     assert got["waiting_total"] == 0 and got["stats"]["succeeded"] == 5
     text = CliRunner().invoke(main, ["batches", "list"]).output
     assert "waiting: none" in text and "succeeded 5" in text
+
+
+def test_stats_shows_the_lane(batching: runner.Runner, lane: Any) -> None:
+    lane.configure(batch_processing_ms=60_000.0)  # open long enough to be seen
+    handles = [complete.delay(prompt=f"s {i}", lane="batch", max_tokens=16) for i in range(3)]
+    wait_for(lambda: records.overview()["open_by_state"] == {"in_progress": 1}, timeout=30)
+    ran = CliRunner().invoke(main, ["stats", "--json"])
+    assert ran.exit_code == 0, ran.output
+    got = json.loads(ran.output)["live"]["batch_lane"]
+    assert got["open_by_state"] == {"in_progress": 1} and got["waiting"] == 0
+    text = CliRunner().invoke(main, ["stats"]).output
+    assert "batch lane: 0 waiting" in text and "in_progress=1" in text
+    assert all(h.state == "STARTED" for h in handles)

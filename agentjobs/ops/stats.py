@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from agentjobs import catalog
+from agentjobs.lanes import records as batch_lane
 from agentjobs.limiter import pause
 from agentjobs.ops import depth, metrics
 
@@ -83,6 +84,20 @@ def live(app: Any, queues: list[str]) -> dict[str, Any]:
         "workers": metrics.workers_alive(queues),
         "dead_letters": metrics.dead_letter_size(),
         "pauses": pauses(queues),
+        "batch_lane": batch_lane_now(),
+    }
+
+
+def batch_lane_now() -> dict[str, Any]:
+    """The Message Batches lane: requests waiting (per group, the oldest's age), open
+    batches by state, and what answering them at the batch price saved, in total."""
+    over = batch_lane.overview()
+    return {
+        "waiting": over["waiting_total"],
+        "waiting_by_group": over["waiting"],
+        "oldest_age_s": over["oldest_age_s"],
+        "open_by_state": over["open_by_state"],
+        "saved_usd": round(over["stats"].get("saved_usd", 0.0), 6),
     }
 
 
@@ -160,6 +175,11 @@ def render(data: dict[str, Any]) -> str:
     lines.append("calls in flight: " + _fmt(lv["calls_in_flight"]))
     lines.append("workers: " + _fmt(lv["workers"]))
     lines.append("dead letters stored: " + _fmt(lv["dead_letters"]))
+    bl = lv["batch_lane"]
+    lines.append(
+        f"batch lane: {bl['waiting']:,} waiting (oldest {bl['oldest_age_s']:.0f}s), "
+        f"open batches {_fmt(bl['open_by_state'])}, saved ${bl['saved_usd']:.4f}"
+    )
     lines.append("paused groups: " + ("none" if not lv["pauses"] else ""))
     from agentjobs.limiter.pause import RESUME_COMMAND, Pause
 
