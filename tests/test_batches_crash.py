@@ -15,6 +15,7 @@ import pytest
 
 from agentjobs import complete
 from agentjobs.contrib.testing import WorkerProcess
+from agentjobs.errors import DeadLetteredError
 from agentjobs.lanes import records
 
 pytestmark = pytest.mark.slow
@@ -155,3 +156,69 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_submits_nothing_twice(
     over = records.overview()
     assert over["open"] == [] and over["waiting_total"] == 0
     assert over["stats"].get("recovered", 0) == (1 if state == "submitting" else 0)
+
+
+def _outcome(handle: Any) -> dict[str, Any] | DeadLetteredError:
+    try:
+        result: dict[str, Any] = handle.get(timeout=120)
+        return result
+    except DeadLetteredError as exc:
+        exc.task_id = handle.id  # type: ignore[attr-defined]
+        return exc
+
+
+def dl_task(exc: DeadLetteredError) -> str:
+    return str(exc.task_id)  # type: ignore[attr-defined]
+
+
+def test_two_hundred_batch_requests_through_worker_processes(
+    fresh_sim: Any, tmp_path: Any, purge_queues: None, state_redis: Any
+) -> None:
+    fresh_sim.configure(batch_processing_ms=500.0, batch_expire_share=0.1)
+    env = {
+        "AGENTJOBS_BATCH_MAX_REQUESTS": "50",
+        "AGENTJOBS_BATCH_MAX_AGE_S": "1",
+        "AGENTJOBS_BATCH_TICK_S": "0.05",
+        "AGENTJOBS_BATCH_POLL_MIN_S": "0.1",
+        "AGENTJOBS_BATCH_POLL_MAX_S": "0.3",
+    }
+    procs = [
+        WorkerProcess(f, env, args=("-c", "4"), name=f"batch-{f}", log_dir=str(tmp_path))
+        for f in ("haiku", "sonnet")
+    ]
+    for p in procs:
+        p.launch()
+    try:
+        for p in procs:
+            p.wait_ready()
+        handles = [
+            complete.delay(
+                prompt=f"nightly summary {i}",
+                model="haiku" if i % 2 else "sonnet",
+                lane="batch",
+                max_tokens=32,
+            )
+            for i in range(200)
+        ]
+        outcomes = [_outcome(h) for h in handles]
+    finally:
+        for p in procs:
+            p.stop()
+    results = [o for o in outcomes if isinstance(o, dict)]
+    twice = [o for o in outcomes if isinstance(o, DeadLetteredError)]
+    assert all("expired (sent twice)" in str(e) for e in twice)  # expired both times
+    stats = fresh_sim.stats()
+    assert stats["messages"] == 0  # not one synchronous call
+    assert all(r["lane"] == "batch" for r in results)
+    assert {r["task_id"] for r in results} | {dl_task(e) for e in twice} == {h.id for h in handles}
+    # grouped into few batches: 100 requests per group in batches of at most 50, plus
+    # the expired share sent once more
+    expired = stats["batch_results"].get("expired", 0)
+    assert expired >= 1
+    assert 4 <= stats["batches"] <= 12
+    over = records.overview()["stats"]
+    assert stats["batch_requests"] == 200 + over["resubmitted"]  # each expired once: again
+    assert over["resubmitted"] + len(twice) == expired and over["succeeded"] == len(results)
+    assert sum(r["cost_usd"] for r in results) == pytest.approx(stats["batch_cost_usd"], abs=1e-5)
+    saved = records.overview()["stats"]["saved_usd"]
+    assert saved == pytest.approx(stats["batch_cost_usd"], abs=1e-5)  # half price: saved = paid
