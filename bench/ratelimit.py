@@ -14,7 +14,11 @@ the same invocation:
 
 Scenarios: ``requests`` (RPM-bound), ``input`` (ITPM-bound, prompts of 50-4,000
 tokens), ``output`` (OTPM-bound, answers of 50-400 tokens), ``shared`` (RPM-bound while
-another client of the same key sends 30% of the limit and retries its own 429s).
+another client of the same key sends 30% of the limit and retries its own 429s),
+``tools`` (ITPM-bound, an agent's steps: 2-12 large tool definitions and an image in half
+the calls, so most input is tools and images, not text). The simulator answers after
+its median latency whatever the answer's length (``--output-tokens-per-s 0``): what is
+measured is the limiter.
 
 Figures come from the simulator's request log: utilisation of the binding limit over
 the steady-state window (after ``--warmup`` seconds, for ``--duration`` seconds; a
@@ -22,7 +26,7 @@ limit of the requests is the sum of both families) and the share of our requests
 429 over the whole run, warm-up included.
 
     .venv/bin/python bench/ratelimit.py [--duration 45] [--warmup 10]
-        [--scenarios requests,input,output,shared] [--modes agentjobs,...] [--no-docs]
+        [--scenarios requests,input,output,shared,tools] [--modes agentjobs,...] [--no-docs]
 
 Writes its section of docs/benchmarks.md between the ratelimit markers.
 """
@@ -30,18 +34,21 @@ Writes its section of docs/benchmarks.md between the ratelimit markers.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import json
 import math
 import os
 import random
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +125,62 @@ def _input_tokens() -> int:
 
 
 _IN_MEAN = (4000 - 50) / math.log(4000 / 50)
+
+
+def _png(width: int, height: int) -> str:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    rows = zlib.compress(b"".join(b"\x00" + b"\x00" * width for _ in range(height)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    raw = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    return base64.b64encode(raw).decode()
+
+
+#: The tools scenario's images (an agent's screenshots): about 100 to 1,600 tokens each.
+_IMAGES = [_png(w, h) for w, h in ((300, 250), (640, 480), (1000, 750), (1280, 960))]
+
+
+def _tool(i: int) -> dict[str, Any]:
+    """A large tool definition: ~150-600 tokens of description and schema."""
+    words = " ".join(random.choices(WORDS, k=random.randint(60, 320)))
+    props = {f"arg_{j}": {"type": "string", "description": f"argument {j}"} for j in range(4)}
+    return {
+        "name": f"tool_{i}",
+        "description": words,
+        "input_schema": {"type": "object", "properties": props},
+    }
+
+
+def _tools_call(tag: str) -> dict[str, Any]:
+    """An agent's step: 2-12 large tool definitions, an image in half the calls."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": f"{tag} look at this and act"}]
+    if random.random() < 0.5:
+        data = random.choice(_IMAGES)
+        content.append(
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+        )
+    tools = [_tool(i) for i in range(random.randint(2, 12))]
+    return {"messages": [{"role": "user", "content": content}], "tools": tools, "max_tokens": 64}
+
+
+def _tools_mean_input() -> float:
+    """Mean input tokens of a tools call, as the simulator counts them (its own code,
+    over a fixed sample), so the offer is 1.25x the limit and not a guess."""
+    from agentjobs.simulator import validation
+
+    state = random.getstate()
+    random.seed(11)
+    total = 0
+    n = 400
+    for i in range(n):
+        body = {"model": OUR_MODELS["haiku"], **_tools_call(f"[mean {i}]")}
+        total += validation.parse(body, with_cache=False).input_tokens
+    random.setstate(state)
+    return total / n
+
+
 SCENARIOS = {
     "requests": Scenario("requests", "rpm", rpm=600, note="600 RPM, short prompts"),
     "input": Scenario(
@@ -127,18 +190,27 @@ SCENARIOS = {
     "shared": Scenario(
         "shared", "rpm", rpm=600, other_share=0.3, note="600 RPM, other client sends 30%"
     ),
+    "tools": Scenario(
+        "tools",
+        "itpm",
+        itpm=300_000,
+        note="300k ITPM, 2-12 large tool definitions, an image in half the calls",
+    ),
 }
 
 
-def prompt_for(scn: Scenario, tag: str) -> tuple[str, int]:
-    """A unique prompt and its max_tokens for one call of ``scn``."""
+def call_for(scn: Scenario, tag: str) -> dict[str, Any]:
+    """The kwargs of one unique call of ``scn`` (model aside)."""
+    if scn.name == "tools":
+        return _tools_call(tag)
     if scn.binding == "itpm":
         chars = 4 * _input_tokens()
         text = " ".join(random.choices(WORDS, k=chars // 5 + 1))[:chars]
-        return f"{tag} {text}", 64
+        return {"prompt": f"{tag} {text}", "max_tokens": 64}
     if scn.binding == "otpm":
-        return f"{tag} write [[sim:output_tokens={random.randint(50, 400)}]]", 512
-    return f"{tag} Summarise the plot of Hamlet in two sentences.", 300
+        prompt = f"{tag} write [[sim:output_tokens={random.randint(50, 400)}]]"
+        return {"prompt": prompt, "max_tokens": 512}
+    return {"prompt": f"{tag} Summarise the plot of Hamlet in two sentences.", "max_tokens": 300}
 
 
 @dataclass
@@ -165,7 +237,11 @@ def run_one(scn: Scenario, mode: str, args: argparse.Namespace, redis_url: str) 
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-ratelimit-{scn.name}-{mode}-"))
     log_path = work / "sim.jsonl"
+    # Output unpaced: a call takes the median latency whatever its length, as these
+    # scenarios were designed (the limiter's figures, not the output speed, are measured;
+    # the calls are streamed all the same).
     flags = ["--latency-median-ms", str(args.latency_ms), "--burst-s", str(BURST_S)]
+    flags += ["--output-tokens-per-s", "0"]
     flags += ["--rpm", str(scn.rpm), "--itpm", str(scn.itpm), "--otpm", str(scn.otpm)]
     flags += ["--seed", "7", "--log", str(log_path)]
     sim = SimProcess(*flags, log_dir=str(work)).start()
@@ -257,10 +333,8 @@ def _offer(tasks: Any, scn: Scenario, fam: str, rate: float, t_end: float, stop:
             break
         if due > now:
             time.sleep(due - now)
-        prompt, max_tokens = prompt_for(scn, f"[{fam} {i} {uuid.uuid4().hex[:6]}]")
-        tasks.complete.apply_async(
-            kwargs={"prompt": prompt, "model": fam, "max_tokens": max_tokens}
-        )
+        call = call_for(scn, f"[{fam} {i} {uuid.uuid4().hex[:6]}]")
+        tasks.complete.apply_async(kwargs={**call, "model": fam})
         i += 1
     print(f"  offered {fam}: {i} calls in {time.monotonic() - t0:.1f}s", flush=True)
 
@@ -390,9 +464,10 @@ def render(runs: list[Run], args: argparse.Namespace, elapsed: float) -> str:
         f"Command: `.venv/bin/python bench/ratelimit.py --duration {args.duration:g} "
         f"--warmup {args.warmup:g}`",
         f"Date: {datetime.date.today()}; machine: {machine()}; whole run {elapsed / 60:.1f} min.",
-        f"Setup: simulator process (burst {BURST_S:g} s, median latency {args.latency_ms:g} ms, "
-        f"real-time OTPM), {WORKERS_PER_FAMILY} worker processes x {THREADS} threads per "
-        f"family, 2 families (Haiku, Sonnet; each its own limits), tasks offered at "
+        f"Setup: simulator process (burst {BURST_S:g} s, median latency {args.latency_ms:g} ms "
+        f"whatever the answer's length, real-time OTPM), {WORKERS_PER_FAMILY} worker "
+        f"processes x {THREADS} threads per family, 2 families (Haiku, Sonnet; each its "
+        f"own limits), tasks offered at "
         f"{OVERLOAD:g}x the binding limit; utilisation over {args.duration:g} s after a "
         f"{args.warmup:g} s warm-up (lower of the two families); 429 share of all our "
         f"requests, warm-up included. {total:,} requests to the simulator, {total_ok:,} "
@@ -461,6 +536,8 @@ def main() -> None:
     os.environ["AGENTJOBS_RESULT_BACKEND"] = f"{url}/2"
     from agentjobs.contrib.testing import RedisServer
 
+    if "tools" in args.scenarios.split(","):
+        SCENARIOS["tools"].mean_units = _tools_mean_input()
     random.seed(11)
     server = RedisServer(port=port).start()
     runs: list[Run] = []
