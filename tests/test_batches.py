@@ -173,3 +173,17 @@ def test_stats_shows_the_lane(batching: runner.Runner, lane: Any) -> None:
     text = CliRunner().invoke(main, ["stats"]).output
     assert "batch lane: 0 waiting" in text and "in_progress=1" in text
     assert all(h.state == "STARTED" for h in handles)
+
+
+def test_a_batcher_that_lost_its_lock_stops_where_it_is(worker: Any, lane: Any) -> None:
+    from agentjobs import app
+    from agentjobs.lanes import batcher
+
+    handles = [complete.delay(prompt=f"k {i}", lane="batch", max_tokens=16) for i in range(3)]
+    wait_for(lambda: records.overview()["waiting_total"] == 3, timeout=30)
+    wait_for(lambda: records.overview()["oldest_age_s"] >= 0.3, timeout=30)
+    done = batcher.tick(app, keep=lambda: False)  # the lock lapsed: no create
+    assert done.submitted == 0 and lane.stats()["batches"] == 0
+    assert batcher.tick(app).submitted == 1 and lane.stats()["batches"] == 1
+    assert records.overview()["waiting_total"] == 0
+    assert all(h.state == "STARTED" for h in handles)

@@ -90,20 +90,31 @@ def tick(
     hostname: str = "",
     now: Callable[[], float] = time.time,
     create_timeout_s: float = 60.0,
+    keep: Callable[[], bool] = lambda: True,
 ) -> Tick:
-    """One round of recover, submit and poll (the caller holds the lane's lock)."""
+    """One round of recover, submit and poll (the caller holds the lane's lock).
+
+    ``keep`` renews the lock; it is called before each create and poll, and every few
+    hundred results, and the tick stops where it is once it says the lock is lost (the
+    next holder goes on from the records)."""
     done = Tick()
     res = batches(create_timeout_s)
     for b in records.open_batches():
         if b["state"] == "submitting":
+            if not keep():
+                return done
             _recover(res, b)
             done.recovered += 1
     for group in records.groups():
+        if not keep():
+            return done
         done.submitted += _submit_ready(res, group, owner, now())
     for b in records.open_batches():
         if b["state"] == "in_progress" and now() >= b["next_poll"]:
+            if not keep():
+                return done
             done.polled += 1
-            if _poll(app, res, b, hostname, now):
+            if _poll(app, res, b, hostname, now, keep):
                 done.ended += 1
     return done
 
@@ -213,7 +224,12 @@ def _recover(res: Any, batch: dict[str, Any]) -> None:
 
 
 def _poll(
-    app: Any, res: Any, batch: dict[str, Any], hostname: str, now: Callable[[], float]
+    app: Any,
+    res: Any,
+    batch: dict[str, Any],
+    hostname: str,
+    now: Callable[[], float],
+    keep: Callable[[], bool] = lambda: True,
 ) -> bool:
     s = get_settings()
     got = res.retrieve(batch["id"])
@@ -223,9 +239,11 @@ def _poll(
         records.save_open(batch)
         return False
     seen: set[str] = set()
-    for entry in res.results(batch["id"]):
+    for i, entry in enumerate(res.results(batch["id"]), 1):
         seen.add(entry.custom_id)
         _entry(app, batch, entry, hostname, now())
+        if i % 200 == 0 and not keep():
+            return False  # the lock is lost: the next holder reads the results again
     # An entry the results do not name (an adopted batch that was not ours): wait again.
     left = [c for c in batch["cids"] if c not in seen]
     for c, w in records.where(left).items():

@@ -74,6 +74,7 @@ class Runner:
             owner=self.token,
             hostname=self.hostname,
             create_timeout_s=lock_ms() / 2000.0,
+            keep=lambda: hold(self.token),
         )
 
     def _run(self) -> None:
