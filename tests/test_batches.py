@@ -187,3 +187,22 @@ def test_a_batcher_that_lost_its_lock_stops_where_it_is(worker: Any, lane: Any) 
     assert batcher.tick(app).submitted == 1 and lane.stats()["batches"] == 1
     assert records.overview()["waiting_total"] == 0
     assert all(h.state == "STARTED" for h in handles)
+
+
+def test_the_budget_is_held_while_requests_wait_and_settled_from_real_usage(
+    batching: runner.Runner, lane: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentjobs.spend import budget, cost
+
+    monkeypatch.setenv("AGENTJOBS_BUDGET_DAILY_USD", "100")
+    reset_settings()
+    lane.configure(batch_processing_ms=1500.0)
+    handles = [complete.delay(prompt=f"b {i}", lane="batch", max_tokens=64) for i in range(3)]
+    wait_for(lambda: records.overview()["open_by_state"] == {"in_progress": 1}, timeout=30)
+    held = budget.in_flight_usd()
+    assert held > 0  # an upper bound of the three, held while they wait
+    results = [h.get(timeout=60) for h in handles]
+    assert budget.in_flight_usd() == 0
+    assert sum(r["cost_usd"] for r in results) < held
+    day = cost.day_totals(cost.today())
+    assert day.totals["usd"] == pytest.approx(sum(r["cost_usd"] for r in results))

@@ -48,7 +48,7 @@ from agentjobs.messages.result import ClaudeResult
 from agentjobs.messages.usage import cache_ttl, cost_usd, usage_of
 from agentjobs.reliability import deadletter, idempotency, retry
 from agentjobs.settings import get_settings
-from agentjobs.spend import cost
+from agentjobs.spend import budget, cost
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +346,7 @@ def _succeed(
         cost.record_result(result)
         saved = _price(msg.model, usage, rec["params"], False) - usd
         records.count("saved_usd", float(saved))
+    _release(rec)
     _answer(app, cid, waiting, lambda tid: app.backend.store_result(tid, value, "SUCCESS"))
 
 
@@ -392,6 +393,7 @@ def _dead(
     claim = idempotency.Claim(key=key, token="", state="claimed", task_id=record.task_id)
     stored = idempotency.finish(claim, {"dead_letter": dl_id, "message": message}, s.dlq_max_age_s)
     records.count("dead_lettered")
+    _release(rec)
     if app is None:
         app = _default_app()
     if "dead_letter" in stored:
@@ -407,6 +409,12 @@ def _default_app() -> Any:
     from celery import current_app
 
     return current_app
+
+
+def _release(rec: dict[str, Any]) -> None:
+    """Give back the budget held while the request waited (step.py)."""
+    if rec.get("hold"):
+        budget.release(budget.Hold(*rec["hold"]))
 
 
 def _answer(app: Any, cid: str, waiting: list[str], write: Callable[[str], Any]) -> None:

@@ -21,9 +21,14 @@ from typing import Any
 from celery.exceptions import Ignore
 
 from agentjobs.call import Call, idempotency_key
-from agentjobs.errors import AgentJobsError
+from agentjobs.errors import AgentJobsError, BudgetDeferredError, BudgetExceededError
 from agentjobs.lanes import records
 from agentjobs.reliability import idempotency, ledger, recovery
+from agentjobs.spend import budget
+
+#: How long a waiting request's budget hold lasts if nothing releases it: a batch ends
+#: within 24 h, its answers are written soon after.
+HOLD_S = 26 * 3600.0
 
 
 def lane_of(call: Call) -> str:
@@ -58,7 +63,16 @@ def to_batch(call: Call, next: Any) -> Any:
         return next(call)
     task_id = call.task_id
     key = idempotency_key(call.kwargs, task_id)
-    req = call.request
+    try:
+        # Held while the request waits (an upper bound at the full price), given back
+        # when its answer's real cost is recorded.
+        req, held = budget.reserve(call.request, lease_s=HOLD_S)
+    except (BudgetExceededError, BudgetDeferredError):
+        # Over a cap: the synchronous path rejects, downgrades or defers it, and
+        # dead-letters or retries it by the policy, under the idempotency claim.
+        return next(call)
+    if req is not call.request:
+        call.request = req  # downgraded
     params = call.params
     rec = {
         "cid": records.custom_id(key),
@@ -73,8 +87,11 @@ def to_batch(call: Call, next: Any) -> Any:
         "deadline": _deadline(call.task),
         "n": 0,  # batches it was sent in
         "errors": 0,
+        "hold": None if held is None else [held.day, held.member, held.tenant, held.nano],
     }
     state = records.enqueue(rec, task_id)
+    if state <= 0:  # joined a waiting request, or answered: that one holds the budget
+        budget.release(held)
     if state < 0:  # the key has an outcome: the task returns it as a sync copy would
         return recovery.stored_outcome(idempotency.outcome(key) or {})
     # The lane's records hold the request from here: the submit ledger must not take a
