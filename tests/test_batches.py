@@ -172,6 +172,14 @@ def test_stats_shows_the_lane(batching: runner.Runner, lane: Any) -> None:
     assert got["open_by_state"] == {"in_progress": 1} and got["waiting"] == 0
     text = CliRunner().invoke(main, ["stats"]).output
     assert "batch lane: 0 waiting" in text and "in_progress=1" in text
+    from prometheus_client import generate_latest
+
+    from agentjobs import app
+    from agentjobs.ops.exporter import registry
+
+    scraped = generate_latest(registry(app)).decode()
+    assert 'agentjobs_batches_open{state="in_progress"} 1.0' in scraped
+    assert 'agentjobs_batch_requests_waiting{group="haiku"} 0.0' in scraped
     assert all(h.state == "STARTED" for h in handles)
 
 

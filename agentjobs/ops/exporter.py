@@ -79,6 +79,36 @@ class AgentJobsCollector(Collector):
         if size is not None:
             g.add_metric((), size)
         yield g
+        yield from _batch_lane(spec)
+
+
+def _batch_lane(spec: dict[str, metrics.Metric]) -> Iterator[Metric]:
+    """The batch lane's figures of the moment (lanes/records.py)."""
+    from agentjobs.lanes import records
+
+    over = records.overview()
+    g = GaugeMetricFamily(
+        spec["batch_requests_waiting"].prom_name,
+        spec["batch_requests_waiting"].help,
+        labels=("group",),
+    )
+    for group in records.groups():
+        g.add_metric((group,), over["waiting"].get(group, 0))
+    yield g
+    g = GaugeMetricFamily(
+        spec["batch_oldest_waiting_seconds"].prom_name, spec["batch_oldest_waiting_seconds"].help
+    )
+    g.add_metric((), over["oldest_age_s"])
+    yield g
+    g = GaugeMetricFamily(
+        spec["batches_open"].prom_name, spec["batches_open"].help, labels=("state",)
+    )
+    for state in ("submitting", "in_progress"):
+        g.add_metric((state,), over["open_by_state"].get(state, 0))
+    yield g
+    g = GaugeMetricFamily(spec["batch_saved_usd"].prom_name, spec["batch_saved_usd"].help)
+    g.add_metric((), over["stats"].get("saved_usd", 0.0))
+    yield g
 
 
 def _cumulative(counts: list[int]) -> list[tuple[str, float]]:

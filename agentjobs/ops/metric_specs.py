@@ -82,6 +82,10 @@ METRICS: dict[str, Metric] = {
         Metric("queue_depth", _G, ("queue",), "Messages waiting in the broker queue."),
         Metric("workers", _G, ("queue",), "Live workers consuming from the queue."),
         Metric("dead_letters", _G, (), "Dead-letter records stored now."),
+        Metric("batch_requests_waiting", _G, ("group",), "Batch-lane requests not yet sent."),
+        Metric("batch_oldest_waiting_seconds", _G, (), "Age of the oldest waiting one."),
+        Metric("batches_open", _G, ("state",), "Message Batches open, by state."),
+        Metric("batch_saved_usd", _G, (), "USD saved by the batch price, in total."),
     )
 }
 
