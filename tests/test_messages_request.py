@@ -331,11 +331,11 @@ WEB_SEARCH = {
         },
         {
             "thinking": {"type": "enabled", "budget_tokens": 1024, "display": "omitted"},
-            "temperature": 1,
             "top_p": 0.95,
         },
         {"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}},
-        {"thinking": {"type": "disabled"}, "top_k": 40, "top_p": 0.5, "temperature": 0},
+        {"thinking": {"type": "disabled"}, "top_k": 40, "temperature": 0},
+        {"top_k": 40, "top_p": 0.5},
         {
             "output_config": {
                 "format": {
@@ -355,7 +355,8 @@ WEB_SEARCH = {
         "server tools and a toolset",
         "thinking enabled",
         "adaptive, effort",
-        "disabled, sampling",
+        "disabled, temperature and top_k",
+        "top_p and top_k",
         "json schema output",
         "top-level cache, tier",
         "top-level 1h cache",
@@ -374,7 +375,6 @@ def test_fields_the_sdk_has_no_argument_for_travel_in_extra_body() -> None:
         {
             "prompt": "hi",
             "tools": [CUSTOM],
-            "top_p": 0.9,
             "top_k": 5,
             "temperature": 0.2,
             "cache_control": {"type": "ephemeral"},

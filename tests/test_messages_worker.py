@@ -103,12 +103,13 @@ MESSAGES = [
 ]
 OPTIONS = {
     "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
-    "thinking": {"type": "adaptive"},
+    # Thinking off: with it on, the API (and the simulator) wants the assistant turn above to
+    # start with the signed thinking block of the answer that asked for the tool.
+    "thinking": {"type": "disabled"},
     "output_config": {"effort": "medium"},
     "service_tier": "auto",
-    "top_p": 0.9,
+    "top_p": 0.9,  # temperature and top_p: one or the other
     "top_k": 40,
-    "temperature": 0.7,
     "stop_sequences": ["END"],
     "metadata": {"user_id": "u-1", "ticket": 7},
 }

@@ -392,6 +392,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "tools.0.description: a lone surrogate",
     ),
     ("top_p above 1", {**OK, "top_p": 1.5}, "top_p: Input should be less than or equal to 1"),
+    (
+        "temperature and top_p together",
+        {**OK, "temperature": 0.5, "top_p": 0.9},
+        "give temperature or top_p, not both",
+    ),
     ("top_k negative", {**OK, "top_k": -1}, "top_k: Input should be greater than or equal to 0"),
     (
         "service_tier unknown",

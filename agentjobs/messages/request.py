@@ -162,6 +162,9 @@ class CompleteRequest(BaseModel):
             if self.max_tokens > limit:
                 raise ValueError(f"max_tokens {self.max_tokens} exceeds {self.model}'s {limit}")
         check_tools(self.tools, self.tool_choice)
+        if self.temperature is not None and self.top_p is not None:
+            # Every model agentjobs knows (Claude 4.5 and later) takes one or the other.
+            raise ValueError("give temperature or top_p, not both: the API refuses the pair")
         self._check_thinking()
         marks = len(self.cache_ttls())
         if marks > checks.MAX_BREAKPOINTS:
