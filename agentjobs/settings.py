@@ -85,16 +85,15 @@ class Settings(BaseSettings):
     max_request_bytes: int = 32 * 1024 * 1024
 
     # --- Anthropic client --------------------------------------------------------
-    #: With AGENTJOBS_STREAM off, seconds to wait for a whole response (the SDK's read
-    #: timeout): Celery time limits do not work in the threads pool, so this is what
-    #: bounds a stuck plain call (a streamed one: the stream settings below).
+    #: The SDK client's default read timeout, seconds, for calls other than messages
+    #: (count_tokens, batches). A Messages call is bounded by its own total instead
+    #: (call_timeout_s: the stream settings below), whether streamed or not.
     request_timeout_s: float = 120.0
     #: Seconds to wait for a connection to the API.
     connect_timeout_s: float = 5.0
-    #: Send every call as a stream (docs/streaming.md): bounded by the idle timeout
-    #: between events and a total budget from max_tokens, so a long answer is not cut
-    #: off after the API has done and billed it. Off: one plain request bounded by
-    #: AGENTJOBS_REQUEST_TIMEOUT_S.
+    #: Stream calls of AGENTJOBS_STREAM_FROM_MAX_TOKENS and more (docs/streaming.md):
+    #: bounded by the idle timeout between events as well as the call's total from its
+    #: max_tokens. Off: every call one plain request, bounded by that total.
     stream: bool = True
     #: Longest silence on a stream, seconds (the API sends a ping at least every few
     #: seconds while it works, so this only trips on a stalled connection).
@@ -105,6 +104,10 @@ class Settings(BaseSettings):
     #: The slowest output rate, tokens per second, a streamed call is given time for
     #: (real models write 30-150): the rest of its total budget is max_tokens / this.
     stream_min_tokens_per_s: float = Field(default=10.0, gt=0)
+    #: Calls with max_tokens below this are one plain request (no per-event parsing:
+    #: about 10 ms less worker CPU a call), bounded by the same total as a stream; from
+    #: it up they stream, so a dead connection shows within the idle timeout.
+    stream_from_max_tokens: int = Field(default=4096, ge=1)
     #: Max pooled HTTP connections per worker process.
     http_max_connections: int = 256
     #: The simulator's URL (e.g. http://simulator:8788), used as the Anthropic base URL
@@ -294,6 +297,17 @@ class Settings(BaseSettings):
         if v is not None:
             catalog.read_prices(v)
         return v
+
+    def call_timeout_s(self, max_tokens: int) -> float:
+        """The longest one Messages API call of ``max_tokens`` may take, streamed or not:
+        connecting, the first-token allowance, then ``max_tokens`` at the slowest output
+        rate a call is given time for. Leases held across a call (limiter slot, budget,
+        single flight) outlive it by this."""
+        return (
+            self.connect_timeout_s
+            + self.stream_first_token_allowance_s
+            + max_tokens / self.stream_min_tokens_per_s
+        )
 
     @property
     def backend_url(self) -> str:

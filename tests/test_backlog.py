@@ -169,11 +169,14 @@ def test_a_retry_after_the_budget_ran_out_is_dead_lettered(
     configure(
         env,
         budget_daily_usd=1.0,
-        request_timeout_s=1.5,
+        # a call's bound (Settings.call_timeout_s): about 1 s for 50 tokens
+        connect_timeout_s=0.5,
+        stream_first_token_allowance_s=0.5,
+        stream_min_tokens_per_s=1000,
         retry_backoff_base_s=0.05,
         retry_backoff_max_s=0.1,
     )
-    client.reset_client()  # the new request timeout
+    client.reset_client()  # the new timeouts
     pending = complete.delay(prompt="[[sim:latency_ms=5000]] slow", model="haiku", max_tokens=50)
     wait_for(lambda: fresh_sim.stats()["in_flight"] == 1, timeout=10, what="the call running")
     spend(1.0)  # other calls use up the day's budget while this one times out

@@ -21,6 +21,7 @@ MODEL = "claude-haiku-4-5"
 
 @pytest.fixture
 def env(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    monkeypatch.setenv("AGENTJOBS_STREAM_FROM_MAX_TOKENS", "1")  # these calls stream
     reset_settings()
     client.reset_client()
     yield monkeypatch
@@ -35,6 +36,22 @@ def _params(text: str, max_tokens: int = 64) -> dict[str, Any]:
         "messages": [{"role": "user", "content": text}],
         "temperature": 0.0,  # not a `stream` argument in this SDK: goes in extra_body
     }
+
+
+def test_short_calls_are_plain_long_ones_streamed_both_bounded_by_the_call(
+    env: Any, fresh_sim: Any
+) -> None:
+    # A plain call is given as long as a stream of it would be, not the client's fixed
+    # request timeout: an answer slower than that timeout is not cut off (and paid twice).
+    env.setenv("AGENTJOBS_STREAM_FROM_MAX_TOKENS", "1000")
+    env.setenv("AGENTJOBS_REQUEST_TIMEOUT_S", "0.3")
+    reset_settings()
+    client.reset_client()
+    fresh_sim.configure(latency_median_ms=800, output_tokens_per_s=0)
+    short = client.create_message(_params("[[sim:output_tokens=20]] short", 999))
+    long = client.create_message(_params("[[sim:output_tokens=20]] long", 1000))
+    assert (short.ttft_s, long.ttft_s is not None) == (None, True)  # plain, then streamed
+    assert fresh_sim.stats()["ok"] == 2
 
 
 def test_a_streamed_answer_is_the_plain_answer_with_its_pace(env: Any, fresh_sim: Any) -> None:

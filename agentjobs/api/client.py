@@ -220,8 +220,9 @@ def sdk_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_message(params: dict[str, Any]) -> RawResponse:
-    """POST /v1/messages, streamed (api/stream.py) unless AGENTJOBS_STREAM is off, with
-    the response headers, so rate-limit headers are available."""
+    """POST /v1/messages with the response headers (the limiter reads them): streamed
+    (api/stream.py) from AGENTJOBS_STREAM_FROM_MAX_TOKENS up, else one plain request;
+    either way bounded by ``Settings.call_timeout_s(max_tokens)``."""
     # Metrics (signals.py) see every call and its answer, whoever made it.
     call_id = uuid.uuid4().hex
     api_call_started.send(sender=None, call_id=call_id, params=params)
@@ -230,12 +231,18 @@ def create_message(params: dict[str, Any]) -> RawResponse:
     ttft_s: float | None = None
     rate: float | None = None
     try:
-        if s.stream:
+        max_tokens = int(params.get("max_tokens") or 0)
+        if s.stream and max_tokens >= s.stream_from_max_tokens:
             streamed = stream_message(get_client(), params, s)
             message, headers = streamed.message, streamed.headers
             ttft_s, rate = streamed.ttft_s, streamed.output_tokens_per_s
         else:
-            raw = get_client().messages.with_raw_response.create(**sdk_kwargs(params))
+            # A short answer in one request, given as long as a stream of it would be:
+            # never cut off before the API has finished (and billed) it.
+            timeout = httpx.Timeout(s.call_timeout_s(max_tokens), connect=s.connect_timeout_s)
+            raw = get_client().messages.with_raw_response.create(
+                **sdk_kwargs(params), timeout=timeout
+            )
             message, headers = raw.parse(), raw.headers
     except Exception as exc:
         latency_s = time.perf_counter() - t0

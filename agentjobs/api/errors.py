@@ -12,6 +12,22 @@ from typing import Any
 
 import anthropic
 
+#: An API error's ``error.type`` -> the HTTP status it comes with (ANTHROPIC_API.md):
+#: for an error that arrives without one (an ``error`` event after a stream's 200, a
+#: batch entry's error).
+ERROR_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
 #: ``error.details.error_code`` of a 429 that is the account's spend limit, not a rate.
 SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
 

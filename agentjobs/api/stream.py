@@ -53,13 +53,8 @@ class Streamed:
 
 
 def total_budget_s(max_tokens: int, s: Settings) -> float:
-    """The longest a streamed call may take: connecting, the first-token allowance,
-    then ``max_tokens`` at the slowest output rate a call is given time for."""
-    return (
-        s.connect_timeout_s
-        + s.stream_first_token_allowance_s
-        + max_tokens / s.stream_min_tokens_per_s
-    )
+    """The longest a call may take (``Settings.call_timeout_s``)."""
+    return s.call_timeout_s(max_tokens)
 
 
 @functools.cache

@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - depends on the installed SDK
 from anthropic.types import TextBlock
 
 from agentjobs.api import client as api
+from agentjobs.api.errors import ERROR_TYPE_STATUS
 from agentjobs.errors import DeadLetteredError, UnknownModelError
 from agentjobs.lanes import records
 from agentjobs.messages.result import ClaudeResult
@@ -51,20 +52,6 @@ from agentjobs.settings import get_settings
 from agentjobs.spend import budget, cost
 
 log = logging.getLogger(__name__)
-
-#: The status of each error type an entry can come back with (the API's table).
-_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 
 def batches(timeout_s: float = 60.0) -> Any:
@@ -299,7 +286,7 @@ def _entry(app: Any, batch: dict[str, Any], entry: Any, hostname: str, t: float)
 
 
 def _failure(error_type: str, message: str) -> retry.Failure:
-    status = _ERROR_STATUS.get(error_type, 500)
+    status = ERROR_TYPE_STATUS.get(error_type, 500)
     response = httpx.Response(status, request=httpx.Request("POST", "https://batch.invalid"))
     exc = anthropic.APIStatusError(message, response=response, body=None)
     return dataclasses.replace(retry.classify(exc), error_class=error_type)

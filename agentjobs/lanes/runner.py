@@ -22,12 +22,7 @@ from agentjobs.store import state_redis
 
 log = logging.getLogger(__name__)
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-"""
+_HOLD = store.lua("agentjobs.lanes", "lock_hold.lua")
 
 
 def lock_ms() -> int:
@@ -38,7 +33,7 @@ def lock_ms() -> int:
 def hold(token: str) -> bool:
     """Take or renew the lane's lock for ``token``; True while it is ours."""
     r = state_redis()
-    return bool(store.script(r, _RENEW)(keys=[records.lock_key()], args=[token, lock_ms()]))
+    return bool(store.script(r, _HOLD)(keys=[records.lock_key()], args=[token, lock_ms()]))
 
 
 def release(token: str) -> None:

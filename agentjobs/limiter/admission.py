@@ -246,7 +246,7 @@ def _take_lease(
     if res.wait_s == 0:
         taken, lapse_s = False, res.lapse_s
     else:
-        taken, lapse_s = lim.lease(res.group, res.id)
+        taken, lapse_s = lim.lease(res.group, res.id, res.max_tokens)
     while not taken:
         waited = time.monotonic() - t0
         if waited + step > max_sleep:
@@ -255,7 +255,7 @@ def _take_lease(
         # Jitter spreads the retries of many waiting threads (no polling storm).
         sleep(random.uniform(0.5, 1.0) * min(step, max(lapse_s, 0.005)))
         step = min(step * 2, 0.5)
-        taken, lapse_s = lim.lease(res.group, res.id)
+        taken, lapse_s = lim.lease(res.group, res.id, res.max_tokens)
 
 
 def _too_long(group: str, wait_s: float, why: str) -> RateLimitedError:

@@ -72,6 +72,7 @@ class Limiter:
         output_mode: OutputMode = "realtime",
         output_default: int = 256,
         lease_ttl_s: float = 150.0,
+        lease_ttl_per_token_s: float = 0.0,
         now_ms: Callable[[], float] | None = None,
     ) -> None:
         self.redis = client
@@ -89,6 +90,8 @@ class Limiter:
         self.output_mode = output_mode
         self.output_default = output_default
         self.lease_ttl_ms = lease_ttl_s * 1000.0
+        #: A slot outlives its call: the fixed part above plus this per max_tokens token.
+        self.lease_ttl_per_token_ms = lease_ttl_per_token_s * 1000.0
         self.now_ms = now_ms
         self._acquire = store.script(client, store.lua("agentjobs.limiter", "acquire.lua"))
         self._settle = store.script(client, store.lua("agentjobs.limiter", "settle.lua"))
@@ -106,7 +109,10 @@ class Limiter:
             burst_s=settings.limiter_burst_s,
             headroom_s=settings.limiter_headroom_s,
             output_mode=settings.limiter_otpm_mode,
-            lease_ttl_s=settings.request_timeout_s + settings.connect_timeout_s + 30.0,
+            # settings.call_timeout_s(max_tokens) + 30 s, split into its fixed part and
+            # its part per token, so each call's slot lasts as long as the call may.
+            lease_ttl_s=settings.call_timeout_s(0) + 30.0,
+            lease_ttl_per_token_s=1.0 / settings.stream_min_tokens_per_s,
         )
 
     # -- keys -------------------------------------------------------------------------
@@ -147,6 +153,7 @@ class Limiter:
         rid = uuid.uuid4().hex[:16]
         max_wait_ms = max_wait_s * 1000.0 if math.isfinite(max_wait_s) else 1e15
         cap = self.limits(group).concurrency if lease else ""
+        lease_ms = self.lease_ms(max_tokens)
         reply = self._acquire(
             keys=[state, sched, leases, *([refused_by] if refused_by else [])],
             args=[
@@ -161,7 +168,7 @@ class Limiter:
                 rid,
                 STATE_TTL_S,
                 cap,
-                self.lease_ttl_ms,
+                lease_ms,
             ],
         )
         admitted, wait_us, in_amount, out_amount, binding, start, shift, oshift = reply[:8]
@@ -181,6 +188,7 @@ class Limiter:
             leased=bool(leased),
             lapse_s=int(lapse_ms) / 1000.0,
             refused=_text(refused),
+            max_tokens=max(1, int(max_tokens)),
         )
 
     def settle(
@@ -333,12 +341,17 @@ class Limiter:
 
     # -- concurrency ------------------------------------------------------------------
 
-    def lease(self, group: str, lease_id: str) -> tuple[bool, float]:
-        """Take a concurrency slot; (taken, seconds until the soonest lease lapses)."""
+    def lease_ms(self, max_tokens: int) -> int:
+        """How long a slot held for a call of ``max_tokens`` lasts, ms."""
+        return int(self.lease_ttl_ms + max(0, max_tokens) * self.lease_ttl_per_token_ms)
+
+    def lease(self, group: str, lease_id: str, max_tokens: int = 0) -> tuple[bool, float]:
+        """Take a concurrency slot for a call of ``max_tokens``; (taken, seconds until the
+        soonest lease lapses)."""
         *_, leases = self._keys(group)
         cap = self.limits(group).concurrency
         taken, _held, lapse_ms = self._lease(
-            keys=[leases], args=[self._now(), cap, lease_id, self.lease_ttl_ms]
+            keys=[leases], args=[self._now(), cap, lease_id, self.lease_ms(max_tokens)]
         )
         return bool(taken), int(lapse_ms) / 1000.0
 

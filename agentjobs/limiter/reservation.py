@@ -90,6 +90,8 @@ class Reservation:
     lapse_s: float = 0.0
     #: The refusing key's value when it refused the call ("" when it did not).
     refused: str = ""
+    #: The call's max_tokens (its slot lasts as long as such a call may).
+    max_tokens: int = 0
 
     @property
     def member(self) -> str:

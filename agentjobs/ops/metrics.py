@@ -317,7 +317,9 @@ def calls_in_flight(
     (+1 min) belong to killed processes and are dropped."""
     r = client or state_redis()
     ts = time.time() if now is None else now
-    stale = ts - get_settings().request_timeout_s - 60
+    s = get_settings()
+    # A killed process's marks age out; a call longer than a default one may drop early.
+    stale = ts - s.call_timeout_s(s.default_max_tokens) - 60
     r.zremrangebyscore(_inflight_key(), "-inf", stale)
     out: dict[tuple[str, str], int] = defaultdict(int)
     for member in r.zrange(_inflight_key(), 0, -1):

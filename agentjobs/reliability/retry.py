@@ -34,7 +34,13 @@ import anthropic
 import redis
 import tenacity
 
-from agentjobs.api.errors import SPEND_LIMIT_CODE, error_code, error_message, retry_after
+from agentjobs.api.errors import (
+    ERROR_TYPE_STATUS,
+    SPEND_LIMIT_CODE,
+    error_code,
+    error_message,
+    retry_after,
+)
 from agentjobs.errors import (
     BudgetExceededError,
     PermanentError,
@@ -95,22 +101,6 @@ _STATUS_KINDS: dict[int, str] = {
 }
 
 
-#: An API error's ``error.type`` -> the HTTP status it comes with (ANTHROPIC_API.md),
-#: for an error sent as a stream event after the 200.
-_ERROR_TYPE_STATUS: dict[str, int] = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
-
 @dataclass(frozen=True)
 class Failure:
     """One failed attempt, classified."""
@@ -135,7 +125,7 @@ def classify(exc: BaseException) -> Failure:
         if 200 <= status < 300:
             # An ``error`` event in a stream the API had answered 200: the error's type
             # says which status it stands for (``overloaded_error`` is a 529).
-            status = _ERROR_TYPE_STATUS.get(str(getattr(exc, "type", None) or ""), 500)
+            status = ERROR_TYPE_STATUS.get(str(getattr(exc, "type", None) or ""), 500)
         if status == 429 and error_code(exc) == SPEND_LIMIT_CODE:
             return Failure("spend_limit", name, message, status)
         kind = _STATUS_KINDS.get(status)

@@ -117,7 +117,7 @@ def _admit(
     nano = max(1, _nano(estimate_usd(req, settings=s)))
     member = f"{uuid.uuid4().hex}\t{tenant}\t{nano}"
     if lease_s is None:  # outlives any call that still runs: its timeout plus waits
-        lease_s = s.request_timeout_s + s.limiter_max_sleep_s + 60
+        lease_s = s.call_timeout_s(req.effective_max_tokens()) + s.limiter_max_sleep_s + 60
     lease_ms = int(lease_s * 1000)
     k_budget = keys.key("budget", day)
     reply = store.script(r, _RESERVE)(

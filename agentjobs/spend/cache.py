@@ -147,7 +147,9 @@ def lookup(
     lookup = store.script(r, _LOOKUP)
     key = entry_key(req, params)
     token = uuid.uuid4().hex
-    lease_ms = int((s.request_timeout_s + s.limiter_max_sleep_s + 30) * 1000)
+    lease_ms = int(
+        (s.call_timeout_s(req.effective_max_tokens()) + s.limiter_max_sleep_s + 30) * 1000
+    )
     deadline = time.monotonic() + s.cache_wait_s
     pause = _POLL_FIRST_S
     waited = False
