@@ -82,8 +82,9 @@ class CompleteRequest(BaseModel):
     #: Response cache: None follows AGENTJOBS_CACHE_DEFAULT, True/False forces it.
     cache: StrictBool | None = None
     #: Prompt caching ("5m" or "1h"): breakpoints on the system prompt, the last tool
-    #: definition and the conversation so far (the last block of the last two user
-    #: turns), as many as fit in the API's 4 beside the caller's own (docs/cost.md).
+    #: definition and, once there is more than one message, the conversation so far
+    #: (the last block of the last two user turns), as many as fit in the API's 4
+    #: beside the caller's own (docs/cost.md).
     prompt_cache: Literal["5m", "1h"] | None = None
     #: Why this model: set at submit by the router (model="auto") or a budget
     #: downgrade, carried to the worker and recorded in the result.
@@ -281,7 +282,8 @@ class CompleteRequest(BaseModel):
     def _mark_prefixes(self, params: dict[str, Any]) -> None:
         """``prompt_cache``'s breakpoints beyond the system prompt, in the order they
         pay: the tool definitions (resent unchanged by every step of an agent), then
-        the conversation, whose prefix an agent resends whole at every step: the last
+        the conversation (once it has more than one message), whose prefix an agent
+        resends whole at every step: the last
         block of the last user turn is written now, and the one of the user turn before
         it, which the previous step wrote, is read. Each only while the request has
         fewer than the API's 4 breakpoints (the caller's own, and the system's, count
@@ -299,7 +301,11 @@ class CompleteRequest(BaseModel):
             # then the same bytes in the next, where its mark has moved on.
             if isinstance(m.get("content"), str) and m["content"]:
                 m["content"] = [{"type": "text", "text": m["content"]}]
+        # A single question is not resent: marking it would pay a cache write (1.25x its
+        # input) for a read that never comes. A conversation is resent whole next step.
         turns = [m for m in params["messages"] if m.get("role") == "user"]
+        if len(params["messages"]) == 1:
+            turns = []
         for m in reversed(turns[-2:]):
             content = m.get("content")
             if isinstance(content, list) and content:
