@@ -1,0 +1,1 @@
+"""Durable agent sessions: tools, agents, the loop, session stores (docs/agents.md)."""

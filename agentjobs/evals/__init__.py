@@ -1,0 +1,1 @@
+"""Evals that fail the build: cases, runs, baselines, reports (docs/evals.md)."""

@@ -1,0 +1,1 @@
+"""Traces and structured logs for the task path (optional OpenTelemetry, JSON logs)."""
