@@ -10,7 +10,10 @@ AgentJobsError
  ├── PermanentError              retrying cannot help: dead-lettered at once
  │    └── SpendLimitError        the account's spend cap: an operator must act
  ├── BudgetExceededError         an agentjobs budget (tenant or global) is used up
- └── DeadLetteredError           the task gave up; names the dead-letter record
+ ├── DeadLetteredError           the task gave up; names the dead-letter record
+ ├── UnknownAgentError           no agent of that name is registered in this process
+ ├── SessionStateError           the session's status does not allow that (approve, cancel)
+ └── SessionTimeoutError (TimeoutError)  Session.wait ran out of time
 """
 
 from __future__ import annotations
@@ -66,3 +69,16 @@ class DeadLetteredError(AgentJobsError):
     def __init__(self, message: str, dead_letter_id: str = "") -> None:
         super().__init__(message)
         self.dead_letter_id = dead_letter_id
+
+
+class UnknownAgentError(AgentJobsError):
+    """No agent of that name is registered in this process (load its module with -I)."""
+
+
+class SessionStateError(AgentJobsError):
+    """The session's status does not allow the operation: approve or deny when nothing
+    waits for approval, cancel a session that already ended."""
+
+
+class SessionTimeoutError(AgentJobsError, TimeoutError):
+    """``Session.wait`` ran out of time before the session reached the status waited for."""
