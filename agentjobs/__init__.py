@@ -21,6 +21,7 @@ from agentjobs.errors import (
 )
 
 if TYPE_CHECKING:
+    from agentjobs.agents.tool import tool
     from agentjobs.messages.request import CompleteRequest
     from agentjobs.messages.result import ClaudeResult
     from agentjobs.worker.app import app
@@ -31,6 +32,7 @@ _LAZY = {
     "complete": "agentjobs.worker.tasks",
     "ClaudeResult": "agentjobs.messages.result",
     "CompleteRequest": "agentjobs.messages.request",
+    "tool": "agentjobs.agents.tool",
 }
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "RequestError",
     "app",
     "complete",
+    "tool",
 ]
 
 
