@@ -267,6 +267,14 @@ class Settings(BaseSettings):
     #: worker takes over from a dead one. A create call's timeout is half of it.
     batch_lock_s: float = Field(default=60.0, ge=2)
 
+    # --- agent sessions (docs/agents.md) -------------------------------------------
+    #: Where session records live: empty for the state store (Redis, kept for
+    #: AGENTJOBS_SESSION_RETENTION_S), or a postgresql:// URL (kept until deleted, with
+    #: every checkpoint in a history table; `agentjobs sessions migrate` creates the schema).
+    session_store: str | None = None
+    #: How long the state store keeps a session record after its last write, seconds (30 days).
+    session_retention_s: float = Field(default=30 * 86_400.0, gt=0)
+
     # --- operations (docs/operations.md) -----------------------------------------
     #: Record metrics (counters, histograms, live gauges) in the state store.
     metrics_enabled: bool = True
@@ -284,6 +292,20 @@ class Settings(BaseSettings):
             if family not in FAMILIES:
                 raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
             Policy.model_validate(overrides)
+        return v
+
+    @field_validator("session_store")
+    @classmethod
+    def _check_session_store(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if not v.startswith(("postgresql://", "postgres://")):
+            # the scheme only: the rest of a URL may hold a password
+            what = f"{v.partition('://')[0]}://" if "://" in v else "not a URL"
+            raise ValueError(
+                f"{what} is not a session store: leave it empty for the state store "
+                "(Redis) or give a postgresql:// URL"
+            )
         return v
 
     @field_validator("prices_file", mode="before")
