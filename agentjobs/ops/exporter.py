@@ -46,7 +46,9 @@ class AgentJobsCollector(Collector):
             elif m.kind == "histogram":
                 h = HistogramMetricFamily(m.prom_name, m.help, labels=m.labels)
                 for labels, counts in sorted(snap.buckets.get(m.name, {}).items()):
-                    h.add_metric(labels, _cumulative(counts), snap.sums[m.name].get(labels, 0.0))
+                    h.add_metric(
+                        labels, _cumulative(counts, m.buckets), snap.sums[m.name].get(labels, 0.0)
+                    )
                 yield h
         yield from self._gauges(snap)
 
@@ -111,9 +113,9 @@ def _batch_lane(spec: dict[str, metrics.Metric]) -> Iterator[Metric]:
     yield g
 
 
-def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
+def _cumulative(counts: list[int], buckets: tuple[float, ...]) -> list[tuple[str, float]]:
     out, running = [], 0
-    for bound, n in zip(metrics.BUCKETS_S, counts, strict=True):
+    for bound, n in zip(buckets, counts, strict=True):
         running += n
         out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
     return out

@@ -4,9 +4,10 @@ The one table (:data:`METRICS`) the writers check their increments against and t
 readers (``agentjobs stats``, the Prometheus exporter, the Grafana dashboard's tests)
 name their series from. Storage is ``metrics.py``'s.
 
-Histograms use the fixed buckets :data:`BUCKETS_S` (non-cumulative counts per bucket
-are stored), so a percentile over any set of workers and minutes is computed from
-merged buckets (:func:`quantile`), as Prometheus' ``histogram_quantile`` does.
+Histograms use fixed buckets, :data:`BUCKETS_S` unless the metric names others (a
+session's steps or cost is not seconds); non-cumulative counts per bucket are stored,
+so a percentile over any set of workers and minutes is computed from merged buckets
+(:func:`quantile`), as Prometheus' ``histogram_quantile`` does.
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ COST_SCALE = 10**10
 #: Histogram sums are kept in integer microseconds.
 SUM_SCALE = 10**6
 
+#: Agent sessions (session_metrics.py): steps or tool calls in one session, its cost in
+#: USD, and an approval's wait (people answer in minutes to a day).
+COUNT_BUCKETS: tuple[float, ...] = (
+    0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75, 100, math.inf,
+)  # fmt: skip
+USD_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 25.0, math.inf,
+)  # fmt: skip
+WAIT_BUCKETS_S: tuple[float, ...] = (
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
+    28800.0, 86400.0, math.inf,
+)  # fmt: skip
+
 OUTCOMES = ("succeeded", "failed", "dead_lettered", "rejected", "revoked")
 TOKEN_KINDS = ("input", "output", "cache_creation", "cache_read")
 
@@ -40,6 +55,8 @@ class Metric:
     labels: tuple[str, ...]
     help: str
     scale: int = 1
+    #: Histogram bucket upper bounds (the last one +Inf).
+    buckets: tuple[float, ...] = BUCKETS_S
 
     @property
     def prom_name(self) -> str:
@@ -86,6 +103,36 @@ METRICS: dict[str, Metric] = {
         Metric("batch_oldest_waiting_seconds", _G, (), "Age of the oldest waiting one."),
         Metric("batches_open", _G, ("state",), "Message Batches open, by state."),
         Metric("batch_saved_usd", _G, (), "USD saved by the batch price, in total."),
+        # Agent sessions (session_metrics.py); ``agent`` is the agent a session started with.
+        Metric("sessions_started", _C, ("agent",), "Agent sessions started."),
+        Metric("sessions", _C, ("agent", "status"), "Agent sessions ended, by final status."),
+        Metric(
+            "session_ceiling_hits",
+            _C,
+            ("agent", "stop_reason"),
+            "Sessions stopped by a ceiling, by which one.",
+        ),
+        Metric("session_steps", _H, ("agent",), "Model steps per ended session.", 1, COUNT_BUCKETS),
+        Metric(
+            "session_tool_calls", _H, ("agent",), "Tool calls per ended session.", 1, COUNT_BUCKETS
+        ),
+        Metric("session_cost_usd", _H, ("agent",), "USD per ended session.", 1, USD_BUCKETS),
+        Metric("session_seconds", _H, ("agent",), "Start to end of a session.", 1, WAIT_BUCKETS_S),
+        Metric(
+            "tool_calls",
+            _C,
+            ("tool", "kind"),
+            "Tool calls run, by outcome (ok, invalid_input, error, timeout).",
+        ),
+        Metric("tool_seconds", _H, ("tool",), "Duration of one tool call."),
+        Metric(
+            "approval_wait_seconds",
+            _H,
+            ("tool",),
+            "Time a tool call waited for approve or deny.",
+            1,
+            WAIT_BUCKETS_S,
+        ),
     )
 }
 
@@ -103,15 +150,15 @@ def clean(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(str(v).replace("|", "/") for v in values)
 
 
-def bucket_index(seconds: float) -> int:
-    """The histogram bucket of an observation (``BUCKETS_S`` bounds are inclusive)."""
-    for i, bound in enumerate(BUCKETS_S):
+def bucket_index(seconds: float, buckets: Sequence[float] = BUCKETS_S) -> int:
+    """The histogram bucket of an observation (the bounds are inclusive)."""
+    for i, bound in enumerate(buckets):
         if seconds <= bound:
             return i
-    return len(BUCKETS_S) - 1
+    return len(buckets) - 1
 
 
-def quantile(counts: Sequence[int], q: float) -> float | None:
+def quantile(counts: Sequence[int], q: float, buckets: Sequence[float] = BUCKETS_S) -> float | None:
     """Linear interpolation inside the bucket holding the q-th observation.
 
     Same rule as Prometheus' ``histogram_quantile``: a quantile in the +Inf bucket is
@@ -124,10 +171,10 @@ def quantile(counts: Sequence[int], q: float) -> float | None:
     seen = 0
     for i, n in enumerate(counts):
         if n and seen + n >= rank:
-            upper = BUCKETS_S[i]
+            upper = buckets[i]
             if math.isinf(upper):
-                return BUCKETS_S[i - 1]
-            lower = BUCKETS_S[i - 1] if i else 0.0
+                return buckets[i - 1]
+            lower = buckets[i - 1] if i else 0.0
             return lower + (upper - lower) * (rank - seen) / n
         seen += n
-    return BUCKETS_S[-2]
+    return buckets[-2]

@@ -116,10 +116,10 @@ class Update:
             self.fields["|".join(("c", name, *clean(labels)))] += amount
 
     def observe(self, name: str, labels: Sequence[str], seconds: float) -> None:
-        check(name, "histogram", labels)
+        m = check(name, "histogram", labels)
         seconds = max(0.0, float(seconds))
         values = clean(labels)
-        self.fields["|".join(("h", name, str(bucket_index(seconds)), *values))] += 1
+        self.fields["|".join(("h", name, str(bucket_index(seconds, m.buckets)), *values))] += 1
         self.fields["|".join(("s", name, *values))] += round(seconds * SUM_SCALE)
 
     def start_call(self, call_id: str, queue: str, model: str, now: float | None = None) -> None:
@@ -187,7 +187,7 @@ class Snapshot:
             if kind == "c":
                 self.counters[name][tuple(parts[2:])] += n / m.scale
             elif kind == "h":
-                counts = self.buckets[name].setdefault(tuple(parts[3:]), [0] * len(BUCKETS_S))
+                counts = self.buckets[name].setdefault(tuple(parts[3:]), [0] * len(m.buckets))
                 counts[int(parts[2])] += n
             elif kind == "s":
                 self.sums[name][tuple(parts[2:])] += n / SUM_SCALE
@@ -217,8 +217,8 @@ class Snapshot:
         return [c for labels, c in series.items() if self._match(name, labels, where)]
 
     def histogram(self, name: str, **where: str) -> list[int]:
-        """Merged non-cumulative bucket counts (aligned with BUCKETS_S)."""
-        merged = [0] * len(BUCKETS_S)
+        """Merged non-cumulative bucket counts (aligned with the metric's buckets)."""
+        merged = [0] * len(METRICS[name].buckets)
         for counts in self._hist(name, where):
             for i, n in enumerate(counts):
                 merged[i] += n
@@ -230,7 +230,7 @@ class Snapshot:
 
     def quantile(self, name: str, q: float, **where: str) -> float | None:
         """The q-quantile in seconds (None without observations); see :func:`quantile`."""
-        return quantile(self.histogram(name, **where), q)
+        return quantile(self.histogram(name, **where), q, METRICS[name].buckets)
 
     def label_values(self, label: str) -> set[str]:
         """Every value a label takes in any series (e.g. every queue seen)."""
