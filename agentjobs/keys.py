@@ -104,6 +104,9 @@ Metrics (ops/metrics.py, ops/signals/; docs/operations.md):
   in the script call that writes the task's start, removed in its outcome's.
 - ``{p}:metrics:workers:{queue}`` zset, TTL 1 day: worker hostnames scored by their last
   heartbeat (every 10 s; alive within 30 s).
+- ``{p}:metrics:session:{id}:started|ended`` string, TTL 7 days (ops/session_metrics.py):
+  set NX by the one writer that counts a session's start or end, so a redelivered
+  report is not counted twice.
 
 Celery's own keys (not under the prefix; named by Celery and kombu, celeryconfig.py):
 - Broker (``AGENTJOBS_BROKER_URL``, when Redis): lists ``claude.haiku``,
