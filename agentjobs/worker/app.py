@@ -8,6 +8,7 @@ import click
 from celery import Celery, concurrency
 
 from agentjobs.errors import ConfigurationError
+from agentjobs.worker import hosts
 
 # `-P threads` means agentjobs' resizable threads pool (pool.py): Celery's own dies at
 # the first --autoscale step. Set here, before any worker in this process parses -P.
@@ -40,6 +41,14 @@ class AgentJobsCelery(Celery):
             raise _Refused(str(exc)) from None
         return conf
 
+    def _task_from_fun(self, fun: Any, name: Any = None, **options: Any) -> Any:
+        # Every task definition goes through here (app.task, lazily at finalize): keep
+        # agentjobs' own, so that agentjobs.install defines them on a project's app too.
+        task = super()._task_from_fun(fun, name=name, **options)
+        if self is app and hosts.ours(task.name):
+            hosts.define(fun, {**options, "name": task.name})
+        return task
+
 
 app = AgentJobsCelery("agentjobs", include=["agentjobs.worker.tasks"])
 # By its full name: a bare "celeryconfig" would be the first one on sys.path, often the
@@ -54,6 +63,12 @@ def _register_tasks(sender: Celery, **_: Any) -> None:
     # The app owns its tasks: any process that holds it (a producer, `celery inspect`, a
     # test) finds agentjobs.complete in app.tasks, as a worker does through `include`.
     sender.loader.import_default_modules()
+
+
+def publishing_app() -> Celery:
+    """The app agentjobs' tasks publish through: the last one ``agentjobs.install`` ran
+    on, else agentjobs' own."""
+    return hosts.HOSTS[-1] if hosts.HOSTS else app
 
 
 # Connects every signal handler (metrics) in each process that loads the app: callers
