@@ -1,0 +1,173 @@
+"""The session record: one JSON object per session id, the whole state of a session.
+
+The loop (``loop.py``) writes it at every checkpoint through the store's version-checked
+``update`` (``store.py``); nothing of a session lives in a worker's memory. Its shape::
+
+    {
+      "session_id", "agent" (the agent running now), "tenant", "status",
+      "stop_reason" (max_steps | max_tool_calls | max_cost_usd | timeout |
+                     max_tool_errors, or None), "input" (what start() was given),
+      "output" (the final text, on_stop's fallback, or None), "error" (str or None),
+      "created_at", "updated_at", "ended_at" (Unix seconds), "version" (the store's),
+      "transcript": [Messages API messages, as sent at the next step],
+      "steps": [{"n", "agent", "model", "task_id", "status": calling | done,
+                 "request": {"messages", "tools", "max_tokens"},   # a summary
+                 "response": {"content", "stop_reason"} or None,
+                 "usage", "cost_usd", "reserved_usd", "latency_s", "attempts",
+                 "cached", "started_at", "ended_at", "discarded" (bool)}],
+      "tool_calls": [{"step", "tool_use_id", "name", "input", "kind",
+                      "status": pending | waiting_approval | running | done | denied
+                                | cancelled,
+                      "output", "is_error", "error", "duration_s", "idempotency_key",
+                      "approval": {"decision", "by", "at", "reason"} or None,
+                      "queued_at", "started_at", "ended_at", "handoff" (agent name or None)}],
+      "chain": [{"agent", "from_agent", "step", "payload"}],  # first entry: the start
+      "limits": {"max_steps", "max_tool_calls", "max_cost_usd", "timeout_s",
+                 "max_tool_errors"},
+      "cost_usd", "reserved_usd", "tool_errors",
+      "usage": {"input_tokens", "output_tokens", "cache_creation_input_tokens",
+                "cache_read_input_tokens"},
+      "turn" (the last step admitted, 0 before the first),
+      "next_step" (the step to enqueue once its turn closed, or None),
+      "max_tokens" (the next step's output room when a step was cut inside a tool_use)
+    }
+
+A step's entry is written when the step is admitted (its estimated cost reserved in
+``reserved_usd``) and completed with the model's answer; a tool call's entry when the
+answer asking for it is checkpointed, and completed with its result. ``discarded``
+marks an answer cut by ``max_tokens`` inside a ``tool_use`` block: it is paid and
+recorded, but not put into the transcript (the next step asks again with more room).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypedDict
+
+from agentjobs.agents.store import FINAL, Record
+
+#: The usage fields summed over a session's steps.
+USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+#: Tool-call statuses that hold the tool's result (or an operator's refusal).
+RESOLVED = frozenset({"done", "denied", "cancelled"})
+
+
+class SessionResult(TypedDict):
+    """What ``Session.wait`` returns (ARCHITECTURE.md, "Agent sessions")."""
+
+    session_id: str
+    agent: str
+    status: str
+    stop_reason: str | None
+    output: Any
+    error: str | None
+    steps: int
+    tool_calls: int
+    cost_usd: float
+    usage: dict[str, int]
+    created_at: float
+    ended_at: float | None
+
+
+def new_record(
+    session_id: str,
+    agent: str,
+    input: Any,
+    *,
+    tenant: str | None,
+    limits: dict[str, Any],
+    now: float | None = None,
+) -> Record:
+    """A new session's record, before the store gives it its version."""
+    t = time.time() if now is None else now
+    return {
+        "session_id": session_id,
+        "agent": agent,
+        "tenant": tenant,
+        "status": "running",
+        "stop_reason": None,
+        "input": input,
+        "output": None,
+        "error": None,
+        "created_at": t,
+        "updated_at": t,
+        "ended_at": None,
+        "transcript": [{"role": "user", "content": input}],
+        "steps": [],
+        "tool_calls": [],
+        "chain": [{"agent": agent, "from_agent": None, "step": 0, "payload": None}],
+        "limits": dict(limits),
+        "cost_usd": 0.0,
+        "reserved_usd": 0.0,
+        "tool_errors": 0,
+        "usage": dict.fromkeys(USAGE_FIELDS, 0),
+        "turn": 0,
+        "next_step": 1,
+        "max_tokens": None,
+    }
+
+
+def is_final(record: Record) -> bool:
+    return record.get("status") in FINAL
+
+
+def step_entry(record: Record, n: int) -> dict[str, Any] | None:
+    """Step ``n``'s entry, or None."""
+    for entry in record["steps"]:
+        if entry["n"] == n:
+            return entry
+    return None
+
+
+def calls_of(record: Record, n: int) -> list[dict[str, Any]]:
+    """The tool calls step ``n`` asked for, in the order of its tool_use blocks."""
+    return [c for c in record["tool_calls"] if c["step"] == n]
+
+
+def tool_call(record: Record, n: int, tool_use_id: str) -> dict[str, Any] | None:
+    for c in record["tool_calls"]:
+        if c["step"] == n and c["tool_use_id"] == tool_use_id:
+            return c
+    return None
+
+
+def add_usage(record: Record, usage: dict[str, Any]) -> None:
+    total = record["usage"]
+    for name in USAGE_FIELDS:
+        total[name] = int(total.get(name, 0)) + int(usage.get(name) or 0)
+
+
+def end(record: Record, status: str, *, now: float | None = None) -> None:
+    """Make the record final: no step or tool call runs after this."""
+    t = time.time() if now is None else now
+    record["status"] = status
+    record["ended_at"] = t
+    record["next_step"] = None
+    record["reserved_usd"] = 0.0
+    for c in record["tool_calls"]:
+        if c["status"] not in RESOLVED:
+            c["status"] = "cancelled"
+            c["ended_at"] = t
+
+
+def result(record: Record) -> SessionResult:
+    """The SessionResult of a record."""
+    return SessionResult(
+        session_id=record["session_id"],
+        agent=record["agent"],
+        status=record["status"],
+        stop_reason=record.get("stop_reason"),
+        output=record.get("output"),
+        error=record.get("error"),
+        steps=sum(1 for s in record.get("steps") or () if s.get("status") == "done"),
+        tool_calls=sum(1 for c in record.get("tool_calls") or () if c.get("status") == "done"),
+        cost_usd=round(float(record.get("cost_usd") or 0.0), 10),
+        usage=dict(record.get("usage") or {}),
+        created_at=record["created_at"],
+        ended_at=record.get("ended_at"),
+    )
