@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import click
+from typing import IO, Any
 
 from agentjobs.errors import AgentJobsError, RequestError
 
 #: Seconds between two polls of the result backend.
 POLL_INTERVAL_S = 0.05
-#: Files with at least this many requests get a progress bar for sending too.
-SUBMIT_BAR_MIN = 1000
 
 
 @dataclass
@@ -285,22 +280,30 @@ def summarise(items: list[Item], wall_s: float) -> Summary:
 
 
 def run_batch(
-    items: list[Item], timeout: float, progress: bool = False, label: str = "running"
+    items: list[Item],
+    timeout: float,
+    progress: bool = False,
+    label: str = "running",
+    stream: IO[str] | None = None,
 ) -> Summary:
-    """Submit the valid items, wait for all of them, and summarise (items are updated)."""
+    """Submit the valid items, wait for all of them, and summarise (items are updated).
+
+    With ``progress``, done and failed counts, dollars so far, rate and ETA go to
+    ``stream`` (stderr) as the results arrive (``progress.py``)."""
+    from agentjobs.cli.progress import Progress
+
     t0 = time.monotonic()
     valid = sum(1 for i in items if i.kwargs is not None)
-    if progress and valid >= SUBMIT_BAR_MIN:  # sending takes seconds only for big files
-        with click.progressbar(length=valid, label="submitting", file=sys.stderr) as bar:
-            submit_all(items, on_sent=lambda _: bar.update(1))
-    else:
-        submit_all(items)
-    sent = sum(1 for i in items if i.task_id)
-    if progress and sent:
-        with click.progressbar(
-            length=sent, label=label, file=sys.stderr, show_pos=True, show_eta=False
-        ) as bar:
-            collect(items, timeout, on_done=lambda _: bar.update(1))
-    else:
-        collect(items, timeout)
+    shown = Progress(valid, label, stream) if progress and valid else None
+    submit_all(items, on_sent=shown.on_sent if shown else lambda _: None)
+    if shown is not None:
+        # Refused at .delay() (a budget, a bad setting): a failure before it was sent.
+        for item in items:
+            if item.kwargs is not None and item.status == "FAILURE":
+                shown.on_done(item)
+    try:
+        collect(items, timeout, on_done=shown.on_done if shown else lambda _: None)
+    finally:
+        if shown is not None:
+            shown.close()
     return summarise(items, time.monotonic() - t0)

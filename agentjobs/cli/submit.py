@@ -92,7 +92,12 @@ Exit status: 0 all done, 1 some failed or timed out, 2 invalid input.
     is_flag=True,
     help="Send the valid lines even if some are invalid (written as INVALID lines).",
 )
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    help="Progress on stderr: done, failed, dollars so far, rate, ETA (one line redrawn "
+    "on a terminal; otherwise a plain line each tenth of the batch, at least every 30 s).",
+)
 @click.option(
     "--lane",
     type=click.Choice(["sync", "batch"]),
