@@ -108,6 +108,17 @@ Metrics (ops/metrics.py, ops/signals/; docs/operations.md):
   set NX by the one writer that counts a session's start or end, so a redelivered
   report is not counted twice.
 
+Agent sessions (agents/redis_store.py, when AGENTJOBS_SESSION_STORE is empty; docs/agents.md):
+- ``{p}:session:{id}`` hash, TTL ``AGENTJOBS_SESSION_RETENTION_S`` from the last write:
+  ``record`` (the session record JSON), ``summary`` (what ``sessions list`` shows),
+  ``version``, ``status`` (its position in agents/store.py STATUSES), ``writer`` (the
+  token of the write that stored it, so a retried write knows itself).
+- ``{p}:sessions`` zset, TTL the same, pushed out by every write: every session id
+  scored by ``created_at`` (list by time). Ids of expired records are dropped by
+  ``list`` and, a few at a time, by each create.
+- ``{p}:sessions:status:{status}`` zset, TTL the same: the ids of the sessions in that
+  status, scored by ``created_at`` (list by status); moved in the write that changes it.
+
 Celery's own keys (not under the prefix; named by Celery and kombu, celeryconfig.py):
 - Broker (``AGENTJOBS_BROKER_URL``, when Redis): lists ``claude.haiku``,
   ``claude.sonnet``, ``claude.opus`` (the queues, no TTL); ``unacked`` hash and
