@@ -1,0 +1,211 @@
+"""Session records in the state store (Redis): the default backend.
+
+One hash per session (``{p}:session:{id}``: the record JSON, its summary, version,
+status and the token of the write that stored it), kept for
+``AGENTJOBS_SESSION_RETENTION_S`` after its last write, and zsets by ``created_at``
+for ``list``: every session (``{p}:sessions``) and one per status
+(``{p}:sessions:status:{status}``). agentjobs/keys.py lists them.
+
+Each write is one Lua call (``scripts/session_write.lua``) that checks the version, so
+two copies of a step cannot both apply. A write is retried across a Redis restart
+(``store.retrying``) with the same token, so a write that landed but whose reply was
+lost is recognised as itself instead of conflicting with itself.
+
+An expired record leaves its id in the indexes; ``list`` drops the ones it meets and
+each ``create`` drops those old enough to have expired, a few at a time, so the
+indexes stay as large as the live records.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import redis
+
+from agentjobs.agents.store import (
+    STATUSES,
+    Record,
+    SessionExists,
+    SessionNotFound,
+    SessionStore,
+    VersionConflict,
+    summary,
+)
+from agentjobs.errors import RequestError
+from agentjobs.keys import key
+from agentjobs.settings import get_settings
+from agentjobs.store import lua, retrying, script, state_redis
+
+_WRITE = lua("agentjobs.agents", "session_write.lua")
+
+#: Expired ids a create looks for in the index (oldest first), at most.
+_SWEEP = 20
+
+
+def record_key(session_id: str) -> str:
+    return key("session", session_id)
+
+
+def index_key() -> str:
+    return key("sessions")
+
+
+def status_key(status: str) -> str:
+    return key("sessions", "status", status)
+
+
+def _status_keys() -> list[str]:
+    return [status_key(s) for s in STATUSES]
+
+
+def check_status(status: str | None) -> None:
+    """Refuse a status filter that no session can have (both backends)."""
+    if status is not None and status not in STATUSES:
+        raise RequestError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class RedisSessionStore(SessionStore):
+    """Session records in the state store; ``client`` None means ``state_redis()``."""
+
+    def __init__(self, client: redis.Redis | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client or state_redis()
+
+    # -- writes ----------------------------------------------------------------------
+
+    def create(self, record: Record) -> Record:
+        now = time.time()
+        stored = dict(record)
+        stored["version"] = 1
+        stored.setdefault("created_at", now)
+        stored["updated_at"] = now
+        reply = self._write("create", 0, stored)
+        if reply[0] == b"exists":
+            raise SessionExists(f"session {stored['session_id']!r} exists")
+        self._sweep(now)
+        return stored
+
+    def put(self, record: Record) -> Record:
+        read = int(record["version"])
+        stored = dict(record)
+        stored["version"] = read + 1
+        stored["updated_at"] = time.time()
+        reply = self._write("put", read, stored)
+        if reply[0] == b"missing":
+            raise SessionNotFound(f"no session {stored['session_id']!r}")
+        if reply[0] == b"conflict":
+            raise VersionConflict(
+                f"session {stored['session_id']!r}: version {read} was read, "
+                f"{int(reply[1])} is stored"
+            )
+        return stored
+
+    def _write(self, mode: str, read: int, stored: Record) -> list[Any]:
+        session_id = str(stored["session_id"])
+        status = stored.get("status")
+        if status not in STATUSES:
+            raise RequestError(f"session {session_id!r}: unknown status {status!r}")
+        ttl_ms = max(1, int(get_settings().session_retention_s * 1000))
+        args = [
+            mode,
+            read,
+            dumps(stored),
+            dumps(summary(stored)),
+            STATUSES.index(status) + 1,
+            float(stored["created_at"]),
+            ttl_ms,
+            uuid.uuid4().hex,  # one token for every retry of this write
+            session_id,
+        ]
+        keys = [record_key(session_id), index_key(), *_status_keys()]
+        client = self.client
+        return retrying(lambda: script(client, _WRITE)(keys=keys, args=args))
+
+    def delete(self, session_id: str) -> bool:
+        def run() -> Any:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(record_key(session_id))
+            self._unindex(pipe, [session_id])
+            return pipe.execute()[0]
+
+        return bool(retrying(run))
+
+    def _unindex(self, pipe: Any, ids: list[str]) -> None:
+        pipe.zrem(index_key(), *ids)
+        for k in _status_keys():
+            pipe.zrem(k, *ids)
+
+    def _sweep(self, now: float) -> None:
+        """Drop from the indexes a few ids whose records may have expired: only one
+        created more than the retention ago can have (a write pushes its TTL out)."""
+        horizon = now - get_settings().session_retention_s
+        old = self.client.zrangebyscore(index_key(), "-inf", horizon, start=0, num=_SWEEP)
+        if not old:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for member in old:
+            pipe.exists(record_key(member.decode()))
+        gone = [m.decode() for m, alive in zip(old, pipe.execute(), strict=True) if not alive]
+        if gone:
+            pipe = self.client.pipeline(transaction=False)
+            self._unindex(pipe, gone)
+            pipe.execute()
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, session_id: str) -> Record | None:
+        raw = retrying(lambda: self.client.hget(record_key(session_id), "record"))
+        return None if raw is None else json.loads(raw)
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        tenant: str | None = None,
+        limit: int = 50,
+    ) -> list[Record]:
+        check_status(status)
+        if limit <= 0:
+            return []
+        index = status_key(status) if status else index_key()
+        page = max(limit, 100)
+        out: list[Record] = []
+        start = 0
+        while len(out) < limit:
+            ids = [m.decode() for m in self.client.zrevrange(index, start, start + page - 1)]
+            if not ids:
+                break
+            start += len(ids)
+            pipe = self.client.pipeline(transaction=False)
+            for session_id in ids:
+                pipe.hget(record_key(session_id), "summary")
+            gone = []
+            for session_id, raw in zip(ids, pipe.execute(), strict=True):
+                if raw is None:
+                    gone.append(session_id)
+                    continue
+                row = json.loads(raw)
+                if agent is not None and row.get("agent") != agent:
+                    continue
+                if tenant is not None and row.get("tenant") != tenant:
+                    continue
+                out.append(row)
+                if len(out) == limit:
+                    break
+            if gone:
+                pipe = self.client.pipeline(transaction=False)
+                self._unindex(pipe, gone)
+                pipe.execute()
+                start -= len(gone)  # the page after them moved up
+        return out
