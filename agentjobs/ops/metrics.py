@@ -71,6 +71,7 @@ __all__ = [
     "dead_letter_size",
     "minute_key",
     "quantile",
+    "read_minutes",
     "read_total",
     "read_window",
     "reset",
@@ -192,6 +193,20 @@ class Snapshot:
             elif kind == "s":
                 self.sums[name][tuple(parts[2:])] += n / SUM_SCALE
 
+    def merge(self, other: Snapshot) -> None:
+        """Add ``other``'s counts to this snapshot's (minutes summed into a window)."""
+        for name, series in other.counters.items():
+            for labels, v in series.items():
+                self.counters[name][labels] += v
+        for name, hist in other.buckets.items():
+            for labels, counts in hist.items():
+                mine = self.buckets[name].setdefault(labels, [0] * len(counts))
+                for i, n in enumerate(counts):
+                    mine[i] += n
+        for name, series in other.sums.items():
+            for labels, v in series.items():
+                self.sums[name][labels] += v
+
     def _match(self, name: str, labels: tuple[str, ...], where: dict[str, str]) -> bool:
         names = METRICS[name].labels
         return all(labels[names.index(k)] == v for k, v in where.items())
@@ -254,15 +269,29 @@ def read_window(
     minutes: int, client: redis.Redis | None = None, now: float | None = None
 ) -> Snapshot:
     """The last ``minutes`` whole minutes, the current one included."""
-    r = client or state_redis()
-    current = int((time.time() if now is None else now) // 60)
-    pipe = r.pipeline(transaction=False)
-    for m in range(current - minutes + 1, current + 1):
-        pipe.hgetall(minute_key(m))
     snap = Snapshot()
-    for raw in pipe.execute():
-        snap.add_fields(raw)
+    for minute in read_minutes(minutes, client, now)[1]:
+        snap.merge(minute)
     return snap
+
+
+def read_minutes(
+    minutes: int, client: redis.Redis | None = None, now: float | None = None
+) -> tuple[int, list[Snapshot]]:
+    """The same minutes one by one, for per-minute series: the first one (a Unix minute,
+    seconds // 60) and a Snapshot a minute, oldest first (empty where nothing was
+    written, or past ``AGENTJOBS_METRICS_RETENTION_MIN``)."""
+    r = client or state_redis()
+    first = int((time.time() if now is None else now) // 60) - minutes + 1
+    pipe = r.pipeline(transaction=False)
+    for m in range(first, first + minutes):
+        pipe.hgetall(minute_key(m))
+    snaps = []
+    for raw in pipe.execute():
+        snap = Snapshot()
+        snap.add_fields(raw)
+        snaps.append(snap)
+    return first, snaps
 
 
 def reset(client: redis.Redis | None = None) -> None:
