@@ -283,6 +283,9 @@ class Settings(BaseSettings):
     #: Flower basic auth, "user:password" (comma-separate several). Required by
     #: `agentjobs flower` unless it listens on a loopback address only.
     flower_basic_auth: str | None = None
+    #: Basic auth of `agentjobs console`, "user:password" (comma-separate several).
+    #: Required unless it listens on a loopback address only.
+    console_basic_auth: str | None = None
 
     @field_validator("retry_policies")
     @classmethod
