@@ -283,6 +283,17 @@ class Settings(BaseSettings):
     #: Flower basic auth, "user:password" (comma-separate several). Required by
     #: `agentjobs flower` unless it listens on a loopback address only.
     flower_basic_auth: str | None = None
+    #: OpenTelemetry spans per task, API call and agent step (docs/telemetry.md): "auto"
+    #: records when the app has set a tracer provider or the standard OTEL_* variables
+    #: name an exporter (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT); "on" builds
+    #: one from OTEL_* even so (OTLP by default); "off" records nothing.
+    otel: Literal["auto", "on", "off"] = "auto"
+    #: Log line format of agentjobs' loggers and the worker: "text" (Celery's, with the
+    #: task's fields appended) or "json" (one object a line, the fields as keys).
+    log_format: Literal["text", "json"] = "text"
+    #: Debugging only: let log lines carry prompt and answer text. Off, the API key and
+    #: any request's text are kept out of every log line agentjobs writes.
+    log_prompts: bool = False
     #: Basic auth of `agentjobs console`, "user:password" (comma-separate several).
     #: Required unless it listens on a loopback address only.
     console_basic_auth: str | None = None
