@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-lower lint format bench services clean
+.PHONY: install demo demo-agent test test-lower lint format bench services clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) -m agentjobs.cli.demo
+
+# 50 support-desk agent sessions through real workers (examples/agent_app/README.md).
+demo-agent: install
+	$(PY) examples/agent_app/demo.py
 
 test: install services lint
 	$(PY) -m pytest -q -p no:cacheprovider
