@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import pytest
@@ -60,7 +61,8 @@ def test_table_and_watch(state_redis: redis.Redis) -> None:
     out = CliRunner().invoke(main, ["stats", "--minutes", "10"])
     assert out.exit_code == 0, out.output
     assert "last 10 min" in out.output and "429 share" in out.output
-    assert "20.00%" in out.output and "queue depth:" in out.output
+    assert "20.00%" in out.output
+    assert re.search(r"^queue +depth +in flight +workers$", out.output, re.M), out.output
     assert CliRunner().invoke(main, ["stats", "--watch", "0"]).exit_code != 0
 
 
@@ -148,3 +150,125 @@ def test_exporter_listens_on_loopback_unless_told(wide: bool, tmp_path: Any) -> 
         assert f"listening on http://{expected}:{port}/metrics" in log.read_text()
     finally:
         terminate(proc, 10)
+
+
+def test_per_minute_series_first_token_and_sessions_in_json(state_redis: redis.Redis) -> None:
+    import time
+
+    from agentjobs.ops import session_metrics
+
+    metrics.reset()
+    now = time.time()
+    for ago, n in ((0, 4), (2, 1), (20, 9)):  # 20 min ago: outside a 5-minute window
+        b = metrics.Update()
+        b.inc("tasks", ("claude.haiku", "claude-haiku-4-5", "succeeded"), n)
+        b.inc("rate_limited", ("claude.haiku", "claude-haiku-4-5"), n - 1)
+        b.inc("cost_usd", ("claude.haiku", "claude-haiku-4-5"), 0.001 * n)
+        b.observe("first_token_seconds", ("claude.haiku", "claude-haiku-4-5"), 0.4)
+        b.commit(now=now - ago * 60)
+    session_metrics.started("triage", session_id="s1")
+    session_metrics.ended(
+        {"session_id": "s1", "agent": "triage", "status": "completed", "steps": [{}] * 3,
+         "tool_calls": [{}] * 2, "cost_usd": 0.02, "created_at": now - 5, "ended_at": now}
+    )  # fmt: skip
+    out = CliRunner().invoke(main, ["stats", "--json", "--minutes", "5"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    pm = data["per_minute"]
+    assert set(pm) == {"start", "tasks_finished", "api_requests", "rate_limited", "cost_usd"}
+    assert all(len(pm[k]) == 5 for k in pm if k != "start")
+
+    def at(ago: int) -> int:  # index of the minute `ago` minutes back
+        return int(((now - ago * 60) // 60 * 60 - pm["start"]) // 60)
+
+    assert pm["tasks_finished"][at(0)] == 4 and pm["tasks_finished"][at(2)] == 1
+    assert pm["rate_limited"][at(0)] == 3 and pm["rate_limited"][at(2)] == 0
+    assert pm["cost_usd"][at(2)] == pytest.approx(0.001)
+    assert sum(pm["tasks_finished"]) == data["window"]["tasks_succeeded"] == 5  # one read
+    assert data["total"]["tasks_succeeded"] == 14
+    assert data["window"]["first_token"]["count"] == 2
+    assert 0.25 < data["window"]["first_token"]["p50_s"] <= 0.5
+    sessions = data["sessions"]
+    assert sessions["window"]["by_status"] == {"completed": 1}
+    assert sessions["total"]["started"] == 1 and sessions["total"]["open"] == 0
+    assert 2 < sessions["total"]["steps"]["p50"] <= 3
+
+
+def _lines_fit(text: str, width: int) -> None:
+    from agentjobs.cli.table import visible_len
+
+    too_wide = [line for line in text.splitlines() if visible_len(line) > width]
+    assert not too_wide, too_wide
+
+
+def test_table_is_aligned_fits_80_columns_and_draws_sparklines(
+    state_redis: redis.Redis,
+) -> None:
+    import time
+
+    from agentjobs.cli.stats import render
+    from agentjobs.limiter import pause
+    from agentjobs.ops.stats import collect
+
+    pause.pause_spend("sonnet", "spend limit reached " + "and a very long reason " * 6, 600)
+    for _ in range(3):  # seeded and read in one minute (else the cells shift by one)
+        metrics.reset()
+        now = time.time()
+        for ago in range(15):
+            b = metrics.Update()
+            b.inc("tasks", ("claude.haiku", "claude-haiku-4-5", "succeeded"), ago + 1)
+            b.inc("rate_limited", ("claude.haiku", "claude-haiku-4-5"), 1 if ago == 3 else 0)
+            b.inc("cost_usd", ("claude.haiku", "claude-haiku-4-5"), 12_345.678)  # wide
+            b.observe("first_token_seconds", ("claude.haiku", "claude-haiku-4-5"), 0.7)
+            b.commit(now=now - ago * 60)
+        out = CliRunner().invoke(main, ["stats", "--minutes", "15"])
+        if time.time() // 60 == now // 60:
+            break
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert "\x1b[" not in text  # not a terminal: no colour
+    _lines_fit(text, 80)
+    # Numbers right-aligned: every figure row ends its two columns at the same places.
+    rows = [ln for ln in text.splitlines() if ln.startswith(("tasks ", "429", "cost USD"))]
+    rows = [ln for ln in rows if not set(ln) & set("▁▂▃▄▅▆▇█")]  # not the sparklines
+    ends = {tuple(m.end() for m in re.finditer(r"\S+", ln))[-2:] for ln in rows}
+    assert len(ends) == 1, rows
+    assert "cost USD" in text and "185,185.17" in text  # 15 x 12,345.678, widened to fit
+    assert "first token (TTFT)" in text
+    spark = next(ln for ln in text.splitlines() if ln.startswith("tasks  "))
+    bars = spark.split()[1]
+    assert len(bars) == 15 and bars[0] == "█" and bars[-1] == "▁"  # oldest (15) left
+    line429 = next(ln for ln in text.splitlines() if ln.startswith("429s") and "█" in ln)
+    assert line429.split()[1] == "█"  # one minute of 429s, the others blank
+    assert line429.index("█") == spark.index(bars) + 11  # 3 minutes ago
+    assert "sonnet: spend_limit" in text and "lift with `agentjobs limiter resume sonnet`" in text
+    assert "agent sessions: none" in text
+
+    # A week on a wide terminal, in colour: cells of several minutes, still fitted.
+    data = collect(app, 10_080)
+    wide = render(data, width=100, colour=True)
+    assert "\x1b[" in wide
+    _lines_fit(wide, 100)
+    assert "1 cell = " in wide and "1 cell = 1 min" not in wide
+    assert "sonnet: spend_limit" in wide
+
+
+def test_no_color_and_sparkline_and_table_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentjobs.cli.table import sparkline, table, use_colour
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert use_colour(Tty())  # type: ignore[arg-type]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_colour(Tty())  # type: ignore[arg-type]
+    assert sparkline([0, 1, 2, 4, 8]) == " ▁▂▄█"
+    assert sparkline([0, 0, 0]) == "▁▁▁"
+    assert sparkline([1, 1, 0, 0, 5, 3], cells=3) == "▂ █"  # pairs summed: 2, 0, 8
+    assert table([["a", "1"], ["long name", "1,234"]], header=["", "n"]) == [
+        "               n",
+        "a              1",
+        "long name  1,234",
+    ]

@@ -1,8 +1,10 @@
-"""The figures operators watch, for the last N minutes and in total (``agentjobs stats``).
+"""The figures operators watch, for the last N minutes, minute by minute, and in total
+(``agentjobs stats``; the table is drawn by ``cli/stats.py``).
 
 Everything is read from the same Redis aggregates the exporter serves (``metrics.py``),
 so the table, ``--json`` and Prometheus agree; queue depth comes from the broker of the
-app handed in; the rate-limit groups' pauses from the state store (``pause.py``).
+app handed in; the rate-limit groups' pauses from the state store (``pause.py``); agent
+sessions' figures from ``session_metrics.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ from typing import Any
 from agentjobs import catalog
 from agentjobs.lanes import records as batch_lane
 from agentjobs.limiter import pause
-from agentjobs.ops import depth, metrics
+from agentjobs.ops import depth, metrics, session_metrics
 
-_LATENCIES = ("queue_wait_seconds", "limiter_wait_seconds", "call_seconds", "end_to_end_seconds")
+_LATENCIES = (
+    "queue_wait_seconds",
+    "limiter_wait_seconds",
+    "call_seconds",
+    "first_token_seconds",
+    "end_to_end_seconds",
+)
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -107,9 +115,25 @@ def pauses(queues: list[str]) -> list[dict[str, Any]]:
     return [p.to_json() for g in groups for p in pause.active(g)]
 
 
+def per_minute(first: int, snaps: list[metrics.Snapshot], queue: str | None) -> dict[str, Any]:
+    """Series a value a minute, oldest first: tasks finished (any outcome), API requests,
+    429s, cost; ``start`` is the first minute's Unix time."""
+    w: dict[str, str] = {"queue": queue} if queue else {}
+    return {
+        "start": first * 60,
+        "tasks_finished": [int(s.sum("tasks", **w)) for s in snaps],
+        "api_requests": [int(s.sum("api_requests", **w)) for s in snaps],
+        "rate_limited": [int(s.sum("rate_limited", **w)) for s in snaps],
+        "cost_usd": [round(s.sum("cost_usd", **w), 10) for s in snaps],
+    }
+
+
 def collect(app: Any, minutes: int, queue: str | None = None) -> dict[str, Any]:
     """Everything ``agentjobs stats --json`` prints."""
-    window, total = metrics.read_window(minutes), metrics.read_total()
+    first, minute_snaps = metrics.read_minutes(minutes)
+    window, total = metrics.Snapshot(), metrics.read_total()
+    for snap in minute_snaps:  # one read: the window is its minutes summed
+        window.merge(snap)
     queues = (
         [queue]
         if queue
@@ -121,73 +145,11 @@ def collect(app: Any, minutes: int, queue: str | None = None) -> dict[str, Any]:
         "queue": queue,
         "live": live(app, queues),
         "window": figures(window, queue),
+        "per_minute": per_minute(first, minute_snaps, queue),
         "total": figures(total, queue),
+        # Agent sessions are counted per agent, not per queue: the same with --queue.
+        "sessions": {
+            "window": session_metrics.snapshot(minutes, snap=window),
+            "total": session_metrics.snapshot(snap=total),
+        },
     }
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, dict):
-        return " ".join(f"{k}={_fmt(x)}" for k, x in v.items()) or "-"
-    return str(v)
-
-
-def render(data: dict[str, Any]) -> str:
-    """The human table: one row per figure, columns last-N-minutes and total."""
-    n = data["window_minutes"]
-    win, tot = data["window"], data["total"]
-    rows: list[tuple[str, str, str]] = []
-
-    def row(label: str, a: Any, b: Any) -> None:
-        rows.append((label, _fmt(a), _fmt(b)))
-
-    for key in ("tasks_published", "tasks_succeeded", "tasks_failed", "tasks_dead_lettered"):
-        row(key.replace("_", " "), win[key], tot[key])
-    row("retries", win["retries"], tot["retries"])
-    row("errors by class", win["errors_by_class"], tot["errors_by_class"])
-    row("API requests", win["api_requests"], tot["api_requests"])
-    row("429s", win["rate_limited"], tot["rate_limited"])
-    row("429 share", _pct(win["rate_limited_share"]), _pct(tot["rate_limited_share"]))
-    row("API error rate", _pct(win["api_error_rate"]), _pct(tot["api_error_rate"]))
-    row("cache hit rate", _pct(win["cache_hit_rate"]), _pct(tot["cache_hit_rate"]))
-    for kind in metrics.TOKEN_KINDS:
-        row(f"tokens {kind}", win["tokens"][kind], tot["tokens"][kind])
-    row("cost USD", f"{win['cost_usd']:.4f}", f"{tot['cost_usd']:.4f}")
-    for key in ("call", "end_to_end", "queue_wait", "limiter_wait"):
-        for q in ("p50_s", "p99_s"):
-            row(f"{key.replace('_', ' ')} {q[:3]} (s)", win[key][q], tot[key][q])
-    lv = data["live"]
-    width = max(len(r[0]) for r in rows)
-    title = f"agentjobs stats{' for ' + data['queue'] if data['queue'] else ''}"
-    lines = [title, f"{'':<{width}}  {'last ' + str(n) + ' min':>16}  {'total':>16}"]
-    lines += [f"{a:<{width}}  {b:>16}  {c:>16}" for a, b, c in rows]
-    lines.append("")
-    depths = lv["queue_depth"]
-    lines.append(
-        "queue depth: "
-        + (_fmt(depths) if depths is not None else f"unavailable ({lv['queue_depth_error']})")
-    )
-    lines.append("calls in flight: " + _fmt(lv["calls_in_flight"]))
-    lines.append("workers: " + _fmt(lv["workers"]))
-    lines.append("dead letters stored: " + _fmt(lv["dead_letters"]))
-    bl = lv["batch_lane"]
-    lines.append(
-        f"batch lane: {bl['waiting']:,} waiting (oldest {bl['oldest_age_s']:.0f}s), "
-        f"open batches {_fmt(bl['open_by_state'])}, saved ${bl['saved_usd']:.4f}"
-    )
-    lines.append("paused groups: " + ("none" if not lv["pauses"] else ""))
-    from agentjobs.limiter.pause import RESUME_COMMAND, Pause
-
-    for p in (Pause(**raw) for raw in lv["pauses"]):
-        lift = RESUME_COMMAND.format(group=p.group)
-        lines.append(f"  {p.group}: {p.describe()}; lift with `{lift}`")
-    return "\n".join(lines)
-
-
-def _pct(v: float | None) -> str | None:
-    return None if v is None else f"{v * 100:.2f}%"
