@@ -50,7 +50,8 @@ class AgentJobsCelery(Celery):
         return task
 
 
-app = AgentJobsCelery("agentjobs", include=["agentjobs.worker.tasks"])
+# The agent loop's tasks by module name: worker sits below agents and imports none of it.
+app = AgentJobsCelery("agentjobs", include=["agentjobs.worker.tasks", "agentjobs.agents.tasks"])
 # By its full name: a bare "celeryconfig" would be the first one on sys.path, often the
 # project's own.
 app.config_from_object("agentjobs.worker.config")
