@@ -5,13 +5,13 @@ cannot be written never fails a step."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from agentjobs.agents.store import Record
 from agentjobs.ops import session_metrics
+from agentjobs.telemetry import trace
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,13 @@ def approval_waited(tool: str, seconds: float) -> None:
     _safely(session_metrics.approval_waited, tool, seconds)
 
 
-def _trace() -> Any:
-    try:
-        return importlib.import_module("agentjobs.telemetry.trace")
-    except ImportError:
-        return None
-
-
 @contextlib.contextmanager
 def span(name: str, **attributes: Any) -> Iterator[None]:
-    """The telemetry span ``name`` around the block (nothing without telemetry)."""
-    make = getattr(_trace(), "span", None)
-    if make is None:
-        yield
-        return
-    with make(name, **attributes):
+    """The telemetry span ``name`` around the block (a no-op without OpenTelemetry); a
+    span that cannot be opened is logged, and the block runs all the same."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(trace.span(name, **attributes))
+        except Exception:
+            log.warning("span %s not opened", name, exc_info=True)
         yield

@@ -199,6 +199,10 @@ def run_step(task: Any, session_id: str, n: int) -> dict[str, Any]:
     except AgentJobsError as exc:  # a permanent problem of this session: say so in it
         log.warning("step %s of session %s failed: %s", n, session_id, exc)
         return out | {"status": _fail(session_id, n, str(exc))["status"]}
+    except Exception as exc:  # a bug, here or in a hook: the session says so, never hangs
+        log.exception("step %s of session %s failed", n, session_id)
+        error = f"step {n}: {type(exc).__name__}: {exc}"
+        return out | {"status": _fail(session_id, n, error)["status"]}
 
 
 def _run_step(task: Any, session_id: str, n: int) -> dict[str, Any]:
@@ -231,7 +235,8 @@ def _run_step(task: Any, session_id: str, n: int) -> dict[str, Any]:
             _follow(rec, n)
             return {"status": rec["status"]}
     try:
-        with hooks.span("agentjobs.agent_step", session_id=session_id, agent=agent.name, step=n):
+        attributes = {"agentjobs.session_id": session_id, "agentjobs.agent": agent.name}
+        with hooks.span("agentjobs.agent_step", **attributes, **{"agentjobs.step": n}):
             result = pipeline.execute(task, kwargs)
     except DeadLetteredError as exc:
         return {"status": _fail(session_id, n, f"step {n}: {exc}")["status"]}

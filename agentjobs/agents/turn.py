@@ -18,6 +18,9 @@ import logging
 import time
 from typing import Any
 
+import redis
+from celery.exceptions import Ignore, Reject, Retry
+
 from agentjobs.agents import ceilings, checkpoint, dispatch, handoff, hooks, record
 from agentjobs.agents.agent import AGENTS, Agent, get_agent
 from agentjobs.agents.record import RESOLVED
@@ -237,7 +240,24 @@ def _checkpoint(n: int, tool_use_id: str, outcome: dict[str, Any]) -> Any:
 
 
 def run_tool(task: Any, session_id: str, n: int, tool_use_id: str) -> dict[str, Any]:
-    """One tool call: its stored outcome, or the tool run once under the key's lease."""
+    """One tool call (the body of ``agentjobs.tool_call``): its stored outcome, or the
+    tool run once under the key's lease, then checkpointed."""
+    try:
+        return _run_tool(task, session_id, n, tool_use_id)
+    except (Retry, Reject, Ignore):
+        raise
+    except redis.RedisError as exc:  # the state store is down: the broker keeps the call
+        raise Reject(f"state store unreachable, message requeued: {exc}", requeue=True) from exc
+    except Exception as exc:  # a bug, or a store that refuses: the session says so
+        log.exception("tool call %s of session %s failed", tool_use_id, session_id)
+        error = f"tool call {tool_use_id} of step {n}: {type(exc).__name__}: {exc}"
+        checkpoint.write(
+            session_id, lambda r: None if record.is_final(r) else checkpoint.fail(r, error)
+        )
+        return {"session_id": session_id, "step": n, "tool_use_id": tool_use_id, "done": False}
+
+
+def _run_tool(task: Any, session_id: str, n: int, tool_use_id: str) -> dict[str, Any]:
     rec = session_store().get(session_id)
     call = None if rec is None else record.tool_call(rec, n, tool_use_id)
     if rec is None or call is None:
