@@ -22,6 +22,11 @@ class Preflight(bootsteps.Step):
     name = "agentjobs.preflight"
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
+        if not _serves_agentjobs(parent):
+            # A worker of a project's app (agentjobs.install) for its own queues only
+            # makes no Claude call: it needs no credentials.
+            super().__init__(parent, **kwargs)
+            return
         try:
             client.preflight()
         except ConfigurationError as exc:
@@ -30,3 +35,14 @@ class Preflight(bootsteps.Step):
             signals.worker_shutdown.send(sender=parent)
             raise click.ClickException(f"worker not started: {exc}") from None
         super().__init__(parent, **kwargs)
+
+
+def _serves_agentjobs(worker: Any) -> bool:
+    """Whether the worker consumes one of agentjobs' queues (``claude.*``,
+    ``agentjobs.*``); the queues are known by the time bootsteps are built."""
+    app = getattr(worker, "app", None)
+    if app is None:
+        return True
+    queues = app.amqp.queues
+    names = list(queues.consume_from or queues)
+    return not names or any(str(n).startswith(("claude.", "agentjobs.")) for n in names)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
+from celery.local import Proxy
 
 from agentjobs import catalog, pipeline
 from agentjobs.call import Call
@@ -18,7 +19,7 @@ from agentjobs.errors import AgentJobsError, RequestError
 from agentjobs.messages.request import AUTO_MODEL, CompleteRequest
 from agentjobs.reliability import ledger
 from agentjobs.spend.routing import queue_for_auto
-from agentjobs.worker.app import app
+from agentjobs.worker.app import app, publishing_app
 
 TASK_NAME = "agentjobs.complete"
 
@@ -72,7 +73,12 @@ class ClaudeTask(Task):
         return result
 
 
-@app.task(
+def _complete(self: ClaudeTask, **kwargs: Any) -> dict[str, Any]:
+    """Call Claude once (or return the stored result); returns a ClaudeResult dict."""
+    return pipeline.execute(self, kwargs)
+
+
+app.task(
     bind=True,
     base=ClaudeTask,
     name=TASK_NAME,
@@ -86,7 +92,9 @@ class ClaudeTask(Task):
     # Given here, so that a task_annotations autoretry_for cannot wrap the task in
     # Celery's own retry loop (options of the decorator win over annotations there).
     autoretry_for=(),
-)
-def complete(self: ClaudeTask, **kwargs: Any) -> dict[str, Any]:
-    """Call Claude once (or return the stored result); returns a ClaudeResult dict."""
-    return pipeline.execute(self, kwargs)
+)(_complete)
+
+#: ``agentjobs.complete`` on the app agentjobs publishes through: the project's own once
+#: ``agentjobs.install(app)`` ran on it (the task is defined there too: hosts.py), else
+#: agentjobs' own. Resolved at each use, as Celery's shared_task resolves its task.
+complete: ClaudeTask = Proxy(lambda: publishing_app().tasks[TASK_NAME])

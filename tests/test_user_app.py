@@ -1,0 +1,197 @@
+"""A project's own Celery app with agentjobs installed on it (``agentjobs.install``).
+
+tests/userproj/proj is such a project: its own app on its own broker and result backend
+(DBs 3 and 4 of the private Redis, not agentjobs' DB 0), a Flask view that calls
+``complete.delay``. Its worker (``celery -A proj worker -Q claude.haiku -P threads``) and
+its web server (``flask run``) run as subprocesses, as in production; the simulator
+answers. The CLI extension (``celery -A proj agentjobs dlq list``) reads what that worker
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from agentjobs.contrib.pytest_plugin import PrivateRedis
+from agentjobs.contrib.testing import free_port, spawn, terminate, wait_for
+from agentjobs.ops import metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = ROOT / "tests" / "userproj"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project_env(
+    agentjobs_redis: PrivateRedis, fresh_sim: Any, state_redis: redis.Redis, tmp_path: Path
+) -> dict[str, str]:
+    """The environment of the project's processes: its broker and backend, agentjobs'
+    state store and the simulator (from the fixtures), and the celery.commands entry
+    point of pyproject.toml made visible to Celery, as installing agentjobs makes it."""
+    for db in (3, 4):
+        agentjobs_redis.client(db).flushdb()
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        points = tomllib.load(fh)["project"]["entry-points"]["celery.commands"]
+    dist = tmp_path / "site" / "agentjobs_celery_commands-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: agentjobs-celery-commands\nVersion: 0\n"
+    )
+    lines = "".join(f"{name} = {target}\n" for name, target in points.items())
+    (dist / "entry_points.txt").write_text(f"[celery.commands]\n{lines}")
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(PROJECT), str(tmp_path / "site"), str(ROOT)]),
+        "PROJ_BROKER_URL": f"{agentjobs_redis.url}/3",
+        "PROJ_RESULT_BACKEND": f"{agentjobs_redis.url}/4",
+    }
+
+
+@pytest.fixture
+def project_worker(project_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    args = ["-m", "celery", "-A", "proj", "worker", "-Q", "claude.haiku", "-P", "threads"]
+    proc = spawn(
+        [sys.executable, *args, "-c", "4", "-n", "proj@%h", "-l", "warning"],
+        env=project_env,
+        cwd=PROJECT,
+    )
+    wait_for(
+        lambda: proc.poll() is not None or metrics.workers_alive(["claude.haiku"]),
+        timeout=60,
+        what="the project's worker to register",
+    )
+    assert proc.poll() is None, "the project's worker exited"
+    yield proc
+    terminate(proc, 30)
+
+
+@pytest.fixture
+def project_web(project_env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    proc = spawn(
+        [sys.executable, "-m", "flask", "--app", "proj.web", "run", "--port", str(port)],
+        env=project_env,
+        cwd=PROJECT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: proc.poll() is not None or _up(url), timeout=60, what="flask to listen")
+    assert proc.poll() is None, "flask exited"
+    yield url
+    terminate(proc, 10)
+
+
+def _up(url: str) -> bool:
+    try:
+        _get(f"{url}/summaries/none")
+    except OSError:
+        return False
+    return True
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status, json.loads(r.read())
+
+
+def _celery(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "proj", *args],
+        env=env,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_flask_view_of_the_project_calls_claude_through_its_own_worker(
+    project_env: dict[str, str],
+    project_worker: subprocess.Popen[bytes],
+    project_web: str,
+    fresh_sim: Any,
+    agentjobs_redis: PrivateRedis,
+) -> None:
+    before = metrics.read_total().sum("tasks", queue="claude.haiku", outcome="succeeded")
+    status, body = _post(f"{project_web}/summaries", {"text": "hi [[sim:output_tokens=7]]"})
+    assert status == 202
+    task_id = body["task_id"]
+    done = wait_for(
+        lambda: (s := _get(f"{project_web}/summaries/{task_id}"))["state"] == "SUCCESS" and s,
+        timeout=60,
+        what="the call to finish",
+    )
+    result = done["result"]
+    assert result["queue"] == "claude.haiku" and result["usage"]["output_tokens"] == 7
+    assert result["worker"].startswith("proj@")
+    assert fresh_sim.stats()["messages"] == 1
+    # Through the project's broker and result backend, not agentjobs' own (DB 0, DB 2).
+    assert agentjobs_redis.client(4).exists(f"celery-task-meta-{task_id}")
+    assert not agentjobs_redis.client(2).exists(f"celery-task-meta-{task_id}")
+    # The worker's signal handlers ran there: the outcome is counted in the state store.
+    after = metrics.read_total().sum("tasks", queue="claude.haiku", outcome="succeeded")
+    assert after == before + 1
+
+    # `celery -A proj agentjobs ...`: a dead letter of that worker, listed by the CLI
+    # extension against the project's app.
+    status, body = _post(f"{project_web}/summaries", {"text": "[[sim:error=400]] no"})
+    failed_id = body["task_id"]
+    wait_for(
+        lambda: _get(f"{project_web}/summaries/{failed_id}")["state"] == "FAILURE",
+        timeout=60,
+        what="the refused call to be dead-lettered",
+    )
+    listed = _celery(project_env, "agentjobs", "dlq", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    letters = json.loads(listed.stdout)["records"]
+    assert [d["task_id"] for d in letters] == [failed_id]
+    assert letters[0]["queue"] == "claude.haiku" and letters[0]["error_kind"] == "bad_request"
+
+
+def test_a_conflicting_setting_of_the_project_is_refused_in_one_line(
+    project_env: dict[str, str],
+) -> None:
+    proc = _celery(
+        {**project_env, "PROJ_PICKLE": "1"},
+        "worker", "-Q", "claude.haiku", "-P", "threads", "-c", "1",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "task_serializer='pickle' (agentjobs needs 'json')" in lines[0]
+
+
+def test_celery_lists_the_agentjobs_extension(
+    project_env: dict[str, str],
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "agentjobs", "--help"],
+        env=project_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dlq" in proc.stdout and "celery -A proj agentjobs dlq list" in proc.stdout
