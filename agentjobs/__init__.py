@@ -3,6 +3,9 @@
     from agentjobs import complete
     result = complete.delay(prompt="Summarise ...", model="haiku").get(timeout=60)
 
+A project with a Celery app of its own runs ``agentjobs.install(app)`` once (in
+``proj/celery.py``): ``complete.delay`` then publishes through that app.
+
 The public names load on first use, so importing a part of agentjobs (the simulator,
 the errors, the CLI's ``--help``) does not load the Celery app.
 """
@@ -25,11 +28,13 @@ if TYPE_CHECKING:
     from agentjobs.messages.request import CompleteRequest
     from agentjobs.messages.result import ClaudeResult
     from agentjobs.worker.app import app
+    from agentjobs.worker.install import install
     from agentjobs.worker.tasks import complete
 
 _LAZY = {
     "app": "agentjobs.worker.app",
     "complete": "agentjobs.worker.tasks",
+    "install": "agentjobs.worker.install",
     "ClaudeResult": "agentjobs.messages.result",
     "CompleteRequest": "agentjobs.messages.request",
     "tool": "agentjobs.agents.tool",
@@ -45,6 +50,7 @@ __all__ = [
     "RequestError",
     "app",
     "complete",
+    "install",
     "tool",
 ]
 
