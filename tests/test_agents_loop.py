@@ -391,3 +391,52 @@ def test_a_redelivered_step_and_tool_call_are_not_made_again(clean: None, fresh_
     agent_step.apply(kwargs={**step, "n": 2}).get()
     assert session.wait(timeout=5)["status"] == "completed"
     assert sim_requests(fresh_sim) == 2 and CALLS["lookup"] == 1
+
+
+# -- stop reasons -------------------------------------------------------------------------
+
+
+def test_pause_turn_sends_the_turn_back(agent_worker: Any, fresh_sim: Any) -> None:
+    # Every answer pauses (the directive is in the system prompt): each is sent back as
+    # it came, to be continued, until the step ceiling ends it.
+    agent = Agent("loop_pause", model="haiku", system="[[sim:stop_reason=pause_turn]]", max_steps=3)
+    result = agent.start("Search the web.").wait(timeout=60)
+    assert (result["status"], result["stop_reason"]) == ("stopped", "max_steps")
+    rec = session_store().load(result["session_id"])
+    assert [s["response"]["stop_reason"] for s in rec["steps"]] == ["pause_turn"] * 3
+    assert [s["request"]["messages"] for s in rec["steps"]] == [1, 2, 3]
+    assert [m["role"] for m in rec["transcript"]] == ["user"] + ["assistant"] * 3
+    assert sim_requests(fresh_sim) == 3
+
+
+def test_max_tokens_inside_a_tool_call_asks_again_with_more_room(
+    agent_worker: Any, fresh_sim: Any
+) -> None:
+    # 14 tokens: the simulator's 12-token sentence, then the tool call cut short.
+    agent = Agent(
+        "loop_room", model="haiku", system="[[sim:tool_rounds=1]]", tools=[lookup], max_tokens=14
+    )
+    result = agent.start("Look 'loop' up.").wait(timeout=60)
+    assert result["status"] == "completed", result
+    rec = session_store().load(result["session_id"])
+    first, second = rec["steps"][:2]
+    assert first["response"]["stop_reason"] == "max_tokens" and first["discarded"]
+    assert second["request"]["max_tokens"] == 28
+    assert second["response"]["stop_reason"] == "tool_use" and not second["discarded"]
+    # the cut answer never reached the transcript, and its half tool call never ran
+    assert rec["transcript"][1]["content"] == second["response"]["content"]
+    assert CALLS["lookup"] == 1 and len(rec["tool_calls"]) == 1
+    assert rec["steps"][2]["request"]["max_tokens"] == 14
+    assert sim_requests(fresh_sim) == len(rec["steps"]) == 3
+
+
+def test_resume_sends_a_lost_step_again(clean: None, fresh_sim: Any) -> None:
+    agent = Agent("loop_resume", model="haiku", system="[[sim:tool_rounds=1]]", tools=[lookup])
+    session = agent.start("Look 'loop' up.")
+    purge(QUEUES)  # the first step's message is lost
+    with in_process_worker(QUEUES, concurrency=4):
+        control.resume(session.id)
+        result = session.wait(timeout=60)
+    assert result["status"] == "completed" and result["steps"] == 2
+    with pytest.raises(SessionStateError):
+        control.resume(session.id)

@@ -6,6 +6,8 @@ waits with it. ``approve`` enqueues it; ``deny`` answers it with an ``is_error``
 tool_result ("denied by the operator: <reason>"), which the model sees at the next
 step, and the loop goes on. ``cancel`` ends the session: a step or tool call already
 running finishes (its answer or result is kept in the record), nothing after it runs.
+``resume`` sends again whatever the record says is due (a message lost with a broker
+or a host): duplicates are harmless, every task does only what is still to do.
 These run in any process (the CLI, a web app): they need the session store and the
 broker, not the agents' or tools' modules.
 """
@@ -15,9 +17,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agentjobs.agents import ceilings, checkpoint, hooks, record, turn
+from agentjobs.agents import ceilings, checkpoint, dispatch, hooks, record, turn
 from agentjobs.agents.record import SessionResult
 from agentjobs.agents.store import Record
+from agentjobs.agents.stores import session_store
 from agentjobs.errors import SessionStateError
 
 
@@ -120,4 +123,22 @@ def cancel(session_id: str, *, reason: str | None = None) -> Record:
         return rec
 
     rec, _ = checkpoint.write(session_id, change)
+    return rec
+
+
+def resume(session_id: str) -> Record:
+    """Enqueue again what the session waits for: its step in flight or due, its tool
+    calls not yet answered. For a message lost outside the broker's redelivery (a Redis
+    broker's pop window, a purged queue); harmless when nothing was lost.
+    SessionStateError when the session has ended."""
+    rec = session_store().load(session_id)
+    if record.is_final(rec):
+        raise SessionStateError(f"session {session_id} is {rec['status']}: nothing to resume")
+    n = int(rec.get("turn") or 0)
+    entry = record.step_entry(rec, n)
+    if entry is not None and entry["status"] == "calling":
+        dispatch.send_step(session_id, n, entry["agent"], entry["model"])
+    if n:
+        turn.send_calls(rec, n, running=True)
+    turn.send_due(rec)
     return rec

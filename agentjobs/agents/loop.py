@@ -90,6 +90,8 @@ def _admit(n: int, agent: Agent, kwargs: dict[str, Any], estimate: float, task_i
                 "started_at": time.time(),
                 "ended_at": None,
                 "discarded": False,
+                "closed": False,
+                "error": None,
             }
         )
         rec["reserved_usd"] = float(rec.get("reserved_usd") or 0.0) + estimate

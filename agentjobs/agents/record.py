@@ -10,17 +10,21 @@ The loop (``loop.py``) writes it at every checkpoint through the store's version
       "output" (the final text, on_stop's fallback, or None), "error" (str or None),
       "created_at", "updated_at", "ended_at" (Unix seconds), "version" (the store's),
       "transcript": [Messages API messages, as sent at the next step],
-      "steps": [{"n", "agent", "model", "task_id", "status": calling | done,
-                 "request": {"messages", "tools", "max_tokens"},   # a summary
+      "steps": [{"n", "agent", "model", "task_id", "status": calling | done | failed,
+                 "request": {"messages" (count), "tools" (names), "max_tokens"},
                  "response": {"content", "stop_reason"} or None,
-                 "usage", "cost_usd", "reserved_usd", "latency_s", "attempts",
-                 "cached", "started_at", "ended_at", "discarded" (bool)}],
-      "tool_calls": [{"step", "tool_use_id", "name", "input", "kind",
+                 "usage", "cost_usd", "reserved_usd" (held until the answer),
+                 "latency_s", "attempts", "cached", "started_at", "ended_at",
+                 "discarded" (bool), "closed" (its turn's results are in), "error"}],
+      "tool_calls": [{"step", "tool_use_id", "name", "input",
                       "status": pending | waiting_approval | running | done | denied
                                 | cancelled,
-                      "output", "is_error", "error", "duration_s", "idempotency_key",
+                      "output", "is_error", "error", "kind" (ok | invalid_input |
+                      error | timeout | denied), "content" (the tool_result's text),
+                      "duration_s", "idempotency_key", "queue", "worker",
                       "approval": {"decision", "by", "at", "reason"} or None,
-                      "queued_at", "started_at", "ended_at", "handoff" (agent name or None)}],
+                      "handoff" (the agent handed to, or None), "payload",
+                      "queued_at", "started_at", "ended_at"}],
       "chain": [{"agent", "from_agent", "step", "payload"}],  # first entry: the start
       "limits": {"max_steps", "max_tool_calls", "max_cost_usd", "timeout_s",
                  "max_tool_errors"},

@@ -52,6 +52,7 @@ def _new_call(session_id: str, n: int, block: dict[str, Any], now: float) -> dic
         "idempotency_key": f"{session_id}:{n}:{block['id']}",
         "approval": None,
         "queue": None,
+        "worker": None,
         "handoff": None,
         "payload": None,
         "queued_at": now,
@@ -188,14 +189,18 @@ def send_due(rec: Record) -> None:
     dispatch.send_step(rec["session_id"], n, rec["agent"], model_of(rec))
 
 
-def send_calls(rec: Record, n: int, tool_use_id: str | None = None) -> None:
-    """Enqueue step ``n``'s calls (or the one ``tool_use_id``) that wait for a worker."""
+def send_calls(
+    rec: Record, n: int, tool_use_id: str | None = None, *, running: bool = False
+) -> None:
+    """Enqueue step ``n``'s calls (or the one ``tool_use_id``) that wait for a worker
+    (and, with ``running``, those marked running, whose task may have been lost)."""
     if record.is_final(rec):
         return
+    statuses = ("pending", "running") if running else ("pending",)
     for c in record.calls_of(rec, n):
         if tool_use_id is not None and c["tool_use_id"] != tool_use_id:
             continue
-        if c["status"] == "pending" and c["queue"]:
+        if c["status"] in statuses and c["queue"]:
             dispatch.send_tool(rec["session_id"], n, c["tool_use_id"], c["name"], c["queue"])
 
 
