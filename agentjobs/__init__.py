@@ -24,6 +24,9 @@ from agentjobs.errors import (
 )
 
 if TYPE_CHECKING:
+    from agentjobs.agents.agent import Agent
+    from agentjobs.agents.record import SessionResult
+    from agentjobs.agents.session import Session
     from agentjobs.agents.tool import tool
     from agentjobs.messages.request import CompleteRequest
     from agentjobs.messages.result import ClaudeResult
@@ -38,9 +41,13 @@ _LAZY = {
     "ClaudeResult": "agentjobs.messages.result",
     "CompleteRequest": "agentjobs.messages.request",
     "tool": "agentjobs.agents.tool",
+    "Agent": "agentjobs.agents.agent",
+    "Session": "agentjobs.agents.session",
+    "SessionResult": "agentjobs.agents.record",
 }
 
 __all__ = [
+    "Agent",
     "AgentJobsError",
     "BudgetExceededError",
     "ClaudeResult",
@@ -48,6 +55,8 @@ __all__ = [
     "ConfigurationError",
     "DeadLetteredError",
     "RequestError",
+    "Session",
+    "SessionResult",
     "app",
     "complete",
     "install",
