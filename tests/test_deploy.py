@@ -25,6 +25,7 @@ import yaml
 from agentjobs.contrib.testing import free_port, wait_for
 from agentjobs.contrib.testing import http_get as _get
 from agentjobs.ops import metrics
+from agentjobs.ops.metric_specs import exported_series
 from agentjobs.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,18 +79,6 @@ def service_settings(svc: dict[str, Any]) -> Settings:
 def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
     text = interpolate((ROOT / "docker-compose.yml").read_text(), env or ENV)
     return yaml.safe_load(text)
-
-
-def all_metric_names() -> set[str]:
-    names = set()
-    for m in metrics.METRICS.values():
-        if m.kind == "counter":
-            names.add(m.prom_name + "_total")
-        elif m.kind == "histogram":
-            names |= {m.prom_name + s for s in ("_bucket", "_sum", "_count")}
-        else:
-            names.add(m.prom_name)
-    return names
 
 
 def used_metric_names(text: str) -> set[str]:
@@ -154,7 +143,7 @@ def test_services_have_healthchecks() -> None:
 
 
 def test_alerts_and_dashboard_use_exported_names() -> None:
-    exported = all_metric_names()
+    exported = set(exported_series())
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
     alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
     assert len(alerts) >= 6
@@ -173,24 +162,10 @@ def test_alerts_and_dashboard_use_exported_names() -> None:
     dash_exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
     assert used_metric_names(dash_exprs) <= exported, used_metric_names(dash_exprs) - exported
     for fig in ("queue_depth", "call_seconds", "rate_limited", "cache_hits", "dead_letters",
-                "tokens", "cost_usd"):  # fmt: skip
+                "tokens", "cost_usd", "first_token_seconds"):  # fmt: skip
         assert f"agentjobs_{fig}" in dash_exprs, fig
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
-
-
-def metric_labels() -> dict[str, set[str]]:
-    """Every exported series name and the labels the code gives it."""
-    out = {}
-    for m in metrics.METRICS.values():
-        if m.kind == "counter":
-            out[m.prom_name + "_total"] = set(m.labels)
-        elif m.kind == "histogram":
-            out[m.prom_name + "_bucket"] = {*m.labels, "le"}
-            out[m.prom_name + "_sum"] = out[m.prom_name + "_count"] = set(m.labels)
-        else:
-            out[m.prom_name] = set(m.labels)
-    return out
 
 
 _SELECTOR = re.compile(r"\b(agentjobs_[a-z_]+)(?:\{([^}]*)\})?")
@@ -208,7 +183,7 @@ def selectors(expr: str) -> list[tuple[str, dict[str, str]]]:
 def test_dashboard_imports_into_any_grafana_and_filters_by_queue_and_model() -> None:
     text = (DEPLOY / "grafana" / "dashboards" / "agentjobs.json").read_text()
     dash = json.loads(text)
-    labels = metric_labels()
+    labels = exported_series()
     # The format of Grafana's "import dashboard": the data source is asked for...
     (ds_input,) = dash["__inputs"]
     assert ds_input["type"] == "datasource" and ds_input["pluginId"] == "prometheus"

@@ -29,7 +29,8 @@ from kubernetes_validate.utils import latest_version
 
 from agentjobs import catalog
 from agentjobs.cli.worker import worker_argv
-from agentjobs.ops import depth, metrics
+from agentjobs.ops import depth
+from agentjobs.ops.metric_specs import exported_series
 from agentjobs.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -505,20 +506,6 @@ def test_pods_run_unprivileged_without_service_links(docs: list[dict[str, Any]])
             assert {"name": "tmp", "mountPath": "/tmp"} in container(d)["volumeMounts"], name
     assert "USER agentjobs" in (ROOT / "Dockerfile").read_text()
     assert "--uid 10001" in (ROOT / "Dockerfile").read_text()
-
-
-def exported_series() -> dict[str, set[str]]:
-    """Every series name the exporter serves and the labels the code gives it."""
-    out = {}
-    for m in metrics.METRICS.values():
-        if m.kind == "counter":
-            out[m.prom_name + "_total"] = set(m.labels)
-        elif m.kind == "histogram":
-            out[m.prom_name + "_bucket"] = {*m.labels, "le"}
-            out[m.prom_name + "_sum"] = out[m.prom_name + "_count"] = set(m.labels)
-        else:
-            out[m.prom_name] = set(m.labels)
-    return out
 
 
 _SELECTOR = re.compile(r"\b(agentjobs_[a-z_]+)\{([^}]*)\}")

@@ -137,6 +137,23 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def exported_series() -> dict[str, set[str]]:
+    """Every series name the exporter serves and its labels, as Prometheus names them:
+    a counter ``<name>_total``, a histogram ``_bucket`` (with ``le``), ``_sum`` and
+    ``_count``, a gauge its name. What alerts, dashboards and scalers may select."""
+    out: dict[str, set[str]] = {}
+    for m in METRICS.values():
+        if m.kind == "counter":
+            out[m.prom_name + "_total"] = set(m.labels)
+        elif m.kind == "histogram":
+            out[m.prom_name + "_bucket"] = {*m.labels, "le"}
+            out[m.prom_name + "_sum"] = set(m.labels)
+            out[m.prom_name + "_count"] = set(m.labels)
+        else:
+            out[m.prom_name] = set(m.labels)
+    return out
+
+
 def check(name: str, kind: str, labels: Sequence[str]) -> Metric:
     """The metric ``name``, or ValueError when it is not a ``kind`` with that many labels."""
     m = METRICS[name]
