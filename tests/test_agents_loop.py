@@ -335,6 +335,34 @@ def test_a_hand_off_passes_its_payload_and_the_transcript(
     assert CALLS["lookup"] == 1 and sim_requests(fresh_sim) == 3
 
 
+def test_a_hand_off_to_an_agent_without_tools(agent_worker: Any, fresh_sim: Any) -> None:
+    # The transcript holds tool blocks; the API wants them defined: named, not callable.
+    Agent("loop_faq", model="haiku", system="You answer questions.", max_tokens=256)
+    router = Agent(
+        "loop_router2",
+        model="haiku",
+        system="[[sim:tool_rounds=1]] You route.",
+        handoffs=["loop_faq"],
+        max_tokens=256,
+    )
+    result = router.start("What are your opening hours?").wait(timeout=60)
+    assert result["status"] == "completed", result
+    rec = session_store().load(result["session_id"])
+    assert rec["agent"] == "loop_faq" and set(rec["chain"][1]["payload"]) == {"reason", "context"}
+    assert rec["steps"][1]["request"]["tools"] == ["transfer_to_loop_faq"]
+    assert sim_requests(fresh_sim) == 2
+
+
+def test_a_dead_lettered_step_fails_the_session(agent_worker: Any, fresh_sim: Any) -> None:
+    agent = Agent("loop_dead", model="haiku", system="[[sim:error=400]]", max_tokens=64)
+    result = agent.start("Hello.").wait(timeout=60)
+    assert result["status"] == "failed"
+    assert result["error"].startswith("step 1: dead-lettered as ")
+    rec = session_store().load(result["session_id"])
+    assert rec["steps"][0]["status"] == "failed" and rec["reserved_usd"] == 0.0
+    assert sim_requests(fresh_sim) == 1  # a 400 is not retried
+
+
 def test_a_bad_request_is_refused_at_start(clean: None) -> None:
     agent = Agent("loop_bad", model="haiku", max_tokens=10**6)
     with pytest.raises(RequestError):
