@@ -13,7 +13,8 @@ AgentJobsError
  ├── DeadLetteredError           the task gave up; names the dead-letter record
  ├── UnknownAgentError           no agent of that name is registered in this process
  ├── SessionStateError           the session's status does not allow that (approve, cancel)
- └── SessionTimeoutError (TimeoutError)  Session.wait ran out of time
+ ├── SessionTimeoutError (TimeoutError)  Session.wait ran out of time
+ └── EvalError                   an eval's cases or baseline file is wrong (names file:line)
 """
 
 from __future__ import annotations
@@ -82,3 +83,8 @@ class SessionStateError(AgentJobsError):
 
 class SessionTimeoutError(AgentJobsError, TimeoutError):
     """``Session.wait`` ran out of time before the session reached the status waited for."""
+
+
+class EvalError(AgentJobsError):
+    """An eval's cases or baseline file cannot be used; the message names the file (and
+    the line of a bad case)."""
