@@ -83,14 +83,39 @@ def unreachable(
     return fail(f"cannot {doing} the {service} {maybe_sanitize_url(url)} ({variable}): {exc}")
 
 
+#: The extra (pyproject.toml's optional-dependencies) that installs each optional library.
+EXTRAS = {
+    "aiohttp": "sim",
+    "flower": "ops",
+    "prometheus_client": "ops",
+    "psycopg": "postgres",
+    "opentelemetry": "otel",
+}
+
+
+def missing_extra(exc: BaseException) -> click.ClickException | None:
+    """``needs aiohttp: pip install 'agentjobs[sim]'`` for a library an extra brings."""
+    if not isinstance(exc, ModuleNotFoundError):
+        return None
+    top = (exc.name or "").partition(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    return fail(f"this needs {top}, which is not installed: pip install 'agentjobs[{extra}]'")
+
+
 def error_line(exc: BaseException, cli: CliContext | None) -> click.ClickException | None:
     """The one line for an error every command may meet, or None to let it propagate:
-    a bad setting or refused request (any AgentJobsError), the state store (a Redis
-    error) or the broker (kombu's OperationalError) unreachable."""
+    a bad setting or refused request (any AgentJobsError), an optional library missing
+    (the extra to install), the state store (a Redis error) or the broker (kombu's
+    OperationalError) unreachable."""
     from agentjobs.errors import AgentJobsError
 
     if isinstance(exc, AgentJobsError):
         return fail(str(exc))
+    extra = missing_extra(exc)
+    if extra is not None:
+        return extra
     # A library that was never imported raised nothing; looking it up instead of
     # importing it keeps `agentjobs sim --help` (click's exit goes through here) light.
     redis = sys.modules.get("redis")

@@ -96,5 +96,9 @@ their exception is DeadLetteredError naming the record (`agentjobs dlq show ID`)
 @pass_cli
 def flower(cli: CliContext, ctx: click.Context, address: str, port: int, no_auth: bool) -> None:
     """Run Flower for agentjobs (password required outside local development)."""
+    import importlib.util
+
+    if importlib.util.find_spec("flower") is None:  # else Celery: "No such command"
+        raise ModuleNotFoundError("No module named 'flower'", name="flower")
     argv = flower_argv(address, port, no_auth, tuple(ctx.args))
     cli.app.start(argv=argv)
