@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo demo-agent test test-lower lint format bench services clean
+.PHONY: install demo demo-agent test test-lower test-core lint format bench services clean
 
 install: $(VENV)/.installed
 
@@ -26,11 +26,17 @@ demo-agent: install
 test: install services lint
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) test-lower
+	$(MAKE) test-core
 
 # The lowest versions pyproject.toml declares, in a venv of their own (.venv/lower): a
 # subset of the tests (scripts/lower-bounds.sh says which).
 test-lower: services
 	PYTHON=$(PYTHON) LOWER_VENV=$(VENV)/lower bash scripts/lower-bounds.sh
+
+# `pip install .` with no extra, in a venv of its own (.venv/core): what a web process that
+# only calls .delay() gets (scripts/core-install.sh says what it checks).
+test-core: install services
+	PYTHON=$(PYTHON) CORE_VENV=$(VENV)/core SIM_PYTHON=$(abspath $(PY)) bash scripts/core-install.sh
 
 # Markdown is left out of the format check: ruff >= 0.17 also reformats code blocks in
 # .md files (undoing the docs' aligned comments), older versions do not.
