@@ -15,6 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
+
 from agentjobs.agents import hooks, record
 from agentjobs.agents.agent import AGENTS
 from agentjobs.agents.store import Record
@@ -23,6 +27,21 @@ from agentjobs.agents.stores import session_store
 log = logging.getLogger(__name__)
 
 Change = Callable[[Record], Record | None]
+
+
+def outage(exc: BaseException) -> bool:
+    """Whether ``exc`` is a store or broker that cannot be reached (it will come back),
+    not a problem of the session: the state store (Redis), the broker (kombu), a
+    PostgreSQL session store (psycopg's OperationalError), a socket."""
+    if isinstance(exc, redis.RedisError | OperationalError | OSError):
+        return True
+    return type(exc).__name__ == "OperationalError" and type(exc).__module__.startswith("psycopg")
+
+
+def requeue(exc: BaseException) -> Reject:
+    """Give the message back to the broker (redelivered, never lost), as the pipeline
+    does when the state store is down (``recovery.store_down``)."""
+    return Reject(f"store or broker unreachable, message requeued: {exc!r}", requeue=True)
 
 
 def write(session_id: str, change: Change) -> tuple[Record, bool]:

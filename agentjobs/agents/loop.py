@@ -44,7 +44,6 @@ import logging
 import time
 from typing import Any
 
-import redis
 from celery.exceptions import Ignore, Reject, Retry
 
 from agentjobs import catalog, pipeline
@@ -196,15 +195,23 @@ def run_step(task: Any, session_id: str, n: int) -> dict[str, Any]:
     except SessionNotFound:
         log.warning("step %s of session %s: no such session", n, session_id)
         return out | {"status": None}
-    except redis.RedisError as exc:  # the state store is down: the broker keeps the step
-        raise Reject(f"state store unreachable, message requeued: {exc}", requeue=True) from exc
-    except AgentJobsError as exc:  # a permanent problem of this session: say so in it
-        log.warning("step %s of session %s failed: %s", n, session_id, exc)
-        return out | {"status": _fail(session_id, n, str(exc))["status"]}
-    except Exception as exc:  # a bug, here or in a hook: the session says so, never hangs
-        log.exception("step %s of session %s failed", n, session_id)
-        error = f"step {n}: {type(exc).__name__}: {exc}"
-        return out | {"status": _fail(session_id, n, error)["status"]}
+    except Exception as exc:
+        if checkpoint.outage(exc):  # the store or broker is down: the broker keeps the step
+            raise checkpoint.requeue(exc) from exc
+        # A problem of this session (an agent not loaded here, a bad request) or a bug:
+        # the session says so, and never hangs in running.
+        if isinstance(exc, AgentJobsError):
+            error = str(exc)
+            log.warning("step %s of session %s failed: %s", n, session_id, exc)
+        else:
+            error = f"step {n}: {type(exc).__name__}: {exc}"
+            log.exception("step %s of session %s failed", n, session_id)
+        try:
+            return out | {"status": _fail(session_id, n, error)["status"]}
+        except Exception as again:
+            if checkpoint.outage(again):
+                raise checkpoint.requeue(again) from again
+            raise
 
 
 def _run_step(task: Any, session_id: str, n: int) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import logging
 import time
 from typing import Any
 
-import redis
 from celery.exceptions import Ignore, Reject, Retry
 
 from agentjobs.agents import ceilings, checkpoint, dispatch, handoff, hooks, record
@@ -251,14 +250,20 @@ def run_tool(task: Any, session_id: str, n: int, tool_use_id: str) -> dict[str, 
         return _run_tool(task, session_id, n, tool_use_id)
     except (Retry, Reject, Ignore):
         raise
-    except redis.RedisError as exc:  # the state store is down: the broker keeps the call
-        raise Reject(f"state store unreachable, message requeued: {exc}", requeue=True) from exc
-    except Exception as exc:  # a bug, or a store that refuses: the session says so
+    except Exception as exc:
+        if checkpoint.outage(exc):  # the store or broker is down: the broker keeps the call
+            raise checkpoint.requeue(exc) from exc
+        # A bug, or a store that refuses the record: the session says so, never hangs.
         log.exception("tool call %s of session %s failed", tool_use_id, session_id)
         error = f"tool call {tool_use_id} of step {n}: {type(exc).__name__}: {exc}"
-        checkpoint.write(
-            session_id, lambda r: None if record.is_final(r) else checkpoint.fail(r, error)
-        )
+        try:
+            checkpoint.write(
+                session_id, lambda r: None if record.is_final(r) else checkpoint.fail(r, error)
+            )
+        except Exception as again:
+            if checkpoint.outage(again):
+                raise checkpoint.requeue(again) from again
+            raise
         return {"session_id": session_id, "step": n, "tool_use_id": tool_use_id, "done": False}
 
 
