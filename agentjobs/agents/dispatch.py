@@ -28,9 +28,10 @@ def tool_name(name: str, session_id: str, n: int) -> str:
 
 
 def _app() -> Any:
-    from agentjobs.worker.app import app
+    # The project's own app once agentjobs.install ran on it, else agentjobs' own.
+    from agentjobs.worker.app import publishing_app
 
-    return app
+    return publishing_app()
 
 
 def send_step(session_id: str, n: int, agent: str, model: str) -> None:
