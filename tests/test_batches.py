@@ -105,7 +105,10 @@ def test_a_refused_entry_is_dead_lettered_with_its_batch_id(
     assert rec.reason == "permanent error"
     extra = rec.model_dump()
     assert extra["batch_id"].startswith("msgbatch_") and extra["batch_id"] in rec.message
-    assert lane.stats()["batches"] == 1  # a permanent error is not sent again
+    # Each of the 4 requests went out in a batch once: the permanent error was not sent
+    # again. (How many batches carried them depends on when the batcher's tick fell
+    # between the four publishes, which a loaded machine moves.)
+    assert lane.stats()["batch_requests"] == 4
 
 
 def test_an_errored_entry_follows_the_retry_policy(
