@@ -11,6 +11,7 @@ result backend.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,3 +75,34 @@ def purge_queues() -> Iterator[None]:
 def worker(agentjobs_worker: Any) -> Any:
     """An in-process worker on every claude.* queue, against the simulator."""
     return agentjobs_worker
+
+
+#: The PostgreSQL the suite creates its private database on (trust auth, as a superuser).
+POSTGRES_URL = os.environ.get(
+    "AGENTJOBS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of a private database (``agentjobs_test_<random>``) on POSTGRES_URL's
+    server, created for this run and dropped at its end; skipped when PostgreSQL is down,
+    failing in CI (CI=true), as RabbitMQ's tests do."""
+    import urllib.parse
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (CI must test it): {why}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {why}")
+    name = f"agentjobs_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urllib.parse.urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
