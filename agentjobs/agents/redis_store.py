@@ -67,6 +67,14 @@ def check_status(status: str | None) -> None:
         raise RequestError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
 
 
+def check_record(stored: Record) -> None:
+    """Refuse to write a record whose status is none of STATUSES (both backends)."""
+    if stored.get("status") not in STATUSES:
+        raise RequestError(
+            f"session {stored.get('session_id')!r}: unknown status {stored.get('status')!r}"
+        )
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -111,10 +119,9 @@ class RedisSessionStore(SessionStore):
         return stored
 
     def _write(self, mode: str, read: int, stored: Record) -> list[Any]:
+        check_record(stored)
         session_id = str(stored["session_id"])
-        status = stored.get("status")
-        if status not in STATUSES:
-            raise RequestError(f"session {session_id!r}: unknown status {status!r}")
+        status = stored["status"]
         ttl_ms = max(1, int(get_settings().session_retention_s * 1000))
         args = [
             mode,
@@ -122,7 +129,7 @@ class RedisSessionStore(SessionStore):
             dumps(stored),
             dumps(summary(stored)),
             STATUSES.index(status) + 1,
-            float(stored["created_at"]),
+            float(stored.get("created_at") or stored["updated_at"]),
             ttl_ms,
             uuid.uuid4().hex,  # one token for every retry of this write
             session_id,

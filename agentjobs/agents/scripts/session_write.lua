@@ -36,15 +36,21 @@ redis.call('HSET', KEYS[1], 'version', new_version, 'record', ARGV[3], 'summary'
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 
 -- The indexes: the session under its created_at, and under its status only. They live
--- as long as their newest member could (each write pushes their TTL out); members of
--- expired records are dropped by `list` and by the next create (redis_store.py).
+-- as long as their longest-lived member could (a write pushes their TTL out, never in,
+-- should the retention have been shortened since); members of expired records are
+-- dropped by `list` and by the next create (redis_store.py).
+local function outlive(k)
+  if redis.call('PTTL', k) < tonumber(ARGV[7]) then
+    redis.call('PEXPIRE', k, ARGV[7])
+  end
+end
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[9])
-redis.call('PEXPIRE', KEYS[2], ARGV[7])
+outlive(KEYS[2])
 local now = tonumber(ARGV[5])
 local was = tonumber(stored[2])
 if was and was ~= now then
   redis.call('ZREM', KEYS[2 + was], ARGV[9])
 end
 redis.call('ZADD', KEYS[2 + now], ARGV[6], ARGV[9])
-redis.call('PEXPIRE', KEYS[2 + now], ARGV[7])
+outlive(KEYS[2 + now])
 return {'ok'}
