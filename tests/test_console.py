@@ -1,0 +1,303 @@
+"""The ops console in a real headless browser (Debian's Chromium, driven by Playwright)
+against a live stack: the private Redis, an in-process worker and the simulator.
+
+Dead letters are made for real (the simulator's spend cap refuses a call; the group's
+pause dead-letters the next), lifted and replayed from the pages; an agent session
+waits for approval and is approved from its page. Set AGENTJOBS_CONSOLE_SCREENSHOTS=DIR
+(docs/img) to write a screenshot of each page. Skipped when Chromium is missing, except
+in CI (CI=true), which must run it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import agentjobs.agents.tasks  # noqa: F401  (registers the loop's tasks on the app)
+from agentjobs.agents.agent import Agent
+from agentjobs.agents.tool import tool
+from agentjobs.cli import main
+from agentjobs.console.app import Console
+from agentjobs.console.server import check_address, make
+from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
+from agentjobs.contrib.testing import wait_for
+from agentjobs.errors import ConfigurationError, DeadLetteredError
+from agentjobs.limiter import pause
+from agentjobs.reliability import deadletter
+from agentjobs.worker.tasks import complete
+
+CHROMIUM = "/usr/bin/chromium"
+QUEUES = (*all_queues(), "agentjobs.tools")
+SHOTS = os.environ.get("AGENTJOBS_CONSOLE_SCREENSHOTS")
+
+pw_sync = pytest.importorskip("playwright.sync_api")
+
+
+@tool(requires_approval=True)
+def console_refund(amount: int) -> str:
+    """Refund an amount to the customer."""
+    return f"refunded {amount}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module (each test opens its own context)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} missing: CI must run the browser tests (scripts/services.sh)")
+        pytest.skip(f"{CHROMIUM} missing (apt-get install chromium)")
+    with pw_sync.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+def serve(console: Console, users: dict[str, str]) -> Iterator[str]:
+    server = make("127.0.0.1", 0, console, users)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def console_url(agentjobs_redis: Any) -> Iterator[str]:
+    """``agentjobs console``'s server on a free loopback port (no auth: loopback)."""
+    yield from serve(Console(), {})
+
+
+@pytest.fixture(scope="module")
+def live_worker(agentjobs_redis: Any, agentjobs_sim_server: Any) -> Iterator[Any]:
+    """One in-process worker for the module: the claude.* queues and agentjobs.tools."""
+    purge(QUEUES)
+    with in_process_worker(QUEUES, concurrency=8) as worker:
+        yield worker
+    purge(QUEUES)
+
+
+@pytest.fixture
+def stack(live_worker: Any, state_redis: Any, fresh_sim: Any) -> Any:
+    """The worker with an empty state store and a reset simulator."""
+    return fresh_sim
+
+
+@pytest.fixture
+def page(browser: Any, console_url: str) -> Iterator[Any]:
+    context = browser.new_context(base_url=console_url, viewport={"width": 1280, "height": 900})
+    p = context.new_page()
+    yield p
+    context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    if SHOTS:
+        page.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"), full_page=True)
+
+
+def dead_letter_of(res: Any) -> str:
+    with pytest.raises(DeadLetteredError) as info:
+        res.get(timeout=30)
+    return str(info.value).split("dead-lettered as ")[1].split()[0]
+
+
+def kept_out(page: Any, url: str) -> bool:
+    try:
+        response = page.goto(url)
+    except pw_sync.Error as exc:
+        return "ERR_INVALID_AUTH_CREDENTIALS" in str(exc)
+    return bool(response.status == 401 and "Dead letters" not in page.content())
+
+
+def flash(page: Any) -> str:
+    return str(page.get_by_role("status").inner_text())
+
+
+def test_dead_letters_lifted_replayed_and_purged_from_the_pages(stack: Any, page: Any) -> None:
+    # The account's spend limit: the first Sonnet call is refused and pauses the group;
+    # the next one is dead-lettered without a call.
+    capped = complete.delay(prompt="[[sim:error=spend]] hi", model="sonnet")
+    capped_dl = dead_letter_of(capped)
+    text = "Summarise <b>bold</b> & <script>alert(1)</script> please"
+    key = f"k-{uuid.uuid4()}"
+    waiting = complete.delay(prompt=text, model="sonnet", idempotency_key=key)
+    waiting_dl = dead_letter_of(waiting)
+    assert pause.spend_paused("sonnet")
+
+    page.goto("/limiter")
+    sonnet = page.locator("section#sonnet")
+    assert "PAUSED: spend_limit" in sonnet.inner_text()
+    shot(page, "limiter")
+    sonnet.locator("form[action='/limiter/resume'] button").click()
+    assert "sonnet: lifted spend_limit" in flash(page)
+    assert pause.spend_paused("sonnet") is None
+    assert "PAUSED" not in page.locator("section#sonnet").inner_text()
+
+    page.goto("/deadletters")
+    rows = page.locator("tbody tr")
+    assert rows.count() == 2
+    assert "SpendLimitError" in page.locator("tbody").inner_text()
+    shot(page, "deadletters")
+
+    page.get_by_role("link", name=waiting_dl).click()
+    request_json = page.locator("pre").inner_text()
+    assert text in request_json  # user text shown as text...
+    assert page.locator("main script, pre b").count() == 0  # ...never as markup
+    shot(page, "deadletter")
+    page.locator("form[action='/deadletters/replay'] button").first.click()
+    done = flash(page)
+    task_id = re.search(rf"{waiting_dl} as task (\S+)", done)
+    assert task_id, done
+    result = complete.AsyncResult(task_id.group(1)).get(timeout=30)
+    assert result["text"] and result["idempotency_key"] == key
+    wait_for(lambda: deadletter.get(waiting_dl) is None, timeout=20)
+    page.reload()
+    assert waiting_dl not in page.locator("tbody").inner_text()
+    assert page.locator("tbody tr").count() == 1
+
+    # Purge all needs the box ticked; then the list is empty.
+    page.get_by_role("button", name="purge all").click()
+    assert "tick 'sure'" in page.get_by_role("alert").inner_text()
+    assert deadletter.get(capped_dl) is not None
+    page.get_by_label("sure").check()
+    page.get_by_role("button", name="purge all").click()
+    assert "purged 1; 0 remain" in flash(page)
+    assert deadletter.count() == 0 and "no dead letters" in page.locator("main").inner_text()
+
+
+def test_a_post_without_the_csrf_token_is_refused(stack: Any, page: Any) -> None:
+    dl_id = dead_letter_of(complete.delay(prompt="[[sim:error=400]] refused"))
+    page.goto(f"/deadletters/{dl_id}")
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    assert token and len(token) == 64
+    # The browser's own cookie goes along (page.request shares the context's jar).
+    for form in ({"id": dl_id}, {"id": dl_id, "csrf_token": "0" * 64}):
+        refused = page.request.post("/deadletters/purge", form=form)
+        assert refused.status == 403 and "CSRF" in refused.text()
+    # A token with another browser's cookie is refused too.
+    other = page.context.browser.new_context(base_url=page.url.split("/deadletters")[0])
+    try:
+        other.new_page().goto("/")
+        resp = other.request.post("/deadletters/purge", form={"id": dl_id, "csrf_token": token})
+        assert resp.status == 403
+    finally:
+        other.close()
+    # GET never changes state.
+    assert page.request.get(f"/deadletters/purge?id={dl_id}").status == 404
+    assert deadletter.get(dl_id) is not None
+    ok = page.request.post("/deadletters/purge", form={"id": dl_id, "csrf_token": token})
+    assert ok.status == 200 and deadletter.get(dl_id) is None
+
+
+def test_every_page_renders_against_a_live_stack(stack: Any, page: Any) -> None:
+    for i in range(4):
+        complete.delay(prompt=f"question {i}", tenant="acme").get(timeout=30)
+    complete.delay(prompt="a longer one", model="sonnet", tenant="globex").get(timeout=30)
+    dead_letter_of(complete.delay(prompt="[[sim:error=400]] a bad one"))
+
+    page.goto("/")
+    assert page.title() == "Overview - agentjobs console"
+    charts = page.locator("svg.chart")
+    assert charts.count() == 4
+    # the window's bars: 4 + 1 tasks succeeded, cost drawn
+    assert page.locator("svg[aria-label='tasks finished'] rect").count() >= 1
+    assert page.locator("svg[aria-label='cost at list price'] rect").count() >= 1
+    assert "claude.haiku" in page.locator("main table").first.inner_text()
+    shot(page, "overview")
+
+    page.goto("/cost")
+    main_text = page.locator("main").inner_text()
+    assert "acme" in main_text and "globex" in main_text and "claude.sonnet" in main_text
+    assert page.locator("svg[aria-label='cost per hour, last 24 h'] rect").count() >= 1
+    shot(page, "cost")
+
+    page.goto("/batches")
+    assert "no open batch" in page.locator("main").inner_text()
+    shot(page, "batches")
+
+    page.goto("/limiter")
+    for group in ("haiku", "sonnet", "opus"):
+        assert page.locator(f"section#{group} table").count() == 2
+    assert "itpm" in page.locator("section#haiku").inner_text()
+
+    page.goto("/no/such/page")
+    assert "no page /no/such/page" in page.get_by_role("alert").inner_text()
+
+
+def test_approve_from_the_page_resumes_the_session(stack: Any, page: Any) -> None:
+    agent = Agent(
+        "console_approve",
+        model="haiku",
+        system="[[sim:tool_rounds=1]]",
+        tools=[console_refund],
+        max_tokens=256,
+    )
+    session = agent.start("Refund me <i>now</i>.", tenant="acme")
+    assert session.wait(timeout=30, until=("waiting_approval",))["status"] == "waiting_approval"
+
+    page.goto("/sessions")
+    assert page.locator("tbody tr").count() == 1
+    assert "waiting_approval" in page.locator("tbody").inner_text()
+    shot(page, "sessions")
+    page.get_by_role("link", name=session.id).click()
+    assert "Refund me <i>now</i>." in page.locator("main").inner_text()
+    assert page.locator("main i").count() == 0
+    shot(page, "session")
+    page.get_by_role("button", name="approve").click()
+    assert "approved" in flash(page)
+    result = session.wait(timeout=30)
+    assert result["status"] == "completed"
+    (call,) = session.record()["tool_calls"]
+    assert call["approval"]["decision"] == "approved" and call["output"]
+    page.reload()
+    assert "completed" in page.locator("table.pairs").inner_text()
+    assert page.get_by_role("button", name="approve").count() == 0
+
+
+def test_off_loopback_it_needs_authentication(
+    browser: Any, agentjobs_redis: Any, state_redis: Any
+) -> None:
+    with pytest.raises(ConfigurationError, match="needs authentication"):
+        check_address("0.0.0.0", {})
+    check_address("0.0.0.0", {"ops": "pw"})
+    check_address("0.0.0.0", {}, no_auth=True)
+    check_address("127.0.0.1", {})
+    refused = CliRunner().invoke(main, ["console", "--address", "0.0.0.0", "--port", "0"])
+    assert refused.exit_code == 1 and "needs authentication" in refused.output
+    bad = CliRunner().invoke(main, ["console", "--basic-auth", "nopassword", "--port", "0"])
+    assert bad.exit_code == 1 and "user:password" in bad.output
+
+    for url in serve(Console(), {"ops": "s3cret"}):
+        anonymous = browser.new_context()
+        wrong = browser.new_context(http_credentials={"username": "ops", "password": "nope"})
+        right = browser.new_context(http_credentials={"username": "ops", "password": "s3cret"})
+        try:
+            # The browser is kept out without the right password (Chromium shows the 401,
+            # or gives up on credentials it was given: either way, no page)...
+            for context in (anonymous, wrong):
+                assert kept_out(context.new_page(), url + "/deadletters")
+            # ...the server's answers themselves:
+            challenge = anonymous.request.get(url + "/deadletters")
+            assert challenge.status == 401 and "Basic" in challenge.headers["www-authenticate"]
+            assert "Dead letters" not in challenge.text()
+            basic = "Basic " + base64.b64encode(b"ops:nope").decode()
+            assert anonymous.request.get(url, headers={"Authorization": basic}).status == 401
+            post = anonymous.request.post(url + "/deadletters/purge", form={"all": "1"})
+            assert post.status == 401
+            ok = right.new_page()
+            assert ok.goto(url + "/deadletters").status == 200
+            assert ok.title() == "Dead letters - agentjobs console"
+        finally:
+            for c in (anonymous, wrong, right):
+                c.close()
