@@ -31,6 +31,10 @@ COMMANDS: dict[str, Lazy] = {
         "agentjobs.cli.batches:batches",
         "The Message Batches lane: requests waiting, batches open (half price, within 24 h).",
     ),
+    "console": Lazy(
+        "agentjobs.cli.console:console",
+        "The ops console in the browser: dead letters, sessions, batches, cost, limiter.",
+    ),
     "cost": Lazy(
         "agentjobs.cli.cost:cost_command",
         "Spend recorded by the workers: per day, model, tenant and queue.",
