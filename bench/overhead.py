@@ -37,13 +37,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import os
 import platform
-import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -51,9 +48,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
 from report import cpu_model, write_section
 
+from agentjobs.contrib.roundtrips import SETUP, RoundTrips
 from agentjobs.contrib.testing import RedisServer, SimProcess, WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,87 +229,21 @@ def measure(args: argparse.Namespace, state_url: str) -> dict[str, Any]:
 
 # --- state-store round trips ---------------------------------------------------------
 
-_LINE = re.compile(r"^\S+ \[(\d+) ([^\]]*)\] (.*)$")
-_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
-#: Commands that set a connection up or load a script (per connection or process)
-#: rather than act on a key.
-_SETUP = ("SELECT", "CLIENT", "HELLO", "AUTH", "SCRIPT")
 #: Per worker and period, not per task (matched in a command's name).
 _HOUSEKEEPING = ("metrics:workers", "ledger:lock", "idempotency_renew.lua")
 
 
-def _script_names() -> dict[str, str]:
-    """SHA-1 of every Lua script file of the package -> its file name."""
-    return {
-        hashlib.sha1(p.read_text(encoding="utf-8").encode()).hexdigest(): p.name
-        for p in (ROOT / "agentjobs").rglob("scripts/*.lua")
-    }
-
-
-def _concept(key: str) -> str:
-    parts = key.split(":")[1:]  # without the prefix
-    if parts[:2] in (["metrics", "workers"], ["ledger", "lock"]):
-        return ":".join(parts[:2])
-    return parts[0] if parts else key
-
-
-def _named(seen: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
-    """(client, name) of each round trip; a MULTI ... EXEC transaction is one."""
-    scripts = _script_names()
-    out: list[tuple[str, str]] = []
-    open_tx: dict[str, list[str]] = {}
-    for who, args in seen:
-        op = args[0].upper()
-        if op == "MULTI":
-            open_tx[who] = []
-        elif op == "EXEC":
-            out.append((who, "MULTI " + " ".join(sorted(set(open_tx.pop(who, []))))))
-        elif who in open_tx:
-            open_tx[who].append(_concept(args[1]) if len(args) > 1 else op)
-        elif op == "EVALSHA":
-            out.append((who, scripts.get(args[1]) or f"EVALSHA {_concept(args[3])}"))
-        elif op in _SETUP or len(args) < 2:
-            out.append((who, op))
-        else:
-            out.append((who, f"{op} {_concept(args[1])}"))
-    return out
-
-
 def count_round_trips(send: Callable[[int], Any], n: int, state_url: str) -> dict[str, Any]:
     """Submit ``n`` complete tasks at once and count the state store's commands per task,
-    by side (worker, caller) and name."""
+    by side (worker, caller) and name (agentjobs/contrib/roundtrips.py)."""
     from agentjobs.ops import metrics
 
     if n <= 0:
         return {}
-    db = int(state_url.rsplit("/", 1)[1])
-    own = redis.Redis.from_url(state_url, single_connection_client=True)
-    own_addr = str(own.client_info()["addr"])
-    marker = f"end-of-count-{uuid.uuid4().hex}"
-    seen: list[tuple[str, list[str]]] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        with redis.Redis.from_url(state_url).monitor() as m:
-            ready.set()
-            while True:
-                raw = m.connection.read_response()
-                line = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-                found = _LINE.match(line)
-                if found is None:
-                    continue
-                where, who, rest = found.groups()
-                args = _ARG.findall(rest)
-                if args[:2] == ["ECHO", marker]:
-                    return
-                if int(where) == db and who not in ("lua", own_addr):
-                    seen.append((who, args))
-
+    trips = RoundTrips(state_url)
+    own = trips.own
     outcomes = metrics.read_total(own).sum("tasks")
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    ready.wait(10)
-    try:
+    with trips.counting(timeout=30):
         results = [send(i) for i in range(n)]
         for r in results:
             r.get(timeout=120)
@@ -323,15 +254,11 @@ def count_round_trips(send: Callable[[int], Any], n: int, state_url: str) -> dic
                 print("round trips: not every outcome was counted", file=sys.stderr)
                 break
             time.sleep(0.05)
-    finally:
-        own.echo(marker)
-        reader.join(30)
-    names = {c["addr"]: c.get("name", "") for c in own.client_list()}
-    own.close()
+    names = trips.client_names
     by_side: dict[str, Counter[str]] = {side: Counter() for side in (*SIDES.values(), "other")}
     apart: Counter[str] = Counter()
-    for who, name in _named(seen):
-        if name in _SETUP or any(h in name for h in _HOUSEKEEPING):
+    for who, name in trips.named():
+        if name in SETUP or any(h in name for h in _HOUSEKEEPING):
             apart[name] += 1
         else:
             by_side[SIDES.get(names.get(who, ""), "other")][name] += 1

@@ -4,28 +4,23 @@ Each command agentjobs sends to the state store is a round trip: 0.1-0.15 ms of 
 worker's CPU (Python included) and one command of the one Redis every worker shares,
 so round trips per task times tasks per second is what that Redis must serve. The
 merged calls below are what keeps a task at eight. Nothing here is timed: commands
-are seen with MONITOR on the private Redis, kept when they ran on the state store's
-DB (the broker and the result backend share that server), and named by script or
-command; bench/overhead.py counts them the same way under load.
+are seen with MONITOR on the private Redis and named by script or command
+(agentjobs/contrib/roundtrips.py); bench/overhead.py counts them the same way under
+load.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from conftest import in_process_worker
 
-import agentjobs
 from agentjobs import complete
+from agentjobs.contrib.roundtrips import RoundTrips
 from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import RateLimitedError, SpendLimitError
 from agentjobs.limiter import admission, pause
@@ -59,109 +54,6 @@ CALLER = (
 #: per connection or process: the SELECT of the state store's DB when a pool opens a
 #: connection, SCRIPT EXISTS / LOAD when a script is first used in a pipeline.
 HOUSEKEEPING = ("metrics:workers", "ledger:lock", "idempotency_renew.lua", "SELECT", "SCRIPT")
-#: Commands that set a connection up or load a script rather than act on a key.
-_SETUP = ("SELECT", "CLIENT", "HELLO", "SCRIPT")
-
-_LINE = re.compile(r"^\S+ \[(\d+) ([^\]]*)\] (.*)$")
-_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
-
-
-def _script_names() -> dict[str, str]:
-    """SHA-1 of every Lua script shipped in the package -> its file name."""
-    root = Path(agentjobs.__file__).parent
-    return {
-        hashlib.sha1(p.read_text(encoding="utf-8").encode()).hexdigest(): p.name
-        for p in root.rglob("scripts/*.lua")
-    }
-
-
-def _concept(key: str) -> str:
-    """The concept a key belongs to: ``agentjobs:ledger:times`` -> ``ledger``; the keys of
-    housekeeping keep their second part (``metrics:workers``, ``ledger:lock``)."""
-    parts = key.split(":")[1:]  # without the prefix
-    if parts[:2] in (["metrics", "workers"], ["ledger", "lock"]):
-        return ":".join(parts[:2])
-    return parts[0] if parts else key
-
-
-class Commands:
-    """Every command the state store's DB runs while the block runs, as sent by clients
-    (commands a script runs inside Redis are not round trips)."""
-
-    def __init__(self, url: str) -> None:
-        self.db = int(url.rsplit("/", 1)[1])
-        self.url = url
-        self.seen: list[tuple[str, list[str]]] = []  # (client, args)
-        self._marker = f"end-of-count-{id(self)}"
-        #: The counter's own client, for reads the count must not see (its commands
-        #: are left out).
-        self.own = redis.Redis.from_url(url, single_connection_client=True)
-        self._own_addr = str(self.own.client_info()["addr"])
-
-    @contextmanager
-    def counting(self) -> Iterator[Commands]:
-        client = redis.Redis.from_url(self.url)
-        ready = threading.Event()
-
-        def read() -> None:
-            with client.monitor() as m:
-                ready.set()
-                while True:
-                    raw = m.connection.read_response()
-                    line = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-                    found = _LINE.match(line)
-                    if found is None:
-                        continue
-                    db, who, rest = found.groups()
-                    args = _ARG.findall(rest)
-                    if args[:2] == ["ECHO", self._marker]:
-                        return
-                    if int(db) == self.db and who not in ("lua", self._own_addr):
-                        self.seen.append((who, args))
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        assert ready.wait(10)
-        try:
-            yield self
-        finally:
-            self.own.echo(self._marker)
-            reader.join(10)
-            client.close()
-            self.own.close()
-
-    def named(self) -> list[str]:
-        """The round trips, named; a MULTI ... EXEC transaction is one."""
-        scripts = _script_names()
-        out: list[str] = []
-        open_tx: dict[str, list[str]] = {}
-        for who, args in self.seen:
-            op = args[0].upper()
-            if op == "MULTI":
-                open_tx[who] = []
-            elif op == "EXEC":
-                concepts = sorted(set(open_tx.pop(who, [])))
-                out.append("MULTI " + " ".join(concepts))
-            elif who in open_tx:
-                open_tx[who].append(_concept(args[1]))
-            elif op == "EVALSHA":
-                out.append(_script_call(scripts.get(args[1], "script"), args))
-            elif op in _SETUP or len(args) < 2:
-                out.append(op)
-            else:
-                out.append(f"{op} {_concept(args[1])}")
-        return out
-
-
-def _script_call(name: str, args: list[str]) -> str:
-    if name != "metrics_add.lua":
-        return name
-    # KEYS total, minute, in-flight; ARGV ttl, member to drop, member to add, its start,
-    # then field/increment pairs: named by the counters it adds and the in-flight marks.
-    argv = args[3 + int(args[2]) :]
-    counters = sorted({f.split("|")[1] for f in argv[4::2] if f.startswith("c|")})
-    marks = ("+in-flight" if argv[2] else "") + (" -in-flight" if argv[1] else "")
-    return f"{name} [{' '.join(counters)}] {marks}".strip().replace("  ", " ")
 
 
 def _housekeeping(name: str) -> bool:
@@ -198,7 +90,7 @@ def test_a_task_costs_eight_state_store_round_trips(
         # Warm: scripts loaded, the worker registered, connections open.
         complete.delay(prompt="warm the worker up", model="haiku", max_tokens=8).get(timeout=30)
         wait_for(lambda: metrics.read_total().sum("tasks") == 1, timeout=10, what="warm-up")
-        with Commands(get_settings().redis_url).counting() as seen:
+        with RoundTrips(get_settings().redis_url).counting() as seen:
             results = [
                 complete.delay(prompt=f"count my round trips {i}", model="haiku", max_tokens=8)
                 for i in range(n)
@@ -211,7 +103,7 @@ def test_a_task_costs_eight_state_store_round_trips(
                 timeout=10,
                 what="outcomes",
             )
-    named = seen.named()
+    named = [name for _, name in seen.named()]
     per_task = Counter(x for x in named if not _housekeeping(x))
     assert per_task == Counter({name: n for name in WORKER + CALLER})
     assert len(WORKER) == 8
