@@ -45,15 +45,20 @@ def meet(name: str) -> str:
     return f"met {name}"
 
 
-@pytest.fixture
-def agent_worker(state_redis: Any, fresh_sim: Any) -> Iterator[Any]:
-    """One in-process worker on the claude.* queues and agentjobs.tools."""
-    CALLS.clear()
-    BARRIER.reset()
+@pytest.fixture(scope="module")
+def module_worker(agentjobs_redis: Any, agentjobs_sim_server: Any) -> Iterator[Any]:
+    """One in-process worker on the claude.* queues and agentjobs.tools for the module."""
     purge(QUEUES)
     with in_process_worker(QUEUES, concurrency=8) as worker:
         yield worker
     purge(QUEUES)
+
+
+@pytest.fixture
+def agent_worker(module_worker: Any, state_redis: Any, fresh_sim: Any) -> Any:
+    CALLS.clear()
+    BARRIER.reset()
+    return module_worker
 
 
 #: Over Sonnet's 1,024-token minimum, so the system prompt and tools are cached.

@@ -1,8 +1,8 @@
 """The loop's rules, each through real in-process workers, Redis and the simulator:
 ceilings stop a session before the call that would pass them (the simulator's request
 count says no call was made past them), tool errors and invalid inputs go back to the
-model, approvals pause without a worker, hand-offs, cancel; and a redelivered step or
-tool call (its task run again) does not call the model or the tool again."""
+model, approvals pause without a worker, hand-offs, cancel, stop reasons
+(test_agents_redelivery.py: a task run again makes no second call)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from agentjobs.agents import control
 from agentjobs.agents.agent import Agent
 from agentjobs.agents.handoff import Handoff
 from agentjobs.agents.stores import session_store
-from agentjobs.agents.tasks import agent_step, tool_call
 from agentjobs.agents.tool import tool
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.contrib.testing import wait_for
@@ -94,11 +93,18 @@ def clean(state_redis: Any, fresh_sim: Any) -> Iterator[None]:
     purge(QUEUES)
 
 
-@pytest.fixture
-def agent_worker(clean: None) -> Iterator[Any]:
-    """One in-process worker on the claude.* queues and agentjobs.tools."""
+@pytest.fixture(scope="module")
+def module_worker(agentjobs_redis: Any, agentjobs_sim_server: Any) -> Iterator[Any]:
+    """One in-process worker on the claude.* queues and agentjobs.tools for the module
+    (each test waits for its sessions to end, so none leaves work behind)."""
+    purge(QUEUES)
     with in_process_worker(QUEUES, concurrency=8) as worker:
         yield worker
+
+
+@pytest.fixture
+def agent_worker(module_worker: Any, clean: None) -> Any:
+    return module_worker
 
 
 def sim_requests(sim: Any) -> int:
@@ -371,56 +377,6 @@ def test_a_bad_request_is_refused_at_start(clean: None) -> None:
         Agent("loop_ok", model="haiku").start("hello", session_id="no spaces allowed")
 
 
-# -- exactly once -------------------------------------------------------------------------
-
-
-def _rewind(session_id: str, old: dict[str, Any]) -> None:
-    """Put an older copy of the record back (a checkpoint lost in a crash)."""
-    store = session_store()
-    current = store.load(session_id)
-    store.put({**old, "version": current["version"]})
-
-
-def test_a_redelivered_step_and_tool_call_are_not_made_again(clean: None, fresh_sim: Any) -> None:
-    # No worker: each task runs here, by hand, as a redelivery would run it again.
-    agent = Agent("loop_redeliver", model="haiku", system="[[sim:tool_rounds=1]]", tools=[lookup])
-    session = agent.start("Look 'loop' up.")
-    sid = session.id
-    store = session_store()
-    before_step = store.load(sid)
-    step = {"session_id": sid, "n": 1, "agent": agent.name, "model": agent.model}
-
-    agent_step.apply(kwargs=step).get()
-    assert sim_requests(fresh_sim) == 1
-    after_step = store.load(sid)
-    agent_step.apply(kwargs=step).get()  # redelivered after its checkpoint
-    assert sim_requests(fresh_sim) == 1
-    assert store.load(sid)["steps"] == after_step["steps"]
-
-    _rewind(sid, before_step)  # the answer was stored under its key, the record lost it
-    agent_step.apply(kwargs=step).get()
-    assert sim_requests(fresh_sim) == 1  # the stored answer, no second call
-    rec = store.load(sid)
-    assert rec["steps"][0]["response"] == after_step["steps"][0]["response"]
-    (call,) = rec["tool_calls"]
-
-    work = {"session_id": sid, "n": 1, "tool_use_id": call["tool_use_id"], "name": "lookup"}
-    tool_call.apply(kwargs=work).get()
-    assert CALLS["lookup"] == 1
-    tool_call.apply(kwargs=work).get()  # redelivered after its checkpoint
-    _rewind(sid, rec)  # the result was stored under its key, the record lost it
-    tool_call.apply(kwargs=work).get()
-    assert CALLS["lookup"] == 1  # the stored outcome, not a second run
-    rec = store.load(sid)
-    assert rec["tool_calls"][0]["status"] == "done"
-    assert rec["next_step"] == 2 and rec["transcript"][-1]["role"] == "user"
-
-    agent_step.apply(kwargs={**step, "n": 2}).get()
-    agent_step.apply(kwargs={**step, "n": 2}).get()
-    assert session.wait(timeout=5)["status"] == "completed"
-    assert sim_requests(fresh_sim) == 2 and CALLS["lookup"] == 1
-
-
 # -- stop reasons -------------------------------------------------------------------------
 
 
@@ -456,15 +412,3 @@ def test_max_tokens_inside_a_tool_call_asks_again_with_more_room(
     assert CALLS["lookup"] == 1 and len(rec["tool_calls"]) == 1
     assert rec["steps"][2]["request"]["max_tokens"] == 14
     assert sim_requests(fresh_sim) == len(rec["steps"]) == 3
-
-
-def test_resume_sends_a_lost_step_again(clean: None, fresh_sim: Any) -> None:
-    agent = Agent("loop_resume", model="haiku", system="[[sim:tool_rounds=1]]", tools=[lookup])
-    session = agent.start("Look 'loop' up.")
-    purge(QUEUES)  # the first step's message is lost
-    with in_process_worker(QUEUES, concurrency=4):
-        control.resume(session.id)
-        result = session.wait(timeout=60)
-    assert result["status"] == "completed" and result["steps"] == 2
-    with pytest.raises(SessionStateError):
-        control.resume(session.id)
