@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Test the lower bounds pyproject.toml declares: a second venv gets exactly the lowest
-# version of every runtime dependency (pinned with ==; pip resolves everything else),
+# version of every runtime dependency and of the [sim] and [ops] extras the tests need
+# (pinned with ==; pip resolves everything else),
 # and a representative subset of the tests runs under it: an in-process worker end to
 # end against the simulator, validation, the limiter, retries and dead letters, costs,
 # the exporter, configuration. `make test-lower` runs it (and `make test` does too).
@@ -18,7 +19,8 @@ TESTS=(
   tests/test_metrics_e2e.py tests/test_cli.py tests/test_config.py
 )
 
-# name==lowest for each runtime dependency (extras dropped: a constraint has none), then
+# name==lowest for each runtime dependency and those of the [sim] and [ops] extras (a
+# dependency's own extras dropped: a constraint has none), then
 # the test runner's own requirements from the dev extra.
 read_pyproject() {
   "$PYTHON" - "$1" <<'EOF'
@@ -29,7 +31,9 @@ import tomllib
 with open("pyproject.toml", "rb") as fh:
     project = tomllib.load(fh)["project"]
 if sys.argv[1] == "pins":
-    for dep in project["dependencies"]:
+    # The core and the extras the tests below need (the simulator, the exporter).
+    extras = project["optional-dependencies"]
+    for dep in [*project["dependencies"], *extras["sim"], *extras["ops"]]:
         found = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*(.*)$", dep)
         name, spec = found.group(1), found.group(3)
         lowest = re.search(r">=\s*([0-9][^,;\s]*)", spec)
@@ -50,7 +54,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$pins" ]; then
   "$PYTHON" -m venv "$VENV"
   echo "$pins" > "$VENV/constraints.txt"
   # shellcheck disable=SC2086
-  "$VENV/bin/python" -m pip install -q -c "$VENV/constraints.txt" -e . $test_deps
+  "$VENV/bin/python" -m pip install -q -c "$VENV/constraints.txt" -e '.[sim,ops]' $test_deps
   echo "$pins" > "$stamp"
 fi
 
