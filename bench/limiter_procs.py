@@ -1,11 +1,11 @@
 """Benchmark: throughput of one limiter group shared by several processes.
 
-The load of tests/test_limiter_procs.py, which checks only the safety side (no window
-holds more than the limit plus the burst): threads reserve in a loop against one group
-of 1,200 RPM (20 calls/s, a 0.5 s bucket of 10) and 240,000 ITPM (4,000 input tokens/s,
-calls of 10-400 tokens), each sleeping its wait as a worker does, against a private
-redis-server. Two shapes, rounds alternating in the same run so both see the same
-machine:
+The load of tests/test_limiter_procs.py (agentjobs/contrib/limiter_load.py), which
+checks only the safety side (no window holds more than the limit plus the burst):
+threads reserve in a loop against one group of 1,200 RPM (20 calls/s, a 0.5 s bucket of
+10) and 240,000 ITPM (4,000 input tokens/s, calls of 10-400 tokens), each sleeping its
+wait as a worker does, against a private redis-server. Two shapes, rounds alternating in
+the same run so both see the same machine:
 
 - ``1x12``: one process, 12 threads (the baseline: nothing shared between processes);
 - ``3x4``: three processes, 4 threads each (the test's shape).
@@ -37,61 +37,13 @@ from report import machine, markers, write_section
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agentjobs.contrib.limiter_load import BURST_S, ITPM, RPM, max_in_window  # noqa: E402
 from agentjobs.contrib.testing import RedisServer  # noqa: E402
 
-RPM, ITPM, BURST_S = 1200, 240_000, 0.5
 REQ_RATE, TOKEN_RATE = RPM / 60, ITPM / 60  # per second
 REQ_BUCKET, TOKEN_BUCKET = REQ_RATE * BURST_S, TOKEN_RATE * BURST_S
 SHAPES = {"1x12": (1, 12), "3x4": (3, 4)}
 TARGET = 0.8
-
-# One child process: load what the first call would, wait for the common start,
-# reserve in a loop for `seconds`, sleeping each wait like a worker, and print every
-# admitted call's start (Redis time, ms) and input tokens. The test's loop.
-_CHILD = f"""
-import json, random, sys, threading, time
-import redis
-from agentjobs.limiter.gcra import Limiter, fingerprint
-from agentjobs.settings import GroupLimits, get_settings
-url, seconds, threads, key = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-lim = Limiter(redis.Redis.from_url(url), key_fingerprint=fingerprint(key),
-              limits=lambda g: GroupLimits(rpm={RPM}, itpm={ITPM}, otpm=600_000,
-                                           concurrency=99),
-              burst_s={BURST_S!r})
-# Before the start: the first call would load the settings, and with them the retry
-# policies and the anthropic SDK (seconds on a loaded machine), inside the round.
-get_settings()
-lim.redis.ping()
-print("ready", flush=True)
-start_at = float(sys.stdin.readline())  # the parent's go, once every child is ready
-starts, lock = [], threading.Lock()
-def run():
-    end = start_at + seconds
-    while time.time() < end:
-        res = lim.acquire("haiku", random.randint(10, 400), 200, max_wait_s=2.0)
-        if not res.admitted:
-            time.sleep(0.05)
-            continue
-        time.sleep(res.wait_s)
-        lim.settle(res, input_tokens=res.input_tokens, output_tokens=random.randint(0, 200))
-        with lock:
-            starts.append([res.start_ms, res.input_tokens])
-time.sleep(max(0.0, start_at - time.time()))
-ts = [threading.Thread(target=run) for _ in range(threads)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(json.dumps(starts))
-"""
-
-
-def max_in_window(times: list[float], weights: list[float], window_ms: float) -> float:
-    best, j, total = 0.0, 0, 0.0
-    for i, t in enumerate(times):
-        total += weights[i]
-        while times[j] < t - window_ms + 1e-6:
-            total -= weights[j]
-            j += 1
-        best = max(best, total)
-    return best
 
 
 def run_shape(url: str, procs: int, threads: int, seconds: float) -> dict[str, Any]:
@@ -99,7 +51,7 @@ def run_shape(url: str, procs: int, threads: int, seconds: float) -> dict[str, A
     args = [url, repr(seconds), str(threads), key]
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _CHILD, *args],
+            [sys.executable, "-m", "agentjobs.contrib.limiter_load", *args, "--go"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -152,6 +104,7 @@ def commit() -> str:
         ).stdout.strip()
         measured = ["agentjobs/limiter.py", "agentjobs/limiter_acquire.lua"]
         measured += ["agentjobs/limiter_settle.lua", "bench/limiter_procs.py"]
+        measured += ["agentjobs/contrib/limiter_load.py"]
         diff = ["git", "diff", "--quiet", "HEAD", "--", *measured]
         dirty = subprocess.run(diff, cwd=ROOT).returncode != 0
     except OSError:

@@ -13,43 +13,16 @@ from typing import Any
 import pytest
 import redis
 
+from agentjobs.contrib.limiter_load import max_in_window
 from agentjobs.contrib.testing import RedisServer, wait_for
 from agentjobs.limiter.gcra import Limiter, fingerprint
 from agentjobs.settings import GroupLimits
 
 pytestmark = pytest.mark.slow
 
-# A child process: reserve in a loop for `seconds`, sleeping each wait like a worker,
-# and print the start time Redis handed out for every call.
-_HAMMER = """
-import json, sys, time, redis
-from agentjobs.limiter.gcra import Limiter, fingerprint
-from agentjobs.settings import GroupLimits
-url, seconds, threads, key = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-lim = Limiter(redis.Redis.from_url(url), key_fingerprint=fingerprint(key),
-              limits=lambda g: GroupLimits(rpm=1200, itpm=240_000, otpm=600_000, concurrency=99),
-              burst_s=0.5)
-import threading, random
-# The first call would load the settings, and with them the retry policies and the
-# anthropic SDK (seconds on a loaded machine): load them first, so the threads contend.
-from agentjobs.settings import get_settings
-get_settings()
-starts, lock = [], threading.Lock()
-def run():
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        res = lim.acquire("haiku", random.randint(10, 400), 200, max_wait_s=2.0)
-        if not res.admitted:
-            time.sleep(0.05)
-            continue
-        time.sleep(res.wait_s)
-        lim.settle(res, input_tokens=res.input_tokens, output_tokens=random.randint(0, 200))
-        with lock:
-            starts.append([res.start_ms, res.input_tokens])
-ts = [threading.Thread(target=run) for _ in range(threads)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(json.dumps(starts))
-"""
+#: A child process that reserves in a loop, sleeping each wait like a worker, and prints
+#: the start Redis handed out for every call (the load bench/limiter_procs.py measures).
+LOAD = [sys.executable, "-m", "agentjobs.contrib.limiter_load"]
 
 _HOLDER = """
 import sys, time, redis
@@ -64,24 +37,10 @@ time.sleep(600)
 """
 
 
-def _max_in_window(times: list[float], weights: list[float], window_ms: float) -> float:
-    best, j, total = 0.0, 0, 0.0
-    for i, t in enumerate(times):
-        total += weights[i]
-        while times[j] < t - window_ms + 1e-6:
-            total -= weights[j]
-            j += 1
-        best = max(best, total)
-    return best
-
-
 def test_processes_never_exceed_limit_plus_burst(redis_server: RedisServer) -> None:
     url = f"{redis_server.url}/1"
     key = f"sk-hammer-{uuid.uuid4().hex}"  # fresh buckets for this run
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _HAMMER, url, "3.0", "4", key], stdout=PIPE)
-        for _ in range(3)
-    ]
+    procs = [subprocess.Popen([*LOAD, url, "3.0", "4", key], stdout=PIPE) for _ in range(3)]
     rows: list[Any] = []
     for p in procs:
         out, _ = p.communicate(timeout=60)
@@ -98,9 +57,9 @@ def test_processes_never_exceed_limit_plus_burst(redis_server: RedisServer) -> N
         ms = window_s * 1000
         # requests: 20/s, a bucket of 10; input tokens: 4,000/s, a bucket of 2,000
         # (+ one request: a window holds both ends; the last call may run into debt)
-        assert _max_in_window(times, [1.0] * len(rows), ms) <= 10 + 20 * window_s + 1
+        assert max_in_window(times, [1.0] * len(rows), ms) <= 10 + 20 * window_s + 1
         tokens = [float(r[1]) for r in rows]
-        assert _max_in_window(times, tokens, ms) <= 2000 + 4000 * window_s + 400
+        assert max_in_window(times, tokens, ms) <= 2000 + 4000 * window_s + 400
 
 
 def test_killed_holder_frees_its_slot(redis_server: RedisServer) -> None:
