@@ -102,9 +102,7 @@ def commit() -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
-        measured = ["agentjobs/limiter.py", "agentjobs/limiter_acquire.lua"]
-        measured += ["agentjobs/limiter_settle.lua", "bench/limiter_procs.py"]
-        measured += ["agentjobs/contrib/limiter_load.py"]
+        measured = ["agentjobs/limiter", "agentjobs/contrib/limiter_load.py", __file__]
         diff = ["git", "diff", "--quiet", "HEAD", "--", *measured]
         dirty = subprocess.run(diff, cwd=ROOT).returncode != 0
     except OSError:
