@@ -13,9 +13,11 @@ import pytest
 
 import agentjobs.agents.tasks  # noqa: F401  (registers the loop's tasks on the app)
 from agentjobs.agents.agent import Agent
+from agentjobs.agents.postgres_store import PostgresSessionStore
 from agentjobs.agents.stores import session_store
 from agentjobs.agents.tool import tool
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
+from agentjobs.settings import reset_settings
 
 QUEUES = (*all_queues(), "agentjobs.tools")
 CALLS: Counter[str] = Counter()
@@ -61,13 +63,29 @@ def agent_worker(module_worker: Any, state_redis: Any, fresh_sim: Any) -> Any:
     return module_worker
 
 
+@pytest.fixture(params=["redis", "postgres"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The session store of the test (and of the in-process worker): the state store,
+    or a private PostgreSQL database (AGENTJOBS_SESSION_STORE), migrated."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        PostgresSessionStore(url).migrate()
+        monkeypatch.setenv("AGENTJOBS_SESSION_STORE", url)
+        reset_settings()
+    yield request.param
+    monkeypatch.undo()
+    reset_settings()
+
+
 #: Over Sonnet's 1,024-token minimum, so the system prompt and tools are cached.
 LONG_SYSTEM = "[[sim:tool_rounds=3]] You answer questions with your tools. " + (
     "Keep every answer short and check each fact with a tool first. " * 80
 )
 
 
-def test_a_three_tool_round_session_completes(agent_worker: Any, fresh_sim: Any) -> None:
+def test_a_three_tool_round_session_completes(
+    backend: str, agent_worker: Any, fresh_sim: Any
+) -> None:
     agent = Agent("e2e_three", model="sonnet", system=LONG_SYSTEM, tools=[define, calculate])
     session = agent.start("Define 'loop' and add 2+2.")
     result = session.wait(timeout=60)
@@ -97,6 +115,7 @@ def test_a_three_tool_round_session_completes(agent_worker: Any, fresh_sim: Any)
     )
     assert result["cost_usd"] == pytest.approx(stats["cost_usd"], abs=1e-6)
     assert rec["reserved_usd"] == 0.0
+    assert type(session_store()).__name__.lower().startswith(backend)
 
 
 def test_parallel_tool_calls_run_at_once_and_one_step_follows(
