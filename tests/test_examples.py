@@ -1,4 +1,8 @@
-"""The Flask and Django examples, end to end: test client -> queue -> real worker -> simulator."""
+"""The Flask and Django examples, end to end: test client -> queue -> real worker -> simulator.
+
+Each example has a Celery app of its own with ``agentjobs.install`` on it, pointed at the
+private Redis (BROKER_URL, RESULT_BACKEND); the fixtures' worker serves its queues.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import pytest
 import redis
 
 from agentjobs import app
+from agentjobs.contrib.pytest_plugin import PrivateRedis
 from agentjobs.contrib.testing import wait_for
+from agentjobs.worker import hosts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 QUEUES = ("claude.haiku", "claude.sonnet", "claude.opus")
@@ -30,12 +36,24 @@ def _clean_state_store(state_redis: redis.Redis) -> None:
     by an earlier test in the session."""
 
 
-def flask_client() -> tuple[Post, Get, str]:
+@pytest.fixture
+def project_env(agentjobs_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The examples' own Celery apps on the private Redis: broker DB 0, results DB 2."""
+    monkeypatch.setenv("BROKER_URL", agentjobs_redis.broker_url)
+    monkeypatch.setenv("RESULT_BACKEND", agentjobs_redis.backend_url)
+
+
+def load_flask_example() -> Any:
     spec = importlib.util.spec_from_file_location("flask_example", EXAMPLES / "flask_app/app.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    client = module.create_app().test_client()
+    return module
+
+
+def flask_client() -> tuple[Post, Get, str]:
+    module = load_flask_example()
+    client = module.app.test_client()
 
     def post(body: Any) -> tuple[int, dict[str, Any], str | None]:
         data = body if isinstance(body, str) else json.dumps(body)
@@ -51,18 +69,21 @@ def flask_client() -> tuple[Post, Get, str]:
 
 
 @pytest.fixture(scope="module")
-def django_setup() -> Iterator[None]:
+def django_setup(agentjobs_redis: PrivateRedis) -> Iterator[None]:
     sys.path.insert(0, str(EXAMPLES / "django_app"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "jobsite.settings"
+    os.environ["BROKER_URL"] = agentjobs_redis.broker_url
+    os.environ["RESULT_BACKEND"] = agentjobs_redis.backend_url
     import django
 
     django.setup()
-    import jobsite  # noqa: F401 - what Django does at startup: loads jobsite/celery.py
+    import jobsite  # what Django does at startup: loads jobsite/celery.py
 
     yield
-    # jobsite/celery.py pointed this process's app at Django's settings: point it back.
-    app.config_from_object("agentjobs.worker.config", force=True)
-    os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+    hosts.remove(jobsite.celery_app)  # agentjobs publishes through its own app again
+    app.set_current()
+    for name in ("DJANGO_SETTINGS_MODULE", "BROKER_URL", "RESULT_BACKEND"):
+        os.environ.pop(name, None)
     sys.path.remove(str(EXAMPLES / "django_app"))
 
 
@@ -85,11 +106,17 @@ def django_client() -> tuple[Post, Get, str]:
 
 
 @pytest.fixture(params=["flask", "django"])
-def web(request: pytest.FixtureRequest) -> tuple[Post, Get, str]:
+def web(request: pytest.FixtureRequest) -> Iterator[tuple[Post, Get, str]]:
     if request.param == "django":
         request.getfixturevalue("django_setup")
-        return django_client()
-    return flask_client()
+        yield django_client()
+        return
+    request.getfixturevalue("project_env")
+    before = list(hosts.HOSTS)
+    yield flask_client()
+    for installed in [h for h in hosts.HOSTS if h not in before]:
+        hosts.remove(installed)  # agentjobs publishes through the app it had before
+    (hosts.HOSTS[-1] if hosts.HOSTS else app).set_current()
 
 
 def queue_lengths() -> dict[str, int]:
@@ -159,3 +186,45 @@ def test_bad_requests_are_400_and_enqueue_nothing(
 def test_unknown_task_is_pending(web: tuple[Post, Get, str]) -> None:
     _, get, prefix = web
     assert get(prefix + "no-such-task") == {"task_id": "no-such-task", "state": "PENDING"}
+
+
+def test_the_examples_publish_through_their_own_app(web: tuple[Post, Get, str]) -> None:
+    from agentjobs import complete
+
+    own = complete.app
+    assert own is not app and own is hosts.HOSTS[-1]
+    assert own.conf.task_serializer == "json" and own.conf.task_acks_late is True
+    assert own.main in ("flask_example", "jobsite"), own.main
+
+
+# -- the Flask example's agent session --------------------------------------------------
+
+
+@pytest.fixture
+def flask_example(project_env: None) -> Iterator[Any]:
+    before = list(hosts.HOSTS)
+    module = load_flask_example()
+    yield module
+    for installed in [h for h in hosts.HOSTS if h not in before]:
+        hosts.remove(installed)
+    (hosts.HOSTS[-1] if hosts.HOSTS else app).set_current()
+
+
+def test_a_session_started_from_the_flask_example_is_read_back(
+    flask_example: Any, fresh_sim: Any, worker: Any
+) -> None:
+    client = flask_example.app.test_client()
+    r = client.post("/sessions", json={"input": "Say hi [[sim:output_tokens=6]]"})
+    assert r.status_code == 202, r.get_json()
+    body = r.get_json()
+    assert r.headers["Location"] == body["status_url"] == f"/sessions/{body['session_id']}"
+    done = wait_for(
+        lambda: (s := client.get(body["status_url"]).get_json())["status"] == "completed" and s,
+        timeout=30,
+        what="the session to complete",
+    )
+    assert done["session_id"] == body["session_id"] and done["agent"] == "flask_example"
+    assert done["steps"] == 1 and len(done["output"].split()) == 6
+    assert fresh_sim.stats()["messages"] == 1
+    missing = client.get("/sessions/no-such-session")
+    assert missing.status_code == 404 and "error" in missing.get_json()

@@ -1,22 +1,58 @@
-"""A Flask app that runs Claude calls as agentjobs tasks.
+"""A Flask app with a Celery app of its own, running Claude calls and agent sessions as
+agentjobs tasks.
 
-POST /jobs       body: a JSON object of complete() arguments -> 202 {"task_id", "status_url"}
-GET  /jobs/<id>  -> {"task_id", "state", "result" | "error"}
+POST /jobs           body: a JSON object of complete() arguments -> 202 {"task_id", "status_url"}
+GET  /jobs/<id>      -> {"task_id", "state", "result" | "error"}
+POST /sessions       body: {"input": "..."} -> 202 {"session_id", "status_url"}
+GET  /sessions/<id>  -> the session's result so far: status, output, steps, cost, ...
+
+The Celery app is the project's (Flask's documented ``celery_init_app`` pattern), on the
+project's broker (BROKER_URL, RESULT_BACKEND); ``agentjobs.install`` puts agentjobs'
+tasks, routes and required settings on it. Its worker:
+``celery -A app:celery_app worker -Q claude.haiku -P threads`` (from this directory).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from celery import Celery
 from celery.result import AsyncResult
 from flask import Flask, Response, jsonify, request, url_for
 
-from agentjobs import BudgetExceededError, RequestError, complete
-from agentjobs import app as celery_app
+import agentjobs
+from agentjobs import Agent, BudgetExceededError, RequestError, Session, complete
+
+#: A small agent, defined where the web process and the worker both import it.
+helper = Agent(
+    "flask_example",
+    model="haiku",
+    system="You answer in one short paragraph.",
+    max_steps=4,
+)
+
+
+def celery_init_app(web: Flask) -> Celery:
+    """Flask's pattern: the Celery app configured from ``web.config["CELERY"]``; then
+    agentjobs installed on it."""
+    celery_app = Celery(web.name)
+    celery_app.config_from_object(web.config["CELERY"])
+    agentjobs.install(celery_app)
+    celery_app.set_default()
+    web.extensions["celery"] = celery_app
+    return celery_app
 
 
 def create_app() -> Flask:
     web = Flask(__name__)
+    web.config.from_mapping(
+        CELERY={
+            "broker_url": os.environ.get("BROKER_URL", "redis://127.0.0.1:6379/0"),
+            "result_backend": os.environ.get("RESULT_BACKEND", "redis://127.0.0.1:6379/0"),
+        }
+    )
+    celery_init_app(web)
 
     @web.post("/jobs")
     def submit() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
@@ -36,12 +72,33 @@ def create_app() -> Flask:
 
     @web.get("/jobs/<task_id>")
     def status(task_id: str) -> Response:
-        return jsonify(job_state(task_id))
+        return jsonify(job_state(web.extensions["celery"], task_id))
+
+    @web.post("/sessions")
+    def start_session() -> tuple[Response, int, dict[str, str]] | tuple[Response, int]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body.get("input"):
+            return jsonify(error='send {"input": "..."}'), 400
+        try:
+            session = helper.start(body["input"])  # returns at once; a worker runs it
+        except RequestError as exc:
+            return jsonify(error=str(exc)), 400
+        status_url = url_for("session_state", session_id=session.id)
+        headers = {"Location": status_url}
+        return jsonify(session_id=session.id, status_url=status_url), 202, headers
+
+    @web.get("/sessions/<session_id>")
+    def session_state(session_id: str) -> tuple[Response, int] | Response:
+        try:
+            # status, output, steps, tool_calls, cost_usd, usage, ...
+            return jsonify(Session(session_id).result())
+        except agentjobs.AgentJobsError as exc:  # no such session
+            return jsonify(error=str(exc)), 404
 
     return web
 
 
-def job_state(task_id: str) -> dict[str, Any]:
+def job_state(celery_app: Celery, task_id: str) -> dict[str, Any]:
     """State and outcome of a task. Celery reports an unknown id as PENDING too."""
     job = AsyncResult(task_id, app=celery_app)
     out: dict[str, Any] = {"task_id": task_id, "state": job.state}
@@ -54,3 +111,4 @@ def job_state(task_id: str) -> dict[str, Any]:
 
 
 app = create_app()
+celery_app: Celery = app.extensions["celery"]

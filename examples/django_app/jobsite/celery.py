@@ -1,16 +1,22 @@
-"""The project's Celery app, per Celery's Django integration.
+"""The project's own Celery app, the layout of Celery's Django guide, with agentjobs
+installed on it.
 
-agentjobs' tasks belong to ``agentjobs.worker.app``, so the project uses that app rather than a
-new one, and configures it the Django way: every ``CELERY_*`` name in settings.py.
-``celery -A jobsite worker -Q claude.haiku -P threads`` works, as does
-``agentjobs worker haiku`` (same broker: both read AGENTJOBS_BROKER_URL by default).
+Configured the Django way (every ``CELERY_*`` name in settings.py); ``agentjobs.install``
+adds agentjobs' tasks, routes and required settings (JSON only, late acks: a conflicting
+``CELERY_*`` setting is refused in one line). ``celery -A jobsite worker -Q claude.haiku
+-P threads`` serves Claude calls; ``celery -A jobsite agentjobs dlq list`` lists dead
+letters.
 """
 
 import os
 
-from agentjobs import app
+from celery import Celery
+
+import agentjobs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobsite.settings")
 
+app = Celery("jobsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+agentjobs.install(app)
 app.autodiscover_tasks()  # the project's own tasks.py modules, if any

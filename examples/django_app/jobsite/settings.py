@@ -2,8 +2,6 @@
 
 import os
 
-from agentjobs.worker.app import celery_settings
-
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "agentjobs-example-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
@@ -13,8 +11,8 @@ ROOT_URLCONF = "jobsite.urls"
 DATABASES: dict = {}
 USE_TZ = True
 
-# Celery, read by jobsite/celery.py under the CELERY_ namespace. Start from agentjobs'
-# settings (JSON only, late acks, routing by model, result expiry; AGENTJOBS_* from the
-# environment), then override what this project needs, e.g.:
-#   CELERY_RESULT_EXPIRES = 3600
-globals().update(celery_settings(namespace="CELERY"))
+# Celery, read by jobsite/celery.py under the CELERY_ namespace: the project's broker and
+# result backend. agentjobs.install (jobsite/celery.py) adds what agentjobs needs.
+CELERY_BROKER_URL = os.environ.get("BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = os.environ.get("RESULT_BACKEND", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_EXPIRES = 86400
