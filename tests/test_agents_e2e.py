@@ -114,6 +114,10 @@ def test_a_three_tool_round_session_completes(
         u["cache_read_input_tokens"] for u in usage
     )
     assert result["cost_usd"] == pytest.approx(stats["cost_usd"], abs=1e-6)
+    # the cost record shows the saving: a write premium at step 1, reads after it
+    saved = [s["cache_saved_usd"] for s in rec["steps"]]
+    assert saved[0] < 0 and all(x > 0 for x in saved[1:])
+    assert rec["cache_saved_usd"] == pytest.approx(sum(saved)) and rec["cache_saved_usd"] > 0
     assert rec["reserved_usd"] == 0.0
     assert type(session_store()).__name__.lower().startswith(backend)
 

@@ -53,6 +53,8 @@ from agentjobs.agents.store import Record, SessionNotFound
 from agentjobs.agents.stores import session_store
 from agentjobs.errors import AgentJobsError, DeadLetteredError
 from agentjobs.messages.request import parse_request
+from agentjobs.messages.result import Usage
+from agentjobs.messages.usage import cost_usd
 from agentjobs.spend import budget
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,21 @@ def _summary(kwargs: dict[str, Any]) -> dict[str, Any]:
         "tools": [t["name"] for t in kwargs.get("tools") or ()],
         "max_tokens": kwargs["max_tokens"],
     }
+
+
+def _cache_saved(result: dict[str, Any]) -> float:
+    """What the prompt cache saved on this answer: its cost with every input token at
+    the plain input price, less its real cost (negative when it only wrote the cache)."""
+    u = Usage.model_validate(result["usage"])
+    plain = Usage(
+        input_tokens=u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens,
+        output_tokens=u.output_tokens,
+        server_tool_use=u.server_tool_use,
+    )
+    try:
+        return round(cost_usd(result["model"], plain) - float(result["cost_usd"]), 10)
+    except AgentJobsError:  # a model the price table does not know: nothing to say
+        return 0.0
 
 
 def _admit(n: int, agent: Agent, kwargs: dict[str, Any], estimate: float, task_id: str) -> Any:
@@ -114,9 +131,12 @@ def _answered(n: int, result: dict[str, Any], agent: Agent) -> Any:
             latency_s=round(float(result.get("latency_ms") or 0.0) / 1000.0, 6),
             attempts=result.get("attempts"),
             cached=result.get("cached"),
+            cache_saved_usd=_cache_saved(result),
             ended_at=time.time(),
         )
         rec["cost_usd"] = float(rec["cost_usd"]) + float(result["cost_usd"])
+        saved = float(rec.get("cache_saved_usd") or 0.0) + entry["cache_saved_usd"]
+        rec["cache_saved_usd"] = round(saved, 10)
         held = float(entry.get("reserved_usd") or 0.0)
         rec["reserved_usd"] = max(0.0, float(rec.get("reserved_usd") or 0.0) - held)
         entry["reserved_usd"] = 0.0

@@ -14,7 +14,8 @@ The loop (``loop.py``) writes it at every checkpoint through the store's version
                  "request": {"messages" (count), "tools" (names), "max_tokens"},
                  "response": {"content", "stop_reason"} or None,
                  "usage", "cost_usd", "reserved_usd" (held until the answer),
-                 "latency_s", "attempts", "cached", "started_at", "ended_at",
+                 "latency_s", "attempts", "cached", "cache_saved_usd",
+                 "started_at", "ended_at",
                  "discarded" (bool), "closed" (its turn's results are in), "error"}],
       "tool_calls": [{"step", "tool_use_id", "name", "input",
                       "status": pending | waiting_approval | running | done | denied
@@ -29,6 +30,8 @@ The loop (``loop.py``) writes it at every checkpoint through the store's version
       "limits": {"max_steps", "max_tool_calls", "max_cost_usd", "timeout_s",
                  "max_tool_errors"},
       "cost_usd", "reserved_usd", "tool_errors",
+      "cache_saved_usd" (what the prompt cache saved: the cost at the plain input
+                         price less the real cost, summed over the steps),
       "usage": {"input_tokens", "output_tokens", "cache_creation_input_tokens",
                 "cache_read_input_tokens"},
       "turn" (the last step admitted, 0 before the first),
@@ -108,6 +111,7 @@ def new_record(
         "limits": dict(limits),
         "cost_usd": 0.0,
         "reserved_usd": 0.0,
+        "cache_saved_usd": 0.0,
         "tool_errors": 0,
         "usage": dict.fromkeys(USAGE_FIELDS, 0),
         "turn": 0,
