@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 import uuid
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from agentjobs import ConfigurationError, app
-from agentjobs.contrib.testing import spawn, terminate, wait_for
+from agentjobs.contrib.testing import publish_pickled, spawn, terminate, wait_for
 from agentjobs.settings import get_settings, reset_settings
 from agentjobs.worker.app import AgentJobsCelery, celery_settings
 from agentjobs.worker.config import REQUIRED, ROUTER
@@ -96,47 +95,6 @@ def test_a_projects_celeryconfig_does_not_configure_agentjobs(project: Path) -> 
     _agentjobs_settings_kept(conf)
 
 
-class _CreatesFile:
-    """Unpickling this creates a file: proof that a message body was deserialised."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (open, (str(self.path), "w"))
-
-
-def _publish_pickled(task_id: str, marker: Path) -> None:
-    kwargs = {"prompt": "pickled", "model": "haiku", "metadata": {"x": _CreatesFile(marker)}}
-    body = pickle.dumps(((), kwargs, {"callbacks": None, "errbacks": None, "chain": None}))
-    headers = {
-        "lang": "py",
-        "task": "agentjobs.complete",
-        "id": task_id,
-        "root_id": task_id,
-        "parent_id": None,
-        "group": None,
-        "retries": 0,
-        "eta": None,
-        "expires": None,
-        "argsrepr": "()",
-        "kwargsrepr": "{...}",
-        "origin": "test",
-    }
-    queue = app.amqp.queues["claude.haiku"]
-    with app.connection_for_write() as conn:
-        conn.Producer().publish(
-            body,
-            exchange=queue.exchange,
-            routing_key=queue.routing_key,
-            declare=[queue],
-            headers=headers,
-            content_type="application/x-python-serialize",
-            content_encoding="binary",
-            serializer=None,
-        )
-
-
 @pytest.mark.slow
 def test_a_worker_started_beside_a_projects_celeryconfig_keeps_json_and_late_acks(
     project: Path, sim: Any, purge_queues: None
@@ -162,7 +120,8 @@ def test_a_worker_started_beside_a_projects_celeryconfig_keeps_json_and_late_ack
         _agentjobs_settings_kept(replies[name])
 
         marker = project / "unpickled"
-        _publish_pickled(str(uuid.uuid4()), marker)
+        with app.connection_for_write() as conn:
+            publish_pickled(conn, app, marker, str(uuid.uuid4()))
         wait_for(
             lambda: "Refusing to deserialize" in log.read_text(errors="replace"),
             timeout=20,

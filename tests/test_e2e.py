@@ -8,7 +8,6 @@ store are the session's private Redis either way.
 from __future__ import annotations
 
 import os
-import pickle
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from agentjobs.contrib.testing import (
     RabbitVhost,
     RedisServer,
     WorkerProcess,
+    publish_pickled,
     rabbitmq_up,
     wait_for,
     worker_processes,
@@ -167,52 +167,12 @@ def test_a_result_expires_after_its_ttl_with_plain_celery_worker(
     backend.close()
 
 
-class _CreatesFile:
-    """Unpickling this creates a file: proof that a message body was deserialised."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (open, (str(self.path), "w"))
-
-
 def test_a_pickled_message_is_rejected_unread_and_the_worker_carries_on(
     fresh_sim: Any, workers: dict[str, WorkerProcess], producer: Connection, tmp_path: Path
 ) -> None:
     marker = tmp_path / "unpickled"
     task_id = str(uuid.uuid4())
-    kwargs = {
-        "prompt": f"pickled {task_id}",
-        "model": "haiku",
-        "metadata": {"x": _CreatesFile(marker)},
-    }
-    body = pickle.dumps(((), kwargs, {"callbacks": None, "errbacks": None, "chain": None}))
-    headers = {
-        "lang": "py",
-        "task": "agentjobs.complete",
-        "id": task_id,
-        "root_id": task_id,
-        "parent_id": None,
-        "group": None,
-        "retries": 0,
-        "eta": None,
-        "expires": None,
-        "argsrepr": "()",
-        "kwargsrepr": "{...}",
-        "origin": "test",
-    }
-    queue = app.amqp.queues["claude.haiku"]
-    producer.Producer().publish(
-        body,
-        exchange=queue.exchange,
-        routing_key=queue.routing_key,
-        declare=[queue],
-        headers=headers,
-        content_type="application/x-python-serialize",
-        content_encoding="binary",
-        serializer=None,
-    )
+    publish_pickled(producer, app, marker, task_id)
     # Then a good task on the same queue: the worker takes messages in order.
     good = send(producer, prompt=f"after the pickle {task_id}", model="haiku").get(timeout=30)
     assert good["queue"] == "claude.haiku"

@@ -344,3 +344,51 @@ def http_get(url: str, auth: str | None = None, data: bytes | None = None) -> tu
         return exc.code, exc.read()
     except OSError:
         return 0, b""
+
+
+class _CreatesFile:
+    """Unpickling this creates a file: proof that a message body was deserialised."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.path), "w"))
+
+
+def publish_pickled(
+    conn: Any, app: Any, marker: Path, task_id: str, queue: str = "claude.haiku"
+) -> None:
+    """Publish, on the kombu connection ``conn``, an ``agentjobs.complete`` message
+    serialised with pickle, as a client of a pickle-accepting project would: unpickling
+    its body creates ``marker``, so a worker that refuses it unread leaves no file."""
+    import pickle
+
+    kwargs: dict[str, Any] = {"prompt": f"pickled {task_id}", "model": "haiku"}
+    kwargs["metadata"] = {"x": _CreatesFile(marker)}
+    body = pickle.dumps(((), kwargs, {"callbacks": None, "errbacks": None, "chain": None}))
+    headers = {
+        "lang": "py",
+        "task": "agentjobs.complete",
+        "id": task_id,
+        "root_id": task_id,
+        "parent_id": None,
+        "group": None,
+        "retries": 0,
+        "eta": None,
+        "expires": None,
+        "argsrepr": "()",
+        "kwargsrepr": "{...}",
+        "origin": "test",
+    }
+    q = app.amqp.queues[queue]
+    conn.Producer().publish(
+        body,
+        exchange=q.exchange,
+        routing_key=q.routing_key,
+        declare=[q],
+        headers=headers,
+        content_type="application/x-python-serialize",
+        content_encoding="binary",
+        serializer=None,
+    )
