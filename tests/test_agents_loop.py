@@ -299,6 +299,33 @@ def test_cancel_ends_a_waiting_session(agent_worker: Any, fresh_sim: Any) -> Non
     assert CALLS["refund"] == 0 and sim_requests(fresh_sim) == 1
 
 
+def test_cancel_while_a_tool_runs_keeps_its_result(agent_worker: Any, fresh_sim: Any) -> None:
+    agent = Agent(
+        "loop_cancel_run",
+        model="haiku",
+        system="[[sim:tool_rounds=3]]",
+        tools=[wait_gate],
+        max_tokens=256,
+    )
+    session = agent.start("Wait.")
+    wait_for(
+        lambda: [c for c in session.record()["tool_calls"] if c["status"] == "running"],
+        timeout=30,
+        what="the tool call running",
+    )
+    assert control.cancel(session.id)["status"] == "cancelled"
+    GATE.set()
+    (call,) = wait_for(
+        lambda: [c for c in session.record()["tool_calls"] if c["status"] == "done"],
+        timeout=30,
+        what="the result recorded",
+    )
+    assert call["output"] == "open"
+    rec = session.record()
+    assert rec["status"] == "cancelled" and rec["next_step"] is None
+    assert sim_requests(fresh_sim) == 1  # no step after the cancel
+
+
 class Transfer(BaseModel):
     booking_id: str
     summary: str

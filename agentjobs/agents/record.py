@@ -151,14 +151,16 @@ def add_usage(record: Record, usage: dict[str, Any]) -> None:
 
 
 def end(record: Record, status: str, *, now: float | None = None) -> None:
-    """Make the record final: no step or tool call runs after this."""
+    """Make the record final: no step or tool call starts after this (the calls not
+    started are cancelled)."""
     t = time.time() if now is None else now
     record["status"] = status
     record["ended_at"] = t
     record["next_step"] = None
     record["reserved_usd"] = 0.0
     for c in record["tool_calls"]:
-        if c["status"] not in RESOLVED:
+        # A call already running finishes, and its result is still recorded.
+        if c["status"] not in RESOLVED and c["status"] != "running":
             c["status"] = "cancelled"
             c["ended_at"] = t
 

@@ -236,7 +236,7 @@ def _checkpoint(n: int, tool_use_id: str, outcome: dict[str, Any]) -> Any:
         c = record.tool_call(rec, n, tool_use_id)
         if c is None or c["status"] in RESOLVED:
             return None  # another copy wrote it, or the session ended and cancelled it
-        resolve(rec, c, outcome)
+        resolve(rec, c, outcome)  # kept even when the session ended while it ran
         settle(rec, n)
         return rec
 
