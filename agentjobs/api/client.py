@@ -33,6 +33,7 @@ from agentjobs.errors import ConfigurationError, UnknownModelError
 from agentjobs.messages.result import Usage
 from agentjobs.messages.usage import cache_ttl, cost_usd, usage_of
 from agentjobs.settings import get_settings
+from agentjobs.telemetry import genai, trace
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,16 @@ def _build() -> anthropic.Anthropic:
         max_retries=0,
         timeout=httpx.Timeout(s.request_timeout_s, connect=s.connect_timeout_s),
         http_client=httpx.Client(limits=limits),
+        **_sdk_spans_off(),
     )
+
+
+def _sdk_spans_off() -> dict[str, Any]:
+    """SDKs with spans of their own (anthropic >= 2.x) have them off: agentjobs' call span
+    (``create_message``) is the one, on every SDK version; two would count tokens twice."""
+    if "open_telemetry" in inspect.signature(anthropic.Anthropic.__init__).parameters:
+        return {"open_telemetry": False}
+    return {}
 
 
 def get_client() -> anthropic.Anthropic:
@@ -223,6 +233,25 @@ def create_message(params: dict[str, Any]) -> RawResponse:
     """POST /v1/messages with the response headers (the limiter reads them): streamed
     (api/stream.py) from AGENTJOBS_STREAM_FROM_MAX_TOKENS up, else one plain request;
     either way bounded by ``Settings.call_timeout_s(max_tokens)``."""
+    s = get_settings()
+    streamed = s.stream and int(params.get("max_tokens") or 0) >= s.stream_from_max_tokens
+    # A client span per call (telemetry/genai.py: gen_ai.* attributes, never the text),
+    # under the task's span; a no-op without OpenTelemetry.
+    with trace.span(
+        genai.span_name(params),
+        kind="client",
+        **genai.request_attributes(params, streamed=streamed),
+    ):
+        try:
+            raw = _create_message(params)
+        except Exception as exc:
+            trace.set_attributes(**genai.error_attributes(exc))
+            raise
+        trace.set_attributes(**genai.response_attributes(raw.message, raw.usage, raw.cost_usd))
+        return raw
+
+
+def _create_message(params: dict[str, Any]) -> RawResponse:
     # Metrics (signals.py) see every call and its answer, whoever made it.
     call_id = uuid.uuid4().hex
     api_call_started.send(sender=None, call_id=call_id, params=params)

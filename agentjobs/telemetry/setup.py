@@ -58,19 +58,30 @@ def enabled() -> bool:
     return bool(_exporters_named() or any(os.environ.get(v) for v in _EXPORTER_VARS))
 
 
-def configure() -> None:
+def may_turn_on() -> bool:
+    """Whether tracing, off now, may turn on later in this process (``auto``: the
+    application may set its provider after the first span was asked for)."""
+    return (
+        get_settings().otel == "auto"
+        and os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
+    )
+
+
+def configure() -> bool:
     """Set a global SDK provider exporting to what ``OTEL_TRACES_EXPORTER`` names
-    (default ``otlp``), unless the application has set one already."""
+    (default ``otlp``), unless the application has set one already; False when none
+    could be built (logged once)."""
     if _provider_set():
-        return
+        return True
     try:
         provider = _build()
     except Exception as exc:  # an exporter not installed, a bad variable
         log.error("OpenTelemetry tracing is off in this process: %s", exc)
-        return
+        return False
     from opentelemetry import trace as otel
 
     otel.set_tracer_provider(provider)
+    return True
 
 
 def _build() -> Any:

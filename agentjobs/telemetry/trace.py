@@ -18,10 +18,14 @@ a tracer provider, set by the application (``trace.set_tracer_provider``, or
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: Instrumentation scope of agentjobs' spans.
 SCOPE = "agentjobs"
@@ -34,14 +38,29 @@ _lock = threading.Lock()
 _tracer: Any = None
 #: A provider given by ``use`` (tests, or an app that keeps its own off the global).
 _provider: Any = None
+#: With ``auto`` and no provider yet, when to look again (monotonic seconds; 0: never):
+#: an application may set its provider after its first log line or publish.
+_recheck_at = 0.0
+_RECHECK_S = 1.0
+#: Called once when tracing turns on in this process (``when_enabled``).
+_hooks: list[Callable[[], None]] = []
+
+
+def _get() -> Any:
+    t = _tracer
+    if t is None or (t is False and _recheck_at and time.monotonic() >= _recheck_at):
+        return _decide()
+    return t
 
 
 def _decide() -> Any:
     """The tracer spans go to, or False (decided once per process; ``reset`` forgets)."""
-    global _tracer
+    global _tracer, _recheck_at
     with _lock:
-        if _tracer is not None:
+        if _tracer is not None and not (_tracer is False and _recheck_at):
             return _tracer
+        was = _tracer
+        _recheck_at = 0.0
         try:
             from opentelemetry import trace as otel
         except ImportError:
@@ -51,35 +70,57 @@ def _decide() -> Any:
 
         if _provider is not None:
             _tracer = _provider.get_tracer(SCOPE, setup.version())
-        elif setup.enabled():
-            setup.configure()
+        elif setup.enabled() and setup.configure():
             _tracer = otel.get_tracer(SCOPE, setup.version())
         else:
             _tracer = False
-        return _tracer
+            if setup.may_turn_on():
+                _recheck_at = time.monotonic() + _RECHECK_S
+        tracer, hooks = _tracer, list(_hooks) if _tracer is not False and not was else []
+    for hook in hooks:
+        _run(hook)
+    return tracer
+
+
+def _run(hook: Callable[[], None]) -> None:
+    try:
+        hook()
+    except Exception:  # telemetry never fails the caller
+        log.warning("telemetry hook %r failed", hook, exc_info=True)
+
+
+def when_enabled(hook: Callable[[], None]) -> None:
+    """Call ``hook`` once tracing is on in this process: now if it is, else when it turns
+    on (e.g. to instrument Celery with the same provider)."""
+    with _lock:
+        _hooks.append(hook)
+        now = _tracer not in (None, False)
+    if now:
+        _run(hook)
 
 
 def enabled() -> bool:
     """Whether spans are recorded in this process."""
-    t = _tracer if _tracer is not None else _decide()
-    return t is not False
+    return _get() is not False
 
 
 def use(provider: Any) -> None:
     """Send agentjobs' spans to ``provider`` (a TracerProvider) instead of the global one,
     whatever the settings say; ``use(None)`` goes back to the settings. For tests (the
     SDK's InMemorySpanExporter) and apps that keep their provider off the global."""
-    global _provider, _tracer
+    global _provider, _tracer, _recheck_at
     with _lock:
         _provider = provider
-        _tracer = None
+        _tracer, _recheck_at = None, 0.0
+    if provider is not None:
+        _decide()  # on now: the ``when_enabled`` hooks run before the next task
 
 
 def reset() -> None:
     """Decide again at the next span (tests that change the settings call this)."""
-    global _tracer
+    global _tracer, _recheck_at
     with _lock:
-        _tracer = None
+        _tracer, _recheck_at = None, 0.0
 
 
 def tracer_provider() -> Any:
@@ -116,7 +157,7 @@ def span(name: str, kind: str = "internal", **attributes: Any) -> Iterator[Any]:
     exception leaving the block is recorded on the span (status ERROR, ``error.type``)
     and raised on. Yields the OpenTelemetry span, or None when tracing is off.
     """
-    t = _tracer if _tracer is not None else _decide()
+    t = _get()
     if t is False:
         yield None
         return
@@ -148,7 +189,7 @@ def error_type(exc: BaseException) -> str:
 
 def set_attributes(**attributes: Any) -> None:
     """Set attributes on the current span (e.g. usage, known at the end); no-op when off."""
-    t = _tracer if _tracer is not None else _decide()
+    t = _get()
     if t is False:
         return
     from opentelemetry import trace as otel
@@ -160,7 +201,7 @@ def set_attributes(**attributes: Any) -> None:
 
 def add_event(name: str, **attributes: Any) -> None:
     """An event on the current span (e.g. a retry scheduled); no-op when off."""
-    t = _tracer if _tracer is not None else _decide()
+    t = _get()
     if t is False:
         return
     from opentelemetry import trace as otel
@@ -172,7 +213,7 @@ def add_event(name: str, **attributes: Any) -> None:
 
 def current_ids() -> tuple[str, str] | None:
     """(trace id, span id) of the current span as hex, for log lines; None when off."""
-    t = _tracer if _tracer is not None else _decide()
+    t = _get()
     if t is False:
         return None
     from opentelemetry import trace as otel
@@ -186,7 +227,7 @@ def current_ids() -> tuple[str, str] | None:
 def inject(carrier: dict[str, Any]) -> None:
     """Write the current context into ``carrier`` (message headers, a session record):
     W3C ``traceparent`` by default, or what OTEL_PROPAGATORS names. No-op when off."""
-    t = _tracer if _tracer is not None else _decide()
+    t = _get()
     if t is False:
         return
     from opentelemetry import propagate
@@ -198,7 +239,7 @@ def inject(carrier: dict[str, Any]) -> None:
 def attached(carrier: Mapping[str, Any] | None) -> Iterator[None]:
     """Make the context carried in ``carrier`` (from ``inject``) current in the block, so
     spans started there continue that trace. No-op when off or nothing is carried."""
-    t = _tracer if _tracer is not None else _decide()
+    t = _get()
     if t is False or not carrier:
         yield
         return

@@ -25,6 +25,13 @@ Signal (where it fires): what is counted; ``tasks.py`` unless said otherwise.
   status, ``rate_limited``, ``tokens``, ``cost_usd``, ``call_seconds``,
   ``calls_in_flight``.
 
+Traces and log context (``telemetry.py``): the task's log fields bound at
+``task_prerun``, its failure kind at ``task_retry``/``task_failure``, unbound at
+``task_postrun``; Celery's OpenTelemetry instrumentation installed when tracing turns
+on (``worker_init``, or the first publish), agentjobs' fields on the task span at its
+end; ``after_setup_logger``/``after_setup_task_logger``: the log filter and format on
+the handlers Celery made.
+
 Tokens and cost are counted per API answer, not per task result: a result returned
 again (idempotency record, response cache) cost nothing the second time, so the
 counters equal what the API (or the simulator's log) saw.
@@ -38,7 +45,7 @@ flight, the outcome with the call's figures.
 
 from __future__ import annotations
 
-from agentjobs.ops.signals import calls, tasks, workers
+from agentjobs.ops.signals import calls, tasks, telemetry, workers
 from agentjobs.ops.signals.labels import (
     FIRST_SENT_AT,
     SENT_AT,
@@ -55,5 +62,6 @@ __all__ = [
     "model_label",
     "queue_label",
     "tasks",
+    "telemetry",
     "workers",
 ]

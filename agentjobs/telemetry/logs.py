@@ -1,0 +1,273 @@
+"""Structured log lines: the running task's fields on every record, a JSON format, and
+no prompt text or API key in what is written (unless AGENTJOBS_LOG_PROMPTS asks).
+
+The fields (``FIELDS``) live in a context variable, set when a task starts and reset
+when it ends (``ops/signals/telemetry.py``), so every record logged in between, by
+agentjobs, Celery or the user's code, in the task's thread, carries them. A
+``ContextFilter`` on a handler copies them onto each record (``%(task_id)s`` works in
+any format string) and redacts; ``install`` puts it, and the format of
+AGENTJOBS_LOG_FORMAT, on handlers: the worker's own (Celery's logging setup, which
+agentjobs leaves in place) or a project's (``install(handler)``).
+
+Redaction (off with AGENTJOBS_LOG_PROMPTS=true): the API key (ANTHROPIC_API_KEY,
+ANTHROPIC_AUTH_TOKEN) anywhere in a line; the running task's prompt texts (``secrets``,
+bound at task start), whole or their head and tail, as a truncated repr shows them;
+and the lines of Celery that print a task's arguments or return value (the answer)
+keep the ids and drop the text. JSON lines are written with the standard library (no
+extra dependency for a core feature); python-json-logger's formatter would do as well.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from agentjobs.settings import get_settings
+
+#: What a record of the task path carries (None when unknown, e.g. no session).
+FIELDS = ("task_id", "idempotency_key", "queue", "session_id", "failure_kind")
+#: With tracing on, the ids that join a line to its span.
+TRACE_FIELDS = ("trace_id", "span_id")
+
+REDACTED = "[redacted]"
+_KEY_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+#: A text shorter than this is not a secret worth a scan (a model name, "yes").
+_MIN_SECRET = 12
+#: How much of a text's head and tail is searched for on its own (a truncated repr).
+_PIECE = 40
+#: Keys of task kwargs whose strings are ids or options, never prompt text.
+_NOT_TEXT = frozenset(
+    {"model", "idempotency_key", "tenant", "lane", "cache", "queue", "session_id", "type"}
+)
+#: Keys of a task's return value (a ClaudeResult, an agent step) that hold text.
+_TEXT_KEYS = frozenset({"text", "content", "output", "transcript", "input", "messages"})
+
+_fields: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "agentjobs_log_fields", default=MappingProxyType({})
+)
+_secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "agentjobs_log_secrets", default=()
+)
+
+#: exception -> failure kind, for a record logged while an exception is handled and no
+#: kind is bound yet (registered by ops/signals/telemetry.py: ``retry.classify``).
+classify: Callable[[BaseException], str] | None = None
+#: () -> (trace id, span id) or None (registered there too: ``trace.current_ids``).
+trace_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+# --- the task's fields -------------------------------------------------------------------
+
+
+def bind(secrets: Iterable[str] = (), **fields: Any) -> tuple[contextvars.Token[Any], ...]:
+    """Add ``fields`` (and the texts to keep out of lines) to the current context; the
+    tokens undo it (``unbind``)."""
+    merged = {**_fields.get(), **{k: v for k, v in fields.items() if v is not None}}
+    tokens: tuple[contextvars.Token[Any], ...] = (_fields.set(merged),)
+    found = tuple(s for s in secrets if len(s) >= _MIN_SECRET)
+    if found:
+        tokens += (_secrets.set(_secrets.get() + found),)
+    return tokens
+
+
+def unbind(tokens: Iterable[contextvars.Token[Any]]) -> None:
+    for token in reversed(list(tokens)):
+        token.var.reset(token)
+
+
+def current() -> dict[str, Any]:
+    """The fields bound now."""
+    return dict(_fields.get())
+
+
+def texts_of(value: Any, limit: int = 64) -> list[str]:
+    """The strings of a task's arguments that may be prompt text (ids and options left
+    out), at most ``limit``."""
+    out: list[str] = []
+
+    def walk(v: Any, key: str | None) -> None:
+        if len(out) >= limit or key in _NOT_TEXT:
+            return
+        if isinstance(v, str):
+            if len(v) >= _MIN_SECRET:
+                out.append(v)
+        elif isinstance(v, Mapping):
+            for k, item in v.items():
+                walk(item, str(k))
+        elif isinstance(v, list | tuple):
+            for item in v:
+                walk(item, key)
+
+    walk(value, None)
+    return out
+
+
+# --- redaction ---------------------------------------------------------------------------
+
+
+def _api_keys() -> list[str]:
+    return [v for v in (os.environ.get(n) for n in _KEY_VARS) if v and len(v) >= 8]
+
+
+def scrub(text: str) -> str:
+    """``text`` without the API key and the running task's prompt texts."""
+    if get_settings().log_prompts:
+        return text
+    for key in _api_keys():
+        text = text.replace(key, REDACTED)
+    for secret in _secrets.get():
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+        for piece in (secret[:_PIECE], secret[-_PIECE:]):
+            if piece in text:
+                text = text.replace(piece, REDACTED)
+    return text
+
+
+def _summary(value: Any) -> Any:
+    """A task's return value without its text (ids, usage, status stay)."""
+    if isinstance(value, Mapping):
+        return {k: (REDACTED if k in _TEXT_KEYS else v) for k, v in value.items()}
+    return REDACTED
+
+
+def _redact_celery(record: logging.LogRecord) -> None:
+    """Celery's lines that print a task's arguments or result, without them."""
+    data = getattr(record, "data", None)
+    if isinstance(data, dict):  # celery.app.trace and worker.request: extra={"data": ...}
+        record.data = {
+            k: (REDACTED if k in ("args", "kwargs") else v)
+            for k, v in data.items()
+            if k != "return_value"
+        }
+    args = record.args
+    if isinstance(args, Mapping) and ("return_value" in args or "kwargs" in args):
+        fixed = dict(args)
+        if "return_value" in fixed:  # "Task ... succeeded in ...s: %(return_value)s"
+            fixed["return_value"] = _summary(fixed["return_value"])
+        for k in ("args", "kwargs"):
+            if k in fixed:
+                fixed[k] = REDACTED
+        record.args = fixed
+    elif record.name == "celery.pool" and str(record.msg).startswith("TaskPool: Apply"):
+        record.args = tuple(REDACTED for _ in args) if isinstance(args, tuple) else None
+
+
+def redact(record: logging.LogRecord) -> None:
+    """Make ``record`` safe to write (in place); nothing with AGENTJOBS_LOG_PROMPTS."""
+    if get_settings().log_prompts:
+        return
+    if record.name.startswith("celery"):
+        _redact_celery(record)
+    if not _secrets.get() and not _api_keys():
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format: the handler reports it, not us
+        return
+    clean = scrub(message)
+    if clean != message:
+        record.msg, record.args = clean, None
+    if record.exc_info and record.exc_info[1] is not None:
+        text = logging.Formatter().formatException(record.exc_info)
+        clean = scrub(text)
+        if clean != text:  # the exception's message named a secret: keep the scrubbed text
+            record.exc_text, record.exc_info = clean, None
+
+
+# --- filter and formats ------------------------------------------------------------------
+
+
+class ContextFilter(logging.Filter):
+    """Copies the task's fields (``FIELDS``, ``TRACE_FIELDS``) onto each record and
+    redacts it; never drops a record. For a handler: a logger's filter does not see the
+    records of its child loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _fields.get()
+        for name in FIELDS:
+            if getattr(record, name, None) is None:
+                setattr(record, name, fields.get(name))
+        if record.failure_kind is None and classify is not None:  # type: ignore[attr-defined]
+            exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+            if exc is not None and not isinstance(exc, KeyboardInterrupt | SystemExit):
+                try:
+                    record.failure_kind = classify(exc)
+                except Exception:
+                    record.failure_kind = None
+        ids = trace_ids() if trace_ids is not None else None
+        record.trace_id, record.span_id = ids if ids else (None, None)
+        redact(record)
+        return True
+
+
+def _fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    names = (*FIELDS, *TRACE_FIELDS, "task_name")
+    return {n: v for n in names if (v := getattr(record, n, None)) not in (None, "", "???")}
+
+
+class TextFormatter(logging.Formatter):
+    """Another formatter's line (Celery's, a project's), with the task's fields appended
+    to its first line as ``[task_id=... queue=...]``."""
+
+    def __init__(self, inner: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter(logging.BASIC_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        shown = {k: v for k, v in _fields_of(record).items() if k in FIELDS or k == "trace_id"}
+        if shown:
+            first, nl, rest = line.partition("\n")
+            tail = " ".join(f"{k}={v}" for k, v in shown.items())
+            line = f"{first} [{tail}]{nl}{rest}"
+        return scrub(line)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``,
+    ``message``, ``process``, ``thread``, the task's fields present, ``exception``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": scrub(record.getMessage()),
+            "process": record.processName,
+            "thread": record.threadName,
+        }
+        out.update(_fields_of(record))
+        if record.exc_info:
+            out["exception"] = scrub(self.formatException(record.exc_info))
+        elif record.exc_text:
+            out["exception"] = scrub(record.exc_text)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        # Scrubbed field by field: in the JSON text a secret would appear escaped.
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def install(*handlers: logging.Handler, fmt: str | None = None) -> None:
+    """Put the ContextFilter and the format (``fmt``, default AGENTJOBS_LOG_FORMAT) on
+    ``handlers`` (default: the root logger's). ``text`` keeps each handler's formatter
+    and appends the fields; ``json`` replaces it. Safe to call again."""
+    fmt = fmt or get_settings().log_format
+    for handler in handlers or tuple(logging.getLogger().handlers):
+        if not any(isinstance(f, ContextFilter) for f in handler.filters):
+            handler.addFilter(ContextFilter())
+        current = handler.formatter
+        if fmt == "json":
+            if not isinstance(current, JsonFormatter):
+                handler.setFormatter(JsonFormatter())
+        elif isinstance(current, JsonFormatter):
+            handler.setFormatter(TextFormatter())
+        elif not isinstance(current, TextFormatter):
+            handler.setFormatter(TextFormatter(current))
