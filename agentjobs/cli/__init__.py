@@ -43,6 +43,10 @@ COMMANDS: dict[str, Lazy] = {
         "agentjobs.cli.dlq:dlq",
         "Dead letters: tasks that gave up (permanent error, or retries used up).",
     ),
+    "eval": Lazy(
+        "agentjobs.cli.eval:eval_command",
+        "Run eval cases; fail on a failed expectation or a p95/cost regression.",
+    ),
     "exporter": Lazy(
         "agentjobs.cli.exporter:exporter",
         "Serve agentjobs metrics for Prometheus, summed over every worker and host.",
@@ -58,6 +62,10 @@ COMMANDS: dict[str, Lazy] = {
     "recover": Lazy(
         "agentjobs.cli.recover:recover",
         "Send again the tasks the Redis broker lost.",
+    ),
+    "sessions": Lazy(
+        "agentjobs.cli.sessions:sessions",
+        "Agent sessions: list, show, approve, deny or cancel; create the PostgreSQL schema.",
     ),
     # The simulator owns its command: it runs on its own too (python -m agentjobs.simulator)
     # and imports nothing of agentjobs above the leaves.
