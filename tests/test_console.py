@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import os
 import re
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ from agentjobs.cli import main
 from agentjobs.console.app import Console
 from agentjobs.console.server import check_address, make
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
-from agentjobs.contrib.testing import wait_for
+from agentjobs.contrib.testing import spawn, terminate, wait_for
 from agentjobs.errors import ConfigurationError, DeadLetteredError
 from agentjobs.limiter import pause
 from agentjobs.reliability import deadletter
@@ -301,3 +303,107 @@ def test_off_loopback_it_needs_authentication(
         finally:
             for c in (anonymous, wrong, right):
                 c.close()
+
+
+DJANGO_SITE = """
+import os, sys
+from wsgiref.simple_server import make_server
+
+import django
+from django.conf import settings
+
+settings.configure(
+    SECRET_KEY="console-test-not-secret",
+    ALLOWED_HOSTS=["127.0.0.1"],
+    ROOT_URLCONF=__name__,
+    INSTALLED_APPS=[
+        "django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
+        "django.contrib.sessions", "django.contrib.messages", "agentjobs.console.django",
+    ],
+    MIDDLEWARE=[
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    ],
+    TEMPLATES=[{
+        "BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
+        "OPTIONS": {"context_processors": [
+            "django.template.context_processors.request",
+            "django.contrib.auth.context_processors.auth",
+            "django.contrib.messages.context_processors.messages",
+        ]},
+    }],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sys.argv[1]}},
+    USE_TZ=True,
+)
+django.setup()
+
+from django.contrib import admin
+from django.core.management import call_command
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("ops/", include("agentjobs.console.django.urls")),
+]
+call_command("migrate", verbosity=0)
+from django.contrib.auth.models import User
+User.objects.create_user("staff", password="pw-staff", is_staff=True)
+User.objects.create_user("plain", password="pw-plain")
+
+from django.core.wsgi import get_wsgi_application
+server = make_server("127.0.0.1", 0, get_wsgi_application())
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def django_site(agentjobs_redis: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Django project of its own (admin, auth, the console app under /ops/) in a
+    subprocess: Django's settings are once per process."""
+    pytest.importorskip("django")
+    where = tmp_path_factory.mktemp("django_site")
+    script = where / "site.py"
+    script.write_text(DJANGO_SITE)
+    env = {**os.environ, **agentjobs_redis.env}
+    proc = spawn(
+        [sys.executable, str(script), str(where / "db.sqlite3")],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().decode().strip()
+        assert port.isdigit(), "the Django site did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        terminate(proc, 10)
+
+
+def test_the_django_app_behind_the_admin_login(stack: Any, browser: Any, django_site: str) -> None:
+    dl_id = dead_letter_of(complete.delay(prompt="[[sim:error=400]] from Django"))
+    context = browser.new_context(base_url=django_site)
+    try:
+        page = context.new_page()
+        page.goto("/ops/deadletters")
+        assert "/admin/login/" in page.url  # the admin's login, not the console
+        for user, password in (("plain", "pw-plain"), ("staff", "pw-staff")):
+            page.fill("input[name=username]", user)
+            page.fill("input[name=password]", password)
+            page.click("input[type=submit]")
+            if user == "plain":  # signed in, but not staff: kept at the admin's login
+                assert "/admin/login/" in page.url and page.title().startswith("Error")
+        assert page.title() == "Dead letters - agentjobs console"
+        assert dl_id in page.locator("tbody").inner_text()
+        assert page.get_by_role("link", name="cost").get_attribute("href") == "/ops/cost"
+        refused = page.request.post("/ops/deadletters/purge", form={"id": dl_id})
+        assert refused.status == 403 and deadletter.get(dl_id) is not None
+        page.get_by_role("link", name=dl_id).click()
+        page.get_by_role("button", name="purge").click()
+        assert "purged 1; 0 remain" in flash(page)
+        assert page.url.startswith(django_site + "/ops/deadletters?")
+        assert deadletter.get(dl_id) is None
+    finally:
+        context.close()
