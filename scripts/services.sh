@@ -21,6 +21,9 @@ command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 # promtool checks deploy/'s Prometheus config and alert rules, and the compose test runs
 # the prometheus binary (tests/test_deploy.py skips both, with a reason, when missing).
 command -v promtool >/dev/null 2>&1 || apt_install prometheus || true
+# The console's browser tests drive Debian's Chromium, /usr/bin/chromium
+# (tests/test_console.py skips without it locally, fails in CI).
+[ -x /usr/bin/chromium ] || apt_install chromium || true
 
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 
