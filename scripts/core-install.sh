@@ -15,19 +15,26 @@ VENV=${CORE_VENV:-.venv/core}
 # The simulator is not in the core install: it runs from the development venv.
 SIM_PYTHON=${SIM_PYTHON:-$PWD/.venv/bin/python}
 
+# Built from a copy of the tree's files (tracked, and new ones not ignored): setuptools'
+# build/ in the tree would keep files deleted since, and ship them.
+src=$(mktemp -d)
+trap 'rm -rf "$src"' EXIT
+git ls-files -z --cached --others --exclude-standard \
+  | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$src"
+
 deps=$("$PYTHON" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
 stamp="$VENV/.core-deps"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$deps" ]; then
   echo "core-install: building $VENV (pip install ., no extra)" >&2
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q .
+  "$VENV/bin/python" -m pip install -q "$src"
   echo "$deps" > "$stamp"
 else
   # The dependencies pip resolved for this very list are in place: only agentjobs anew.
-  "$VENV/bin/python" -m pip install -q --no-deps --force-reinstall .
+  "$VENV/bin/python" -m pip install -q --no-deps --force-reinstall "$src"
 fi
 
 checkout=$PWD
 cd "$(mktemp -d)"  # not the checkout: `import agentjobs` must find the installed one
-exec "$(cd "$checkout" && realpath "$VENV")/bin/python" "$checkout/scripts/core_check.py" "$checkout" "$SIM_PYTHON"
+"$(cd "$checkout" && realpath "$VENV")/bin/python" "$checkout/scripts/core_check.py" "$checkout" "$SIM_PYTHON"
