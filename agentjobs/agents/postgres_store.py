@@ -4,8 +4,10 @@ For the sessions whose record must outlive a cache: the audit trail a disputed b
 needs. Two tables, created by ``agentjobs sessions migrate`` (``migrate()``):
 
 - ``agentjobs_sessions``: the current record, one row per session (the record as
-  ``jsonb`` beside the columns ``list`` filters and orders by), written with a version
-  check (``UPDATE ... WHERE version = read``), so two copies of a step cannot both apply.
+  ``json``, kept as written: a tool's input keeps its keys' order, which ``jsonb``
+  would not, so a resent transcript is the same text), beside the columns ``list``
+  filters and orders by; written with a version check (``UPDATE ... WHERE version =
+  read``), so two copies of a step cannot both apply.
 - ``agentjobs_session_checkpoints``: append-only, one row per write (the whole record
   as written, its version and time), inserted in the same transaction as the write.
   ``delete`` removes the current record only: the history stays.
@@ -23,7 +25,7 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from agentjobs.agents.redis_store import check_record, check_status, dumps
 from agentjobs.agents.store import (
@@ -54,7 +56,7 @@ SCHEMA = (
         created_at  double precision NOT NULL,
         updated_at  double precision NOT NULL,
         version     integer NOT NULL,
-        record      jsonb NOT NULL
+        record      json NOT NULL
     )""",
     f"CREATE INDEX IF NOT EXISTS {SESSIONS}_created ON {SESSIONS} (created_at DESC)",
     f"CREATE INDEX IF NOT EXISTS {SESSIONS}_status ON {SESSIONS} (status, created_at DESC)",
@@ -66,7 +68,7 @@ SCHEMA = (
         version    integer NOT NULL,
         status     text NOT NULL,
         written_at double precision NOT NULL,
-        record     jsonb NOT NULL
+        record     json NOT NULL
     )""",
     f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_session ON {CHECKPOINTS} (session_id, version)",
 )
@@ -256,14 +258,14 @@ class PostgresSessionStore(SessionStore):
 def _row(stored: Record) -> tuple[Any, ...]:
     check_record(stored)
     s = summary(stored)
-    return (*(s[f] for f in SUMMARY_FIELDS), stored["version"], Jsonb(stored, dumps))
+    return (*(s[f] for f in SUMMARY_FIELDS), stored["version"], Json(stored, dumps))
 
 
 def _checkpoint(cur: psycopg.Cursor[Any], stored: Record, now: float) -> None:
     cur.execute(
         f"INSERT INTO {CHECKPOINTS} (session_id, version, status, written_at, record) "
         "VALUES (%s, %s, %s, %s, %s)",
-        (stored["session_id"], stored["version"], stored["status"], now, Jsonb(stored, dumps)),
+        (stored["session_id"], stored["version"], stored["status"], now, Json(stored, dumps)),
     )
 
 
