@@ -63,6 +63,10 @@ COMMANDS: dict[str, Lazy] = {
         "agentjobs.cli.recover:recover",
         "Send again the tasks the Redis broker lost.",
     ),
+    "sessions": Lazy(
+        "agentjobs.cli.sessions:sessions",
+        "Agent sessions: list, show, approve, deny or cancel; create the PostgreSQL schema.",
+    ),
     # The simulator owns its command: it runs on its own too (python -m agentjobs.simulator)
     # and imports nothing of agentjobs above the leaves.
     "sim": Lazy(
