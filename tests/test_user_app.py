@@ -195,3 +195,33 @@ def test_celery_lists_the_agentjobs_extension(
     )
     assert proc.returncode == 0, proc.stderr
     assert "dlq" in proc.stdout and "celery -A proj agentjobs dlq list" in proc.stdout
+
+
+def test_the_projects_own_worker_needs_no_credentials_and_runs_its_own_tasks(
+    project_env: dict[str, str], agentjobs_redis: PrivateRedis
+) -> None:
+    from celery import Celery
+
+    env = {k: v for k, v in project_env.items() if not k.startswith("ANTHROPIC_")}
+    env["AGENTJOBS_SIM_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env["AGENTJOBS_CONNECT_TIMEOUT_S"] = "0.5"
+    args = ["worker", "-P", "threads", "-c", "2", "-l", "warning"]
+    # A worker of agentjobs' queues runs the preflight: no credentials, no simulator.
+    refused = _celery(env, *args, "-Q", "claude.haiku")
+    assert refused.returncode == 1 and "worker not started" in refused.stderr, refused.stderr
+    # One of the project's own queues only: it starts, and runs the project's task.
+    proc = spawn(
+        [sys.executable, "-m", "celery", "-A", "proj", *args, "-Q", "proj.default"],
+        env=env,
+        cwd=PROJECT,
+    )
+    caller = Celery(
+        "caller", broker=env["PROJ_BROKER_URL"], backend=env["PROJ_RESULT_BACKEND"],
+        set_as_current=False,
+    )  # fmt: skip
+    try:
+        job = caller.send_task("proj.add", args=(2, 3), queue="proj.default")
+        assert job.get(timeout=60) == 5
+    finally:
+        terminate(proc, 30)
+        caller.close()
