@@ -25,6 +25,7 @@ from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import RequestError, SessionStateError
 from agentjobs.messages.request import parse_request
+from agentjobs.ops import session_metrics
 from agentjobs.spend.budget import estimate_usd
 
 QUEUES = (*all_queues(), "agentjobs.tools")
@@ -270,6 +271,11 @@ def test_approval_pauses_without_a_task_then_runs(agent_worker: Any, fresh_sim: 
     assert call["approval"]["decision"] == "approved" and call["approval"]["by"] == "ops@example"
     with pytest.raises(SessionStateError):
         control.approve(session.id)
+    # what the loop reported (ops/session_metrics.py)
+    figures = session_metrics.snapshot(agent="loop_approve")
+    assert (figures["started"], figures["by_status"]) == (1, {"completed": 1})
+    assert figures["approval_wait_s"]["count"] == 1 and figures["approval_wait_s"]["mean"] > 0
+    assert figures["tools"]["refund"]["by_kind"] == {"ok": 1}
 
 
 def test_a_denied_call_goes_back_as_an_error(agent_worker: Any, fresh_sim: Any) -> None:

@@ -60,6 +60,7 @@ def _decide(
             return checkpoint.stop(rec, "timeout")
         now = time.time()
         for c in calls:
+            waited = max(0.0, now - float(c.get("queued_at") or now))
             c["approval"] = {"decision": decision, "by": by, "at": now, "reason": reason}
             if decision == "approved":
                 c["status"] = "pending"
@@ -72,16 +73,14 @@ def _decide(
                     {"is_error": True, "error": message, "kind": "denied", "content": message},
                     status="denied",
                 )
-            decided.append(dict(c))
+            decided.append({**c, "waited_s": waited})
         for n in sorted({c["step"] for c in calls}):
             turn.settle(rec, n)
         return rec
 
     rec, _ = checkpoint.write(session_id, change)
     for c in decided:
-        waited = float(c["approval"]["at"]) - float(c.get("queued_at") or c["approval"]["at"])
-        if decision == "denied" or c["status"] == "pending":
-            hooks.approval_waited(c["name"], max(0.0, waited))
+        hooks.approval_waited(c["name"], c["waited_s"])
     return rec, decided
 
 
