@@ -17,7 +17,8 @@ use; in short:
 - ``agentjobs_worker``: a real Celery worker in the test process, consuming every
   ``claude.*`` queue (``@pytest.mark.agentjobs_worker(queues=[...], concurrency=N)``
   chooses), with those queues emptied before and after.
-- ``agentjobs_app`` (session): the Celery app the other fixtures configure and run.
+- ``agentjobs_app`` (session): the Celery app the other fixtures configure and run (the
+  project's own after ``agentjobs.install(app)``).
 
 With ``agentjobs_worker`` requested, ``complete.delay(...).get()`` in the test goes
 through the private Redis, the worker and the simulator, whatever the developer's
@@ -211,9 +212,10 @@ def sim_reset_for_test(server: SimHandle) -> Iterator[SimHandle]:
 
 
 def _agentjobs_app() -> Celery:
-    from agentjobs import app
+    # The project's own app once agentjobs.install ran on it, else agentjobs' own.
+    from agentjobs.worker.app import publishing_app
 
-    return app
+    return publishing_app()
 
 
 def _reread_settings() -> None:
@@ -250,7 +252,9 @@ def _point(app: Celery, broker_url: str, backend_url: str) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def agentjobs_app() -> Celery:
     """The Celery app the agentjobs fixtures point at the private Redis and run a worker
-    of: agentjobs' own (``agentjobs.app``, the one ``complete`` is registered on)."""
+    of: the one ``complete`` publishes through, i.e. the project's own once
+    ``agentjobs.install`` ran on it (before the session's first fixture), else
+    agentjobs' own (``agentjobs.app``)."""
     return _agentjobs_app()
 
 
