@@ -216,6 +216,8 @@ def test_every_page_renders_against_a_live_stack(stack: Any, page: Any) -> None:
     assert page.locator("svg[aria-label='tasks finished'] rect").count() >= 1
     assert page.locator("svg[aria-label='cost at list price'] rect").count() >= 1
     assert "claude.haiku" in page.locator("main table").first.inner_text()
+    page.goto("/?hours=1")
+    assert "last 1 h, 1-minute bins" in page.locator("main").inner_text()
     shot(page, "overview")
 
     page.goto("/cost")

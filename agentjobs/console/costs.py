@@ -69,8 +69,13 @@ def cost_page(request: Request) -> Response:
             )
         )
     picker = join(
-        (h("<b>{} days</b>", n) if n == days else link(request, "/cost", f"{n} days", days=str(n)))
-        for n in (7, 30, 90)
+        (
+            h("<b>{} days</b>", n)
+            if n == days
+            else link(request, "/cost", f"{n} days", days=str(n))
+            for n in (7, 30, 90)
+        ),
+        " &middot; ",
     )
     body = h(
         "<p>At list price from the price table; response-cache hits cost nothing (saved "

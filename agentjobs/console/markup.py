@@ -75,8 +75,11 @@ def table(head: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "noth
     for row in rows:
         cells = []
         for cell in row:
-            num = isinstance(cell, int | float) and not isinstance(cell, bool)
-            cells.append(h('<td class="num">{}</td>', cell) if num else h("<td>{}</td>", cell))
+            if isinstance(cell, int | float) and not isinstance(cell, bool):
+                text = f"{cell:,}" if isinstance(cell, int) else f"{cell:,.6g}"
+                cells.append(h('<td class="num">{}</td>', text))
+            else:
+                cells.append(h("<td>{}</td>", cell))
         body.append(h("<tr>{}</tr>", join(cells)))
     if not body:
         return h('<p class="empty">{}</p>', empty)
@@ -134,7 +137,7 @@ header{background:#1d2330;color:#fff;padding:10px 24px;display:flex;gap:22px;ali
 header b{font-size:16px;margin-right:12px}header a{color:#c9d3e6;text-decoration:none}
 header a.on{color:#fff;border-bottom:2px solid #7fb2ff}
 main{padding:16px 24px;max-width:1200px}h1{font-size:20px;margin:6px 0 14px}
-h2{font-size:16px;margin:22px 0 8px}
+h2{font-size:16px;margin:22px 0 8px}h3{font-size:14px;margin:12px 0 4px}
 table{border-collapse:collapse;background:#fff;margin:4px 0 12px;min-width:50%}
 th,td{border-bottom:1px solid #e3e6eb;padding:5px 10px;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}

@@ -21,8 +21,11 @@ def hours_of(request: Request, default: float = 6.0) -> float:
 def hours_picker(request: Request, path: str, hours: float) -> Safe:
     choices = (1, 6, 24)
     return join(
-        (h("<b>{}h</b>", c) if c == hours else link(request, path, f"{c}h", hours=str(c)))
-        for c in choices
+        (
+            h("<b>{}h</b>", c) if c == hours else link(request, path, f"{c}h", hours=str(c))
+            for c in choices
+        ),
+        " &middot; ",
     )
 
 

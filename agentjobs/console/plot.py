@@ -17,8 +17,15 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 10, 26, 24
 COLORS = ("#3b6fd4", "#d4643b", "#2f9e6b")
 
 
-def _hhmm(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M")
+def _clock(bin_s: float, span_s: float) -> str:
+    """How a chart names its times: days, or times of day (with the date past 12 h)."""
+    if bin_s >= 86_400:
+        return "%Y-%m-%d"
+    return "%m-%d %H:%M" if span_s > 12 * 3600 else "%H:%M"
+
+
+def _at(ts: float, fmt: str) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime(fmt)
 
 
 def _fmt(v: float, unit: str) -> str:
@@ -44,6 +51,8 @@ def chart(
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     bw = pw / max(n, 1)
 
+    clock = _clock(bin_s, n * bin_s)
+
     def y(v: float) -> float:
         return TOP + ph - ph * v / top
 
@@ -51,7 +60,7 @@ def chart(
     for i, v in enumerate(series[names[0]] if names else []):
         if not v:
             continue
-        tip = f"{_hhmm(start + i * bin_s)} {names[0]}: {_fmt(v, unit)}"
+        tip = f"{_at(start + i * bin_s, clock)} {names[0]}: {_fmt(v, unit)}"
         parts.append(
             h(
                 '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}">'
@@ -88,7 +97,8 @@ def chart(
         for k, name in enumerate(names)
         if len(names) > 1
     )
-    end = start + n * bin_s
+    # a day chart names its first and last day; a time chart its start and its end
+    end = start + (n - 1) * bin_s if bin_s >= 86_400 else start + n * bin_s
     axis = h(
         '<line x1="{l}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/>'
         '<text x="{l}" y="{t}" font-size="10" text-anchor="end" dx="-4" dy="8">{top}</text>'
@@ -101,8 +111,8 @@ def chart(
         t=TOP,
         top=_fmt(top, unit),
         lab=H - 6,
-        a=_hhmm(start),
-        z=_hhmm(end),
+        a=_at(start, clock),
+        z=_at(end, clock),
     )
     return h(
         '<svg class="chart" role="img" aria-label="{}" width="{}" height="{}" '
