@@ -40,7 +40,7 @@ REDACTED = "[redacted]"
 _KEY_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 #: A text shorter than this is not a secret worth a scan (a model name, "yes").
 _MIN_SECRET = 12
-#: How much of a text's head and tail is searched for on its own (a truncated repr).
+#: Twice the run of a text's head or tail that is taken for the text (a truncated repr).
 _PIECE = 40
 #: Keys of task kwargs whose strings are ids or options, never prompt text.
 _NOT_TEXT = frozenset(
@@ -123,11 +123,31 @@ def scrub(text: str) -> str:
     for key in _api_keys():
         text = text.replace(key, REDACTED)
     for secret in _secrets.get():
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-        for piece in (secret[:_PIECE], secret[-_PIECE:]):
-            if piece in text:
-                text = text.replace(piece, REDACTED)
+        text = _without(text, secret)
+    return text
+
+
+def _without(text: str, secret: str) -> str:
+    """``text`` with ``secret`` gone: whole, and any run of at least ``_PIECE // 2``
+    characters of its head or tail (a repr cut to its first or last characters)."""
+    if secret in text:
+        text = text.replace(secret, REDACTED)
+    n = _PIECE // 2
+    head, tail = secret[:n], secret[-n:]
+    i = text.find(head)
+    while i != -1:  # a prefix of the secret: as far as it goes on
+        j = n
+        while j < len(secret) and i + j < len(text) and text[i + j] == secret[j]:
+            j += 1
+        text = text[:i] + REDACTED + text[i + j :]
+        i = text.find(head, i + len(REDACTED))
+    i = text.find(tail)
+    while i != -1:  # a suffix: as far as it goes back
+        start, k = i, len(secret) - n
+        while k > 0 and start > 0 and text[start - 1] == secret[k - 1]:
+            start, k = start - 1, k - 1
+        text = text[:start] + REDACTED + text[i + n :]
+        i = text.find(tail, start + len(REDACTED))
     return text
 
 
@@ -196,16 +216,27 @@ class ContextFilter(logging.Filter):
             if getattr(record, name, None) is None:
                 setattr(record, name, fields.get(name))
         if record.failure_kind is None and classify is not None:  # type: ignore[attr-defined]
-            exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
-            if exc is not None and not isinstance(exc, KeyboardInterrupt | SystemExit):
-                try:
-                    record.failure_kind = classify(exc)
-                except Exception:
-                    record.failure_kind = None
+            record.failure_kind = _kind(record)
         ids = trace_ids() if trace_ids is not None else None
         record.trace_id, record.span_id = ids if ids else (None, None)
         redact(record)
         return True
+
+
+def _kind(record: logging.LogRecord) -> str | None:
+    """The failure kind of the exception a record is about: the one it carries, or, for
+    agentjobs' own lines (the retry and dead-letter decisions, logged while the failure
+    is handled), the one being handled; None when unknown (a library's handled error)."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is None and record.name.startswith("agentjobs."):
+        exc = sys.exc_info()[1]
+    if exc is None or classify is None or isinstance(exc, KeyboardInterrupt | SystemExit):
+        return None
+    try:
+        kind = classify(exc)
+    except Exception:
+        return None
+    return None if kind == "unknown" else kind
 
 
 def _fields_of(record: logging.LogRecord) -> dict[str, Any]:
@@ -261,8 +292,7 @@ def install(*handlers: logging.Handler, fmt: str | None = None) -> None:
     and appends the fields; ``json`` replaces it. Safe to call again."""
     fmt = fmt or get_settings().log_format
     for handler in handlers or tuple(logging.getLogger().handlers):
-        if not any(isinstance(f, ContextFilter) for f in handler.filters):
-            handler.addFilter(ContextFilter())
+        filter_only(handler)
         current = handler.formatter
         if fmt == "json":
             if not isinstance(current, JsonFormatter):
@@ -271,3 +301,9 @@ def install(*handlers: logging.Handler, fmt: str | None = None) -> None:
             handler.setFormatter(TextFormatter())
         elif not isinstance(current, TextFormatter):
             handler.setFormatter(TextFormatter(current))
+
+
+def filter_only(handler: logging.Handler) -> None:
+    """The ContextFilter on ``handler``, its format left as it is."""
+    if not any(isinstance(f, ContextFilter) for f in handler.filters):
+        handler.addFilter(ContextFilter())

@@ -202,6 +202,13 @@ def _on_failure(
 @cs.after_setup_task_logger.connect
 def _on_logging_setup(logger: logging.Logger | None = None, **_: Any) -> None:
     """Celery set the worker's logging up (no ``setup_logging`` receiver of the
-    project's): its handlers get the filter and the format."""
-    if logger is not None and logger.handlers:
-        logs.install(*logger.handlers)
+    project's): the handlers it made (their formatter is Celery's) get the filter and
+    the format; a handler the project had put there before keeps its format, and gets
+    the filter (the fields as record attributes, and the redaction)."""
+    from celery.utils.log import ColorFormatter
+
+    for handler in logger.handlers if logger is not None else ():
+        if isinstance(handler.formatter, ColorFormatter | logs.TextFormatter | logs.JsonFormatter):
+            logs.install(handler)
+        else:
+            logs.filter_only(handler)

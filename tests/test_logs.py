@@ -1,0 +1,223 @@
+"""Structured logs of the task path: every line a task writes carries its fields (task
+id, idempotency key, queue, session, failure kind), as text or JSON, and none carries
+the prompt or the API key unless AGENTJOBS_LOG_PROMPTS asks. Against a real in-process
+worker and the simulator through the real SDK, with DEBUG on, where the SDK itself
+logs each request's body."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery.signals import task_failure
+
+from agentjobs import DeadLetteredError, complete
+from agentjobs.api.client import reset_client
+from agentjobs.contrib.testing import wait_for
+from agentjobs.settings import reset_settings
+from agentjobs.telemetry import logs
+
+PROMPT = "Quokka-marmalade ledger 4417 tells the story of the blue heron at dawn"
+KEY = "sk-ant-api03-DistinctiveTestKey-4417-abcdefghijklmnop"
+#: Loggers whose lines, written in the task's thread, are the task path's.
+TASK_PATH = ("celery.app.trace", "agentjobs", "anthropic", "httpx", "httpcore")
+
+
+@pytest.fixture
+def captured(request: pytest.FixtureRequest, worker: Any) -> Iterator[io.StringIO]:
+    """Every line of the process at DEBUG, through a handler with agentjobs' filter and
+    the format under test (the param), as a project's own handler would be; added
+    after the worker started (its logging setup sets the root logger's level)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logs.install(handler, fmt=request.param)
+    root = logging.getLogger()
+    before = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A distinctive API key, the one the worker's client sends (the simulator takes any)."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    reset_client()
+    yield KEY
+    monkeypatch.undo()
+    reset_client()
+
+
+def _run_tasks(captured: io.StringIO) -> tuple[dict[str, Any], str]:
+    """One task that succeeds and one the API refuses (dead-lettered); their ids, once
+    Celery's line of the failure is written (after the result is stored)."""
+    ok = complete.delay(prompt=PROMPT, max_tokens=48, idempotency_key="probe-ok").get(timeout=60)
+    refused = complete.delay(prompt="[[sim:error=400]] " + PROMPT, max_tokens=48)
+    with pytest.raises(DeadLetteredError):
+        refused.get(timeout=60)
+    wait_for(lambda: f"Task agentjobs.complete[{refused.id}]" in captured.getvalue())
+    return ok, refused.id
+
+
+def _pieces(text: str) -> list[str]:
+    return [text, text[:20], text[-20:], "Quokka-marmalade", "blue heron"]
+
+
+@pytest.mark.parametrize("captured", ["text", "json"], indirect=True)
+def test_no_prompt_text_or_api_key_in_any_line(
+    captured: io.StringIO, api_key: str, worker: Any, fresh_sim: Any
+) -> None:
+    ok, refused_id = _run_tasks(captured)
+    # A careless line naming the key, as a project's or a library's could.
+    logging.getLogger("myproject").warning("calling with key %s", api_key)
+    out = captured.getvalue()
+    assert ok["task_id"] in out and refused_id in out  # the tasks' lines were captured
+    assert "anthropic._base_client" in out  # with the SDK's request lines (their bodies)
+    for piece in _pieces(PROMPT):
+        assert piece not in out
+    assert api_key not in out and api_key[:24] not in out
+    assert "calling with key [redacted]" in out
+
+
+@pytest.mark.parametrize("captured", ["text"], indirect=True)
+def test_log_prompts_lets_the_text_through(
+    captured: io.StringIO, worker: Any, fresh_sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The debug setting, and the proof that the capture above would see a leak."""
+    monkeypatch.setenv("AGENTJOBS_LOG_PROMPTS", "true")
+    reset_settings()
+    try:
+        complete.delay(prompt=PROMPT, max_tokens=48).get(timeout=60)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert PROMPT in captured.getvalue()
+
+
+@pytest.mark.parametrize("captured", ["json"], indirect=True)
+def test_every_json_line_of_the_task_path_carries_the_task_fields(
+    captured: io.StringIO, worker: Any, fresh_sim: Any
+) -> None:
+    def on_failure(**_: Any) -> None:
+        logging.getLogger("myproject.failures").warning("a task failed")
+
+    task_failure.connect(on_failure, weak=False)
+    try:
+        ok, refused_id = _run_tasks(captured)
+        wait_for(lambda: "myproject.failures" in captured.getvalue())
+    finally:
+        task_failure.disconnect(on_failure)
+    lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        if "task_id" in line:
+            by_task.setdefault(line["task_id"], []).append(line)
+    ours = by_task[ok["task_id"]]
+    assert {line["idempotency_key"] for line in ours} == {"probe-ok"}
+    assert {line["queue"] for line in ours} == {"claude.haiku"}
+    # The SDK's request lines, written in the task's thread (Celery's "succeeded" line is
+    # INFO, which the in-process worker's tracer, built at WARNING, does not write).
+    assert any(line["logger"].startswith("anthropic") for line in ours)
+    assert not any("failure_kind" in line for line in ours)
+    refused = by_task[refused_id]
+    assert {line["idempotency_key"] for line in refused} == {refused_id}  # the key: its id
+    dead = [line for line in refused if line["logger"] == "agentjobs.reliability.recovery"]
+    assert dead and all(line["failure_kind"] == "bad_request" for line in dead)
+    # A line written after the failure (a project's task_failure handler, connected
+    # after agentjobs'): the failure kind bound then, not read off an exception.
+    (after,) = [line for line in refused if line["logger"] == "myproject.failures"]
+    assert after["failure_kind"] == "bad_request"
+    failed = [line for line in refused if line["logger"] == "celery.app.trace"]
+    assert failed and all(line["failure_kind"] == "bad_request" for line in failed)
+    # Lines of the task path written in a worker thread: every one names its task.
+    worker_lines = [
+        line
+        for line in lines
+        if line["logger"].startswith(TASK_PATH) and line["thread"] != "MainThread"
+    ]
+    assert worker_lines
+    missing = [line for line in worker_lines if "task_id" not in line]
+    assert not missing, missing[:3]
+    for line in lines:
+        assert {"ts", "level", "logger", "message"} <= set(line)
+
+
+def test_the_filter_and_the_formats() -> None:
+    record = logging.LogRecord(
+        "agentjobs.x", logging.WARNING, __file__, 1, "hello %s", ("you",), None
+    )
+    tokens = logs.bind([PROMPT], task_id="t1", idempotency_key="k1", queue="claude.haiku")
+    try:
+        tokens += logs.bind(failure_kind="rate_limited", session_id=None)
+        assert logs.ContextFilter().filter(record)
+        assert logs.current() == {
+            "task_id": "t1",
+            "idempotency_key": "k1",
+            "queue": "claude.haiku",
+            "failure_kind": "rate_limited",
+        }
+        assert logs.scrub(f"said {PROMPT[:50]}...") == "said [redacted]..."
+    finally:
+        logs.unbind(tokens)
+    assert logs.current() == {}
+    assert logs.scrub(PROMPT) == PROMPT  # the task ended: its texts are no secret now
+    inner = logging.Formatter("[%(levelname)s] %(message)s")
+    text = logs.TextFormatter(inner).format(record)
+    assert text == (
+        "[WARNING] hello you [task_id=t1 idempotency_key=k1 queue=claude.haiku "
+        "failure_kind=rate_limited]"
+    )
+    line = json.loads(logs.JsonFormatter().format(record))
+    assert line["message"] == "hello you"
+    assert (line["task_id"], line["queue"], line["failure_kind"]) == (
+        "t1",
+        "claude.haiku",
+        "rate_limited",
+    )
+    assert "session_id" not in line and "trace_id" not in line
+
+
+def test_install_keeps_a_handlers_formatter_and_is_idempotent() -> None:
+    handler = logging.StreamHandler(io.StringIO())
+    mine = logging.Formatter("%(message)s")
+    handler.setFormatter(mine)
+    logs.install(handler, fmt="text")
+    logs.install(handler, fmt="text")
+    assert isinstance(handler.formatter, logs.TextFormatter)
+    assert handler.formatter.inner is mine
+    assert sum(isinstance(f, logs.ContextFilter) for f in handler.filters) == 1
+    logs.install(handler, fmt="json")
+    assert isinstance(handler.formatter, logs.JsonFormatter)
+
+
+def test_celerys_result_and_argument_lines_keep_their_ids_and_lose_the_text() -> None:
+    context = {
+        "id": "t9",
+        "name": "agentjobs.complete",
+        "runtime": 0.5,
+        "return_value": {"id": "msg_1", "text": PROMPT, "content": [{"text": PROMPT}]},
+        "kwargs": repr({"prompt": PROMPT}),
+    }
+    record = logging.LogRecord(
+        "celery.app.trace",
+        logging.INFO,
+        __file__,
+        1,
+        "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s",
+        (context,),
+        None,
+    )
+    record.data = dict(context)
+    logs.ContextFilter().filter(record)
+    message = record.getMessage()
+    assert "t9" in message and "msg_1" in message
+    assert PROMPT not in message and PROMPT not in json.dumps(record.data)
