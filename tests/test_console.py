@@ -31,8 +31,9 @@ from agentjobs.cli import main
 from agentjobs.console.app import Console
 from agentjobs.console.server import check_address, make
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
-from agentjobs.contrib.testing import spawn, terminate, wait_for
+from agentjobs.contrib.testing import free_port, http_get, spawn, terminate, wait_for
 from agentjobs.errors import ConfigurationError, DeadLetteredError
+from agentjobs.lanes import records
 from agentjobs.limiter import pause
 from agentjobs.reliability import deadletter
 from agentjobs.worker.tasks import complete
@@ -226,14 +227,28 @@ def test_every_page_renders_against_a_live_stack(stack: Any, page: Any) -> None:
     assert page.locator("svg[aria-label='cost per hour, last 24 h'] rect").count() >= 1
     shot(page, "cost")
 
+    # A batch-lane request waits (the group's batch is sent at 60 s, after this test).
+    complete.delay(prompt="a deferrable summary", lane="batch")
+    wait_for(lambda: records.overview()["waiting_total"] == 1, timeout=20)
     page.goto("/batches")
     assert "no open batch" in page.locator("main").inner_text()
+    assert page.get_by_role("cell", name="1 in all")
+    waiting = page.locator("table").first.inner_text()
+    assert "haiku" in waiting and "1" in waiting
     shot(page, "batches")
 
     page.goto("/limiter")
     for group in ("haiku", "sonnet", "opus"):
         assert page.locator(f"section#{group} table").count() == 2
     assert "itpm" in page.locator("section#haiku").inner_text()
+    opus = page.locator("section#opus")
+    opus.locator("input[name=seconds]").fill("120")
+    opus.get_by_role("button", name="pause").click()
+    assert "opus: paused for 120s" in flash(page)
+    assert "PAUSED: operator" in page.locator("section#opus").inner_text()
+    page.locator("section#opus").get_by_role("button", name="resume").click()
+    assert "opus: lifted operator" in flash(page)
+    assert not pause.active("opus")
 
     page.goto("/no/such/page")
     assert "no page /no/such/page" in page.get_by_role("alert").inner_text()
@@ -268,6 +283,19 @@ def test_approve_from_the_page_resumes_the_session(stack: Any, page: Any) -> Non
     assert "completed" in page.locator("table.pairs").inner_text()
     assert page.get_by_role("button", name="approve").count() == 0
 
+    # Deny: the model gets the reason as the tool's error and answers without it.
+    denied = agent.start("Refund me again.")
+    assert denied.wait(timeout=30, until=("waiting_approval",))["status"] == "waiting_approval"
+    page.goto(f"/sessions/{denied.id}")
+    page.get_by_label("reason").fill("over the <limit>")
+    page.get_by_role("button", name="deny").click()
+    assert "denied" in flash(page)
+    assert denied.wait(timeout=30)["status"] == "completed"
+    (call,) = denied.record()["tool_calls"]
+    assert call["status"] == "denied" and call["approval"]["reason"] == "over the <limit>"
+    page.reload()
+    assert "denied by console: over the <limit>" in page.locator("main").inner_text()
+
 
 def test_off_loopback_it_needs_authentication(
     browser: Any, agentjobs_redis: Any, state_redis: Any
@@ -281,6 +309,24 @@ def test_off_loopback_it_needs_authentication(
     assert refused.exit_code == 1 and "needs authentication" in refused.output
     bad = CliRunner().invoke(main, ["console", "--basic-auth", "nopassword", "--port", "0"])
     assert bad.exit_code == 1 and "user:password" in bad.output
+
+    # The command itself, serving with the users of AGENTJOBS_CONSOLE_BASIC_AUTH.
+    port = free_port()
+    env = {**os.environ, **agentjobs_redis.env, "AGENTJOBS_CONSOLE_BASIC_AUTH": "ops:s3cret"}
+    argv = [sys.executable, "-m", "agentjobs", "console", "--address", "0.0.0.0"]
+    proc = spawn([*argv, "--port", str(port)], env=env, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        line = ""
+        while "agentjobs console on" not in line:  # after any warning the child prints
+            line = proc.stderr.readline().decode()
+            assert line, "agentjobs console exited"
+        assert f":{port}/ (basic auth, 1 user(s))" in line
+        assert http_get(f"http://127.0.0.1:{port}/limiter")[0] == 401
+        status, body = http_get(f"http://127.0.0.1:{port}/limiter", auth="ops:s3cret")
+        assert status == 200 and b"API key fingerprint" in body
+    finally:
+        terminate(proc, 10)
 
     for url in serve(Console(), {"ops": "s3cret"}):
         anonymous = browser.new_context()
