@@ -61,8 +61,9 @@ Examples:
 @click.pass_context
 @pass_cli
 def worker(cli: CliContext, ctx: click.Context, family: str) -> None:
-    """Run a worker for FAMILY's queue (claude.FAMILY), or `tools` for agentjobs.tools.
+    """Run a worker for FAMILY's queue (claude.FAMILY).
 
+    FAMILY `tools` serves agentjobs.tools, the queue of agent sessions' tool calls.
     Equal to `celery -A agentjobs worker -Q claude.FAMILY -P threads -c N -n FAMILY@%h`,
     N from AGENTJOBS_WORKER_CONCURRENCY (default 32). Every celery worker flag passes
     through and overrides these defaults; -I/--include loads the modules that define
