@@ -206,15 +206,16 @@ def test_the_projects_own_worker_needs_no_credentials_and_runs_its_own_tasks(
     env["AGENTJOBS_SIM_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env["AGENTJOBS_CONNECT_TIMEOUT_S"] = "0.5"
     args = ["worker", "-P", "threads", "-c", "2", "-l", "warning"]
-    # A worker of agentjobs' queues runs the preflight: no credentials, no simulator.
-    refused = _celery(env, *args, "-Q", "claude.haiku")
-    assert refused.returncode == 1 and "worker not started" in refused.stderr, refused.stderr
     # One of the project's own queues only: it starts, and runs the project's task.
     proc = spawn(
         [sys.executable, "-m", "celery", "-A", "proj", *args, "-Q", "proj.default"],
         env=env,
         cwd=PROJECT,
     )
+    # Meanwhile, a worker of agentjobs' queues runs the preflight: no credentials, no
+    # simulator, no start.
+    refused = _celery(env, *args, "-Q", "claude.haiku")
+    assert refused.returncode == 1 and "worker not started" in refused.stderr, refused.stderr
     caller = Celery(
         "caller", broker=env["PROJ_BROKER_URL"], backend=env["PROJ_RESULT_BACKEND"],
         set_as_current=False,
@@ -225,3 +226,32 @@ def test_the_projects_own_worker_needs_no_credentials_and_runs_its_own_tasks(
     finally:
         terminate(proc, 30)
         caller.close()
+
+
+def test_the_pytest_plugin_runs_the_projects_own_app(
+    project_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A project's test suite with the plugin: its app (installed from conftest.py, with
+    a broker nobody listens on) is re-pointed at the private Redis and its worker runs."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text("import proj.celery  # noqa: F401\n")
+    (suite / "test_summary.py").write_text(
+        "from agentjobs import complete\n\n\n"
+        "def test_summary(agentjobs_worker, agentjobs_app):\n"
+        "    assert agentjobs_app.main == 'proj' and complete.app is agentjobs_app\n"
+        "    r = complete.delay(prompt='hi [[sim:output_tokens=3]]').get(timeout=60)\n"
+        "    assert r['usage']['output_tokens'] == 3\n"
+    )
+    env = {**project_env, "PROJ_BROKER_URL": "redis://127.0.0.1:1/0"}
+    args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "agentjobs.contrib.pytest_plugin"]
+    proc = subprocess.run(
+        [sys.executable, *args, str(suite)],
+        env=env,
+        cwd=suite,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
