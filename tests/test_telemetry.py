@@ -7,7 +7,9 @@ OpenTelemetry installed at all."""
 from __future__ import annotations
 
 import ast
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,11 +24,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+import agentjobs.agents.tasks  # noqa: F401  (registers the loop's tasks on the app)
 from agentjobs import DeadLetteredError, complete
+from agentjobs.agents.agent import Agent
+from agentjobs.agents.tool import tool
+from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.contrib.testing import wait_for
 from agentjobs.ops.signals import telemetry as wiring
 from agentjobs.settings import reset_settings
-from agentjobs.telemetry import setup, trace
+from agentjobs.telemetry import logs, setup, trace
 
 PROMPT = "Zebra-quartz telemetry probe 7731: say hello"
 
@@ -248,9 +254,19 @@ def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_otel_traces_exporter_alone_exports_the_api_call_span(sim: Any) -> None:
     """No code of the user's: OTEL_TRACES_EXPORTER=console and a service name make the
-    process build a provider and print the call's span (the SDK's console exporter)."""
+    process build a provider at its first span and print the call's span (the SDK's
+    console exporter); importing agentjobs alone builds nothing."""
     code = """
+        import sys
+        from agentjobs import complete
+        import agentjobs.ops.signals
         from agentjobs.api import client
+        from agentjobs.telemetry import trace
+        # Imported, nothing asked for: not decided, the SDK's tracing and the Celery
+        # instrumentation not even loaded (redis-py loads the SDK's metrics itself).
+        assert trace._tracer is None
+        loaded = ("opentelemetry.sdk.trace", "opentelemetry.instrumentation")
+        assert not [m for m in sys.modules if m.startswith(loaded)]
         from opentelemetry import trace as otel
         raw = client.create_message(
             {"model": "claude-haiku-4-5", "max_tokens": 16,
@@ -368,18 +384,85 @@ def test_only_the_telemetry_modules_import_opentelemetry() -> None:
                 assert node not in tree.body, f"{path}: a top-level import of {names}"
 
 
-def test_importing_agentjobs_builds_no_tracing() -> None:
-    """Installed but not asked for: a web process that only publishes loads neither the
-    SDK's tracing nor the instrumentation (redis-py loads the SDK's metrics itself)."""
-    code = """
-        import sys
-        from agentjobs import complete
-        import agentjobs.ops.signals
-        from agentjobs.telemetry import trace
-        assert trace._tracer is None  # not decided: no span was asked for
-        print(sorted(m for m in sys.modules if m.startswith(
-            ("opentelemetry.sdk.trace", "opentelemetry.instrumentation"))))
-    """
-    done = _python(code, {})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+# --- an agent session --------------------------------------------------------------------
+
+
+@tool
+def look_up(word: str) -> str:
+    """Look a word up."""
+    # A line of the user's tool, in the tool call's task: it names the session and trace.
+    logging.getLogger("agentjobs.probe").info("looking up a word")
+    return f"{word}: a thing that repeats"
+
+
+def test_an_agent_session_is_one_trace_of_steps_and_tool_calls(
+    spans: InMemorySpanExporter, state_redis: Any, fresh_sim: Any
+) -> None:
+    """Each step and tool call is a task published by the one before it, so the whole
+    session hangs under the request that started it: step -> its API call, step ->
+    (publish) -> tool call -> (publish) -> next step."""
+    queues = (*all_queues(), "agentjobs.tools")
+    purge(queues)
+    agent = Agent(
+        "otel_probe", model="haiku", system="[[sim:tool_rounds=1]] Use tools.", tools=[look_up]
+    )
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logs.install(handler, fmt="json")
+    probe = logging.getLogger("agentjobs.probe")
+    with in_process_worker(queues, concurrency=4):
+        logging.getLogger().addHandler(handler)
+        before = probe.level
+        probe.setLevel(logging.INFO)
+        try:
+            with trace.span("POST /ask", kind="server"):
+                session = agent.start("What is a loop?")
+            result = session.wait(timeout=60)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            probe.setLevel(before)
+        assert result["status"] == "completed", result
+        found = wait_for(lambda: _both_steps(spans), timeout=30, what="both steps' task spans")
+    purge(queues)
+    by_id = {s.context.span_id: s for s in found}
+    root = _one(found, "POST /ask")
+    assert {s.context.trace_id for s in found} == {root.context.trace_id}
+
+    def chain(span: ReadableSpan) -> list[str]:
+        names = []
+        while span.parent is not None:
+            span = by_id[span.parent.span_id]
+            names.append(span.name)
+        return names
+
+    steps = sorted(
+        (s for s in found if s.name == "agentjobs.agent_step"),
+        key=lambda s: (s.attributes or {})["agentjobs.step"],
+    )
+    assert [(s.attributes or {})["agentjobs.step"] for s in steps] == [1, 2]
+    for s in steps:
+        assert (s.attributes or {})["agentjobs.session_id"] == session.id
+        assert by_id[_parent(s) or 0].name == "run/agentjobs.agent_step"
+    calls = [s for s in found if s.name.startswith("chat ")]
+    assert sorted(by_id[_parent(c) or 0].name for c in calls) == ["agentjobs.agent_step"] * 2
+    (tool_span,) = [s for s in found if s.name == "agentjobs.tool_call"]
+    assert chain(tool_span)[:2] == ["run/agentjobs.tool_call", "apply_async/agentjobs.tool_call"]
+    # the second step descends from the tool call, which descends from the first step
+    second = chain(steps[1])
+    assert "run/agentjobs.tool_call" in second and second[-1] == "POST /ask"
+    assert chain(steps[0])[-1] == "POST /ask"
+    _no_text(found, "What is a loop")
+    # the tool's log line: its session, its key (session:step:tool_use_id), its trace
+    (line,) = [json.loads(x) for x in stream.getvalue().splitlines() if "looking up" in x]
+    assert line["session_id"] == session.id
+    assert line["idempotency_key"].startswith(f"{session.id}:1:")
+    assert line["queue"] == "agentjobs.tools"
+    assert line["trace_id"] == f"{root.context.trace_id:032x}"
+    assert line["span_id"] == f"{tool_span.context.span_id:016x}"
+
+
+def _both_steps(exporter: InMemorySpanExporter) -> list[ReadableSpan] | None:
+    """The finished spans once both steps' task spans ended (each ends at postrun)."""
+    found = list(exporter.get_finished_spans())
+    runs = [s for s in found if s.name == "run/agentjobs.agent_step"]
+    return found if len(runs) == 2 else None
