@@ -296,10 +296,9 @@ def _run_tool(task: Any, session_id: str, n: int, tool_use_id: str) -> dict[str,
     else:
         try:
             checkpoint.write(session_id, _mark_running(n, tool_use_id, str(info.hostname)))
-            with (
-                idempotency.held(claim),
-                hooks.span("agentjobs.tool_call", session_id=session_id, step=n, tool=call["name"]),
-            ):
+            attributes = {"agentjobs.session_id": session_id, "agentjobs.step": n}
+            attributes["agentjobs.tool"] = call["name"]
+            with idempotency.held(claim), hooks.span("agentjobs.tool_call", **attributes):
                 outcome = _run(rec, call, key)
             outcome = idempotency.succeeded(claim, outcome)
         except BaseException:
