@@ -78,20 +78,17 @@ def message(i: int) -> tuple[str, str]:
 def worker_processes(log_dir: str, concurrency: int = 8, prefix: str = "desk") -> list[Any]:
     """The three workers the sessions need, not yet launched: one per model queue the
     agents use, and one for the tools; each imports ``desk`` from this folder."""
-    from agentjobs.agents.tool import TOOLS_QUEUE
     from agentjobs.contrib.testing import WorkerProcess
 
     env = {
         "PYTHONPATH": os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]),
         "AGENT_APP_DB": str(desk_db.path()),
     }
-    # The loop's tasks and the desk's agents and tools, in every worker.
-    include = ("-I", "agentjobs.agents.tasks,desk", "-c", str(concurrency))
-    tools = ("-Q", TOOLS_QUEUE, *include)
+    # The desk's agents and tools, in every worker (the loop's tasks are agentjobs').
+    include = ("-I", "desk", "-c", str(concurrency))
     return [
-        WorkerProcess("haiku", env, args=include, name=f"{prefix}-haiku", log_dir=log_dir),
-        WorkerProcess("sonnet", env, args=include, name=f"{prefix}-sonnet", log_dir=log_dir),
-        WorkerProcess("haiku", env, args=tools, name=f"{prefix}-tools", log_dir=log_dir),
+        WorkerProcess(family, env, args=include, name=f"{prefix}-{family}", log_dir=log_dir)
+        for family in ("haiku", "sonnet", "tools")
     ]
 
 
