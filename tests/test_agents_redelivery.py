@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agentjobs.agents import control
-from agentjobs.agents.agent import Agent
+from agentjobs.agents.agent import AGENTS, Agent
 from agentjobs.agents.stores import session_store
 from agentjobs.agents.tasks import agent_step, tool_call
 from agentjobs.agents.tool import tool
@@ -99,3 +99,17 @@ def test_resume_sends_a_lost_step_again(clean: None, fresh_sim: Any) -> None:
     assert result["status"] == "completed" and result["steps"] == 2
     with pytest.raises(SessionStateError):
         control.resume(session.id)
+
+
+def test_a_step_for_an_agent_this_worker_lacks_fails_the_session(
+    clean: None, fresh_sim: Any
+) -> None:
+    agent = Agent("loop_gone", model="haiku", tools=[spell])
+    session = agent.start("Spell 'loop'.")
+    del AGENTS["loop_gone"]  # a worker started without the module (-I) that defines it
+    step = {"session_id": session.id, "n": 1, "agent": "loop_gone", "model": agent.model}
+    agent_step.apply(kwargs=step).get()
+    result = session.wait(timeout=5)
+    assert result["status"] == "failed"
+    assert result["error"].startswith("unknown agent 'loop_gone'")
+    assert sim_requests(fresh_sim) == 0
