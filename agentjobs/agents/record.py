@@ -65,7 +65,9 @@ RESOLVED = frozenset({"done", "denied", "cancelled"})
 
 
 class SessionResult(TypedDict):
-    """What ``Session.wait`` returns (ARCHITECTURE.md, "Agent sessions")."""
+    """What ``Session.wait`` returns (ARCHITECTURE.md, "Agent sessions"): ``steps`` the
+    model steps made (or in flight), ``tool_calls`` the calls the model asked for,
+    ``error`` why a session failed."""
 
     session_id: str
     agent: str
@@ -174,8 +176,9 @@ def result(record: Record) -> SessionResult:
         stop_reason=record.get("stop_reason"),
         output=record.get("output"),
         error=record.get("error"),
-        steps=sum(1 for s in record.get("steps") or () if s.get("status") == "done"),
-        tool_calls=sum(1 for c in record.get("tool_calls") or () if c.get("status") == "done"),
+        # The same counts as the store's summary (``agentjobs sessions list``).
+        steps=len(record.get("steps") or ()),
+        tool_calls=len(record.get("tool_calls") or ()),
         cost_usd=round(float(record.get("cost_usd") or 0.0), 10),
         usage=dict(record.get("usage") or {}),
         created_at=record["created_at"],
