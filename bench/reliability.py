@@ -607,8 +607,8 @@ def main() -> None:
         if args.write:
             text = DOC.read_text() if DOC.exists() else ""
             if SESSIONS_DOC_START in text:
-                pattern = re.escape(SESSIONS_DOC_START) + ".*?" + re.escape(SESSIONS_DOC_END)
-                text = re.sub(pattern, lambda _: section, text, flags=re.S)
+                span = re.escape(SESSIONS_DOC_START) + ".*?" + re.escape(SESSIONS_DOC_END)
+                text = re.sub(span, lambda _: section, text, flags=re.S)
             else:
                 text += "\n" + section + "\n"
             DOC.write_text(text)
