@@ -82,6 +82,13 @@ def authorized(header: str, users: dict[str, str]) -> str | None:
     return name if expected is not None and ok else None
 
 
+def _length(environ: dict[str, Any]) -> int:
+    try:
+        return max(0, int(environ.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
+
+
 def _request(environ: dict[str, Any], user: str) -> Request:
     cookies: dict[str, str] = {}
     try:
@@ -92,11 +99,7 @@ def _request(environ: dict[str, Any], user: str) -> Request:
     form: dict[str, str] = {}
     method = environ.get("REQUEST_METHOD", "GET").upper()
     if method == "POST":
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        raw = environ["wsgi.input"].read(min(max(length, 0), MAX_BODY))
+        raw = environ["wsgi.input"].read(min(_length(environ), MAX_BODY))
         form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     path = environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace")
     return Request(
@@ -122,7 +125,7 @@ def wsgi_app(console: Console, users: dict[str, str]) -> Callable[..., Iterable[
                 resp.headers.append(("WWW-Authenticate", 'Basic realm="agentjobs console"'))
                 return _send(resp, start_response)
             user = got
-        if int(environ.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+        if _length(environ) > MAX_BODY:
             return _send(Response(413, "too large", "text/plain"), start_response)
         return _send(console.handle(_request(environ, user)), start_response)
 
