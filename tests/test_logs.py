@@ -17,7 +17,7 @@ from celery.signals import task_failure
 
 from agentjobs import DeadLetteredError, complete
 from agentjobs.api.client import reset_client
-from agentjobs.contrib.testing import wait_for
+from agentjobs.contrib.testing import WorkerProcess, wait_for
 from agentjobs.settings import reset_settings
 from agentjobs.telemetry import logs
 
@@ -221,3 +221,39 @@ def test_celerys_result_and_argument_lines_keep_their_ids_and_lose_the_text() ->
     message = record.getMessage()
     assert "t9" in message and "msg_1" in message
     assert PROMPT not in message and PROMPT not in json.dumps(record.__dict__["data"])
+
+
+def test_a_worker_process_writes_json_lines_through_celerys_logging_setup(
+    agentjobs_redis: Any, sim: Any, purge_queues: None
+) -> None:
+    """``agentjobs worker`` with AGENTJOBS_LOG_FORMAT=json: Celery sets its logging up,
+    agentjobs puts the filter and the format on Celery's handler. Its "succeeded" line
+    (INFO, the result's repr with the answer in it) names the task and carries no
+    prompt, answer or key."""
+    env = {
+        **agentjobs_redis.env,
+        "ANTHROPIC_BASE_URL": sim.base_url,
+        "ANTHROPIC_API_KEY": KEY,
+        "AGENTJOBS_LOG_FORMAT": "json",
+    }
+    worker = WorkerProcess("haiku", env).start(ready_timeout=60)
+    try:
+        ok = complete.delay(prompt=PROMPT, max_tokens=48).get(timeout=60)
+        wait_for(lambda: f"[{ok['task_id']}] succeeded" in worker.log(), timeout=30)
+    finally:
+        worker.stop()
+    text = worker.log()
+    lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+    (done,) = [x for x in lines if f"[{ok['task_id']}] succeeded" in x["message"]]
+    assert done["logger"] == "celery.app.trace"
+    assert (done["task_id"], done["idempotency_key"], done["queue"]) == (
+        ok["task_id"],
+        ok["task_id"],
+        "claude.haiku",
+    )
+    # Celery prints the result's repr, answer and all: it is dropped whole
+    assert done["message"].endswith("s: [redacted]") and ok["text"] not in text
+    assert any("ready." in x["message"] for x in lines)  # the worker's own lines, as JSON
+    for piece in _pieces(PROMPT):
+        assert piece not in text
+    assert KEY not in text
