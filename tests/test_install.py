@@ -142,3 +142,8 @@ def test_the_project_app_becomes_current_again(project: Callable[..., Celery]) -
     own_app.set_current()  # what importing agentjobs does
     agentjobs.install(app)
     assert current_app._get_current_object() is app
+
+
+def test_installing_agentjobs_own_app_changes_nothing() -> None:
+    assert agentjobs.install(own_app) is own_app
+    assert own_app not in hosts.HOSTS and complete.app is own_app

@@ -44,7 +44,7 @@ from agentjobs import catalog
 from agentjobs.errors import ConfigurationError
 from agentjobs.settings import get_settings
 from agentjobs.worker import config, hosts
-from agentjobs.worker.app import AgentJobsCelery, _Refused
+from agentjobs.worker.app import _Refused
 from agentjobs.worker.app import app as own_app
 
 PREFLIGHT = "agentjobs.worker.preflight:Preflight"
@@ -80,7 +80,7 @@ def install(app: Celery) -> Celery:
     Raises ConfigurationError (one line) when ``app``'s configuration is already loaded
     and sets a required setting otherwise; else that check runs when it loads.
     """
-    if isinstance(app, AgentJobsCelery):
+    if app is own_app:
         return app
     with _lock:
         if app in hosts.HOSTS:
