@@ -461,3 +461,33 @@ def test_the_django_app_behind_the_admin_login(stack: Any, browser: Any, django_
         assert deadletter.get(dl_id) is None
     finally:
         context.close()
+
+
+def test_markup_escapes_what_it_is_given_and_the_token_is_bound_to_its_cookie(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentjobs.console.csrf import Csrf
+    from agentjobs.console.markup import Safe, h, table
+    from agentjobs.console.server import wsgi_from_settings
+    from agentjobs.settings import reset_settings
+
+    assert h("<p>{}</p>", '<a href="x">&') == "<p>&lt;a href=&quot;x&quot;&gt;&amp;</p>"
+    assert h("<p>{}</p>", Safe("<b>built</b>")) == "<p><b>built</b></p>"
+    assert "<script>" not in table(["<script>"], [["<script>", 1234]])
+    assert '<td class="num">1,234</td>' in table(["n"], [[1234]])
+    one, two = Csrf(), Csrf()
+    nonce = one.new_nonce()
+    assert one.valid(nonce, one.token(nonce))
+    assert not one.valid(one.new_nonce(), one.token(nonce))  # another cookie's token
+    assert not two.valid(nonce, one.token(nonce))  # another secret (process)
+    assert not one.valid(nonce, None) and not one.valid(None, one.token(nonce))
+    # A WSGI server of one's own (gunicorn) gets the app only with users configured.
+    monkeypatch.delenv("AGENTJOBS_CONSOLE_BASIC_AUTH", raising=False)
+    reset_settings()
+    with pytest.raises(ConfigurationError, match="AGENTJOBS_CONSOLE_BASIC_AUTH"):
+        wsgi_from_settings()
+    monkeypatch.setenv("AGENTJOBS_CONSOLE_BASIC_AUTH", "ops:pw")
+    reset_settings()
+    assert callable(wsgi_from_settings())
+    monkeypatch.undo()
+    reset_settings()
