@@ -22,10 +22,14 @@ What it sets on ``app``:
 - the required settings (``config.REQUIRED``: JSON only, late acks, requeue when a
   worker dies), enforced each time the configuration loads: one the project sets
   otherwise is refused with one line (ConfigurationError), never changed;
-- ``HOST_DEFAULTS`` (one message per thread, the soft shutdown, the Redis transport's
-  visibility timeout, a result backend), only where the project left Celery's default:
-  a choice of the project's own is kept, except a Redis visibility timeout below
-  ``AGENTJOBS_VISIBILITY_TIMEOUT_S``, which would redeliver live calls: refused.
+- ``HOST_DEFAULTS`` (one message per thread, the soft shutdown), agentjobs' Redis
+  transport options (its visibility timeout) and a result backend, only where the
+  project left Celery's default: a choice of the project's own is kept, except a Redis
+  visibility timeout below ``AGENTJOBS_VISIBILITY_TIMEOUT_S``, which would redeliver
+  live calls: refused.
+
+The pool is the worker's choice: ``-P threads`` names agentjobs' resizable threads pool
+in any process that imported agentjobs' app (as this module does).
 
 agentjobs' state store (limiter, idempotency, dead letters) stays AGENTJOBS_REDIS_URL.
 """
