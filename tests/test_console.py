@@ -464,7 +464,7 @@ def test_the_django_app_behind_the_admin_login(stack: Any, browser: Any, django_
 
 
 def test_markup_escapes_what_it_is_given_and_the_token_is_bound_to_its_cookie(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, state_redis: Any
 ) -> None:
     from agentjobs.console.csrf import Csrf
     from agentjobs.console.markup import Safe, h, table
@@ -488,6 +488,39 @@ def test_markup_escapes_what_it_is_given_and_the_token_is_bound_to_its_cookie(
         wsgi_from_settings()
     monkeypatch.setenv("AGENTJOBS_CONSOLE_BASIC_AUTH", "ops:pw")
     reset_settings()
-    assert callable(wsgi_from_settings())
+    one_worker, another = wsgi_from_settings(), wsgi_from_settings()  # two gunicorn workers
+    auth = "Basic " + base64.b64encode(b"ops:pw").decode()
+    status, headers, body = wsgi_call(one_worker, "GET", "/limiter", auth)
+    assert status.startswith("200")
+    cookie = dict(headers)["Set-Cookie"].split(";")[0]
+    token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', body).group(1)  # type: ignore[union-attr]
+    form = f"group=nosuch&seconds=1&csrf_token={token}"
+    status, _, _ = wsgi_call(another, "POST", "/limiter/pause", auth, cookie, form)
+    assert status.startswith("303")  # the other process took the token (and refused the group)
+    status, _, _ = wsgi_call(another, "POST", "/limiter/pause", auth, cookie, "group=opus")
+    assert status.startswith("403")
     monkeypatch.undo()
     reset_settings()
+
+
+def wsgi_call(
+    app: Any, method: str, path: str, auth: str, cookie: str = "", form: str = ""
+) -> tuple[str, list[tuple[str, str]], str]:
+    """One request through a WSGI app, as a WSGI server would make it."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    body = form.encode()
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "HTTP_AUTHORIZATION": auth,
+        "HTTP_COOKIE": cookie,
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "wsgi.input": io.BytesIO(body),
+    }
+    setup_testing_defaults(environ)
+    got: list[Any] = []
+    chunks = app(environ, lambda status, headers: got.extend((status, headers)))
+    return got[0], got[1], b"".join(chunks).decode()

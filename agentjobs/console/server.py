@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from agentjobs.console.app import Console
+from agentjobs.console.csrf import Csrf
 from agentjobs.console.web import Request, Response
 from agentjobs.errors import ConfigurationError
 
@@ -141,13 +143,17 @@ def _send(resp: Response, start_response: StartResponse) -> list[bytes]:
 
 def wsgi_from_settings() -> Callable[..., Iterable[bytes]]:
     """A WSGI app with the users of ``AGENTJOBS_CONSOLE_BASIC_AUTH`` (required: a WSGI
-    server of one's own is not known to listen on loopback only)."""
+    server of one's own is not known to listen on loopback only). Its CSRF secret is
+    derived from that setting, so every worker process of the server accepts the tokens
+    of the others."""
     from agentjobs.settings import get_settings
 
-    users = parse_users(get_settings().console_basic_auth)
+    spec = get_settings().console_basic_auth or ""
+    users = parse_users(spec)
     if not users:
         raise ConfigurationError("set AGENTJOBS_CONSOLE_BASIC_AUTH=user:password")
-    return wsgi_app(Console(), users)
+    secret = hmac.new(spec.encode(), b"agentjobs.console.csrf", hashlib.sha256).digest()
+    return wsgi_app(Console(csrf=Csrf(secret)), users)
 
 
 class ThreadingServer(ThreadingMixIn, WSGIServer):
