@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from agentjobs import catalog
+from agentjobs.cli.worker import TOOLS
 from agentjobs.contrib.testing import free_port, wait_for
 from agentjobs.contrib.testing import http_get as _get
 from agentjobs.ops import metrics
@@ -33,9 +35,11 @@ DEPLOY = ROOT / "deploy"
 ENV = {
     "REDIS_PASSWORD": "test-redis-pw",
     "AGENTJOBS_FLOWER_BASIC_AUTH": "ops:test-flower-pw",
+    "AGENTJOBS_CONSOLE_BASIC_AUTH": "ops:test-console-pw",
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-pw",
     "HAIKU_CONCURRENCY": "4",
     "SONNET_CONCURRENCY": "2",
+    "TOOLS_CONCURRENCY": "3",
     "SIM_LATENCY_MEDIAN_MS": "0",
 }
 
@@ -76,6 +80,24 @@ def service_settings(svc: dict[str, Any]) -> Settings:
     return Settings(**given)
 
 
+#: The worker services and the family (or ``tools``) each serves.
+WORKERS = {"worker-haiku": "haiku", "worker-sonnet": "sonnet", "worker-tools": TOOLS}
+
+
+def largest_max_tokens() -> int:
+    """The largest max_tokens a request may ask for: the catalog's largest output."""
+    return max(m.max_output_tokens for m in catalog.models().values())
+
+
+def longest_task_s(s: Settings, max_tokens: int) -> float:
+    """The longest a running ``complete`` or agent step of ``max_tokens`` takes: the
+    waits for an identical call in flight, for another copy's lease and for the limiter,
+    then its own call (``Settings.call_timeout_s``, which the client enforces)."""
+    return (
+        s.cache_wait_s + s.idempotency_wait_s + s.limiter_max_sleep_s + s.call_timeout_s(max_tokens)
+    )
+
+
 def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
     text = interpolate((ROOT / "docker-compose.yml").read_text(), env or ENV)
     return yaml.safe_load(text)
@@ -88,58 +110,90 @@ def used_metric_names(text: str) -> set[str]:
 def test_compose_shape() -> None:
     doc = compose()
     services = doc["services"]
-    for name in ("redis", "worker-haiku", "worker-sonnet", "flower", "exporter", "web"):
-        assert name in services and "sim" not in services[name].get("profiles", []), name
+    for name in ("redis", *WORKERS, "flower", "console", "exporter", "web"):
+        assert name in services and not services[name].get("profiles"), name
     assert services["simulator"]["profiles"] == ["sim"]
+    assert services["postgres"]["profiles"] == services["sessions-migrate"]["profiles"]
+    assert services["postgres"]["profiles"] == ["postgres"]
     redis_cmd = services["redis"]["command"]
     assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
     assert "--requirepass test-redis-pw" in redis_cmd
     assert "test-flower-pw" in services["flower"]["environment"]["AGENTJOBS_FLOWER_BASIC_AUTH"]
+    console_auth = services["console"]["environment"]["AGENTJOBS_CONSOLE_BASIC_AUTH"]
+    assert console_auth == "ops:test-console-pw"
     assert services["worker-haiku"]["environment"]["AGENTJOBS_WORKER_CONCURRENCY"] == 4
+    assert services["worker-tools"]["environment"]["AGENTJOBS_WORKER_CONCURRENCY"] == 3
     # workers scale with --scale: no fixed container name, no host port
-    for w in ("worker-haiku", "worker-sonnet"):
+    for w in WORKERS:
         assert "container_name" not in services[w] and "ports" not in services[w]
-    with pytest.raises(AssertionError, match="REDIS_PASSWORD"):
-        compose({k: v for k, v in ENV.items() if k != "REDIS_PASSWORD"})
-    assert (ROOT / "Dockerfile").read_text().startswith("#")
-    assert "FROM python:3.11-slim" in (ROOT / "Dockerfile").read_text()
+    for needed in ("REDIS_PASSWORD", "AGENTJOBS_CONSOLE_BASIC_AUTH"):
+        with pytest.raises(AssertionError, match=needed):
+            compose({k: v for k, v in ENV.items() if k != needed})
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
+    # one image for every service: the extras of the simulator, Flower and the exporter,
+    # PostgreSQL and OpenTelemetry, and the examples' web frameworks
+    assert 'pip install ".[all,examples]"' in dockerfile
+
+
+def test_workers_load_the_agent_modules_given() -> None:
+    """Agents and tools are found by name in each worker's registry: every worker runs
+    ``-I $AGENT_MODULES``; unset, a module of agentjobs' own that loads (a no-op)."""
+    import importlib
+
+    for given in (None, "myapp.agents,myapp.tools"):
+        env = ENV if given is None else {**ENV, "AGENT_MODULES": given}
+        services = compose(env)["services"]
+        for w, family in WORKERS.items():
+            argv = shlex.split(services[w]["command"])
+            assert argv[:3] == ["agentjobs", "worker", family], w
+            modules = argv[argv.index("-I") + 1]
+            if given is not None:
+                assert modules == given, w
+            else:
+                for name in modules.split(","):
+                    importlib.import_module(name)
 
 
 def test_workers_get_time_to_finish_their_calls_when_stopped() -> None:
     services = compose()["services"]
+    top = largest_max_tokens()
     for w in ("worker-haiku", "worker-sonnet"):
         svc = services[w]
         # compose's stop signal is SIGTERM (warm shutdown: running calls finish)
         assert svc.get("stop_signal", "SIGTERM") == "SIGTERM", w
         grace = duration_s(svc["stop_grace_period"])
-        s = service_settings(svc)
-        assert grace > s.soft_shutdown_s, (w, grace, s.soft_shutdown_s)
-        # the longest a running task takes: waits for an identical call, for another
-        # copy's lease, for the limiter, then its own call
-        longest = (
-            s.cache_wait_s
-            + s.idempotency_wait_s
-            + s.limiter_max_sleep_s
-            + s.connect_timeout_s
-            + s.request_timeout_s
-        )
-        assert grace > longest, (w, grace, longest)
+        # the longest a running task takes at the largest max_tokens a request may ask
+        # for, and a stop escalated to cold (SIGQUIT) adds at most the soft shutdown
+        for s in (service_settings(svc), Settings()):
+            assert grace > s.soft_shutdown_s + longest_task_s(s, top), (w, grace, top)
+        # and within a few minutes of it: a bound, not a guess
+        assert grace < Settings().soft_shutdown_s + longest_task_s(Settings(), top) + 300, w
+    # the tools worker's tasks are the user's tools (no lease wait): the soft shutdown
+    # plus the longest tool the comment promises
+    tools = services["worker-tools"]
+    assert tools.get("stop_signal", "SIGTERM") == "SIGTERM"
+    grace = duration_s(tools["stop_grace_period"])
+    assert grace == 300 and grace - Settings().soft_shutdown_s == 240
 
 
 def test_services_have_healthchecks() -> None:
     services = compose()["services"]
-    for name in ("redis", "worker-haiku", "worker-sonnet", "flower", "exporter", "simulator"):
+    for name in ("redis", *WORKERS, "flower", "console", "exporter", "simulator", "postgres"):
         test = services[name]["healthcheck"]["test"]
         assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
     # each worker is pinged by the name it runs under
-    for family in ("haiku", "sonnet"):
-        svc = services[f"worker-{family}"]
+    for w, family in WORKERS.items():
+        svc = services[w]
         assert f"-d {family}@$HOSTNAME" in svc["healthcheck"]["test"][1]
         assert svc["command"].startswith(f"agentjobs worker {family}")
         assert "-n " not in svc["command"]  # so the name is FAMILY@%h, %h the hostname
-    # what depends on Redis waits until it answers
-    for name in ("worker-haiku", "worker-sonnet", "flower", "exporter", "web"):
+    # what depends on Redis waits until it answers; the migration, until PostgreSQL does
+    for name in (*WORKERS, "flower", "console", "exporter", "web"):
         assert services[name]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    migrate = services["sessions-migrate"]
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert migrate["restart"] == "no" and migrate["command"] == "agentjobs sessions migrate"
 
 
 def test_alerts_and_dashboard_use_exported_names() -> None:
@@ -381,15 +435,22 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
             timeout=30,
             what="simulator",
         )
-        for w in ("worker-haiku", "worker-sonnet"):
-            stack.start(w)
-        for w in ("worker-haiku", "worker-sonnet"):
+        # the workers load a module of agents and tools through -I (AGENT_MODULES; the
+        # image would have it installed, here it is on PYTHONPATH)
+        agents = {"PYTHONPATH": str(ROOT / "examples" / "agent_app")}
+        for w in WORKERS:
+            stack.start(w, env=agents)
+        for w in WORKERS:
             wait_for(lambda w=w: stack.alive(w) and " ready." in stack.log(w), 60, what=w)
         assert "concurrency: 4" in stack.log("worker-haiku").replace("(thread)", "")
-        assert stack.healthcheck("worker-haiku") and stack.healthcheck("worker-sonnet")
+        assert "agentjobs.tools" in stack.log("worker-tools")
+        assert "concurrency: 3" in stack.log("worker-tools").replace("(thread)", "")
+        for w in WORKERS:
+            assert stack.healthcheck(w), w
         assert not stack.healthcheck("worker-haiku", {"HOSTNAME": "another-container"})
         assert stack.healthcheck("simulator")
         stack.start("flower")
+        stack.start("console")
         stack.start("exporter")
         stack.start("web")
         web = stack.url("web", 8000)
@@ -415,6 +476,12 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
         assert _get(flower + "/api/workers")[0] == 401
         assert _get(flower + "/api/workers", "ops:test-flower-pw")[0] == 200
         assert stack.healthcheck("flower")
+
+        console = stack.url("console", 5600)
+        wait_for(lambda: stack.alive("console") and _get(console + "/")[0] == 401, 30)
+        status, body = _get(console + "/sessions", "ops:test-console-pw")
+        assert status == 200 and b"sessions" in body.lower()
+        assert stack.healthcheck("console")
 
         exporter = stack.url("exporter", 9808)
 
@@ -483,3 +550,47 @@ def test_worker_without_key_or_simulator_stops_at_start_with_one_line(tmp_path: 
         assert metrics.workers_alive(["claude.haiku"], client=state) == {"claude.haiku": 0}
     finally:
         stack.stop()
+
+
+def test_the_postgres_profile_creates_the_session_schema(tmp_path: Path, postgres_url: str) -> None:
+    """`docker compose --profile postgres up`: sessions-migrate, with the URL .env gives
+    every service, creates the schema in the profile's database (here a private one on
+    the local PostgreSQL)."""
+    import psycopg
+
+    from agentjobs.agents import postgres_store
+
+    url = "postgresql://agentjobs:test-pg-pw@postgres:5432/agentjobs"
+    env = {**ENV, "POSTGRES_PASSWORD": "test-pg-pw", "AGENTJOBS_SESSION_STORE": url}
+    services = compose(env)["services"]
+    pg = services["postgres"]["environment"]
+    # the URL names the profile's service, user, password and database
+    assert url == (
+        f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:"
+        f"{services['postgres']['expose'][0]}/{pg['POSTGRES_DB']}"
+    )
+    for name in (*WORKERS, "console", "sessions-migrate"):
+        assert services[name]["environment"]["AGENTJOBS_SESSION_STORE"] == url, name
+    migrate = services["sessions-migrate"]
+    given = {k: str(v) for k, v in migrate["environment"].items()}
+    given["AGENTJOBS_SESSION_STORE"] = postgres_url
+    bin_dir = str(Path(sys.executable).parent)
+    base = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    for _ in range(2):  # safe to run again
+        done = subprocess.run(
+            shlex.split(migrate["command"]),
+            env={**base, **given},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    with psycopg.connect(postgres_url) as conn:
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        }
+    assert {postgres_store.SESSIONS, postgres_store.CHECKPOINTS} <= tables, tables
