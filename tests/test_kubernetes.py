@@ -28,7 +28,8 @@ import yaml
 from kubernetes_validate.utils import latest_version
 
 from agentjobs import catalog
-from agentjobs.cli.worker import worker_argv
+from agentjobs.agents.tool import TOOLS_QUEUE
+from agentjobs.cli.worker import TOOLS, worker_argv
 from agentjobs.ops import depth
 from agentjobs.ops.metric_specs import exported_series
 from agentjobs.settings import Settings
@@ -45,9 +46,22 @@ SECRET_ENV = {
     "AGENTJOBS_REDIS_URL",
     "AGENTJOBS_RESULT_BACKEND",
     "AGENTJOBS_FLOWER_BASIC_AUTH",
+    "AGENTJOBS_CONSOLE_BASIC_AUTH",
+    "AGENTJOBS_SESSION_STORE",
 }
-#: The Secrets the manifests reference and the README tells the operator to create.
-SECRETS = {"agentjobs-redis", "agentjobs-anthropic", "agentjobs-flower"}
+#: The Secrets the pods reference and the README tells the operator to create.
+SECRETS = {
+    "agentjobs-redis",
+    "agentjobs-anthropic",
+    "agentjobs-flower",
+    "agentjobs-console",
+    "agentjobs-sessions",
+}
+#: The Secret KEDA reads the broker's address and password from (the tools worker).
+KEDA_SECRET = "agentjobs-keda-redis"
+#: The ConfigMap's one key that is not an agentjobs setting: the workers' -I modules.
+AGENT_MODULES = "AGENT_MODULES"
+TOOLS_DIR = K8S / "components" / "tools-worker"
 _QUANTITY = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}
 
 #: KEDA's ScaledObject (keda.sh/v1alpha1, KEDA >= 2.17: fallback.behavior), the fields
@@ -168,6 +182,45 @@ PROMETHEUS_KNOWN = PROMETHEUS_REQUIRED | {
 }
 
 
+#: The redis trigger's metadata (KEDA's "Redis Lists" scaler), the broker's address and
+#: password coming from a TriggerAuthentication.
+REDIS_REQUIRED = {"listName", "listLength"}
+REDIS_KNOWN = REDIS_REQUIRED | {"activationListLength", "databaseIndex", "enableTLS", "unsafeSsl"}
+
+#: KEDA's TriggerAuthentication (keda.sh/v1alpha1), secretTargetRef only.
+TRIGGER_AUTHENTICATION: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "TriggerAuthentication"},
+        "metadata": SCALED_OBJECT["properties"]["metadata"],
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["secretTargetRef"],
+            "properties": {
+                "secretTargetRef": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["parameter", "name", "key"],
+                        "properties": {
+                            "parameter": {"type": "string"},
+                            "name": {"type": "string"},
+                            "key": {"type": "string"},
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+
+
 def load(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
@@ -221,8 +274,8 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
     return c
 
 
-def workers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Worker Deployments by the family (or queue name) their command serves."""
+def all_workers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Worker Deployments by the family (or ``tools``) their command serves."""
     found = {}
     for d in of_kind(docs, "Deployment"):
         cmd = container(d)["command"]
@@ -232,6 +285,20 @@ def workers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def workers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The model families' worker Deployments."""
+    return {f: d for f, d in all_workers(docs).items() if f != TOOLS}
+
+
+def model_scalers(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ScaledObjects of the model workers (on the exporter's metrics)."""
+    return [
+        so
+        for so in of_kind(docs, "ScaledObject")
+        if so["spec"]["triggers"][0]["type"] == "prometheus"
+    ]
+
+
 def config(docs: list[dict[str, Any]]) -> dict[str, str]:
     data: dict[str, str] = named(docs, "ConfigMap", "agentjobs-config")["data"]
     return data
@@ -239,19 +306,21 @@ def config(docs: list[dict[str, Any]]) -> dict[str, str]:
 
 def settings_of(docs: list[dict[str, Any]]) -> Settings:
     """agentjobs' settings as the ConfigMap makes them (defaults for the rest)."""
-    return Settings(**{k.removeprefix("AGENTJOBS_").lower(): v for k, v in config(docs).items()})
+    given = {k: v for k, v in config(docs).items() if k.startswith("AGENTJOBS_")}
+    return Settings(**{k.removeprefix("AGENTJOBS_").lower(): v for k, v in given.items()})
 
 
-def longest_task_s(s: Settings) -> float:
-    """The longest a running task takes: the wait for an identical call in flight, for
-    another copy's lease, for the limiter, then its own call."""
-    return (
-        s.cache_wait_s
-        + s.idempotency_wait_s
-        + s.limiter_max_sleep_s
-        + s.connect_timeout_s
-        + s.request_timeout_s
-    )
+def largest_max_tokens() -> int:
+    """The largest max_tokens a request may ask for: the catalog's largest output."""
+    return max(m.max_output_tokens for m in catalog.models().values())
+
+
+def longest_task_s(s: Settings, max_tokens: int | None = None) -> float:
+    """The longest a running task takes at ``max_tokens`` (default: the largest a
+    request may ask for): the wait for an identical call in flight, for another copy's
+    lease, for the limiter, then its own call, bounded by ``Settings.call_timeout_s``."""
+    tokens = largest_max_tokens() if max_tokens is None else max_tokens
+    return s.cache_wait_s + s.idempotency_wait_s + s.limiter_max_sleep_s + s.call_timeout_s(tokens)
 
 
 def option(cmd: list[str], name: str) -> str:
@@ -270,6 +339,9 @@ def port_number(c: dict[str, Any], port: int | str) -> int:
 
 
 def validate(doc: dict[str, Any]) -> None:
+    if doc["kind"] == "TriggerAuthentication":
+        jsonschema.validate(doc, TRIGGER_AUTHENTICATION)
+        return
     if doc["kind"] == "ScaledObject":
         jsonschema.validate(doc, SCALED_OBJECT)
         behavior = doc["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
@@ -336,6 +408,13 @@ def test_a_worker_deployment_per_model_family(docs: list[dict[str, Any]]) -> Non
         assert 1 <= threads(d) <= s.http_max_connections, (family, threads(d))
         # KEDA owns the count: a replicas field would reset it on every apply
         assert "replicas" not in d["spec"], family
+    # every worker, tools too, loads the modules of the ConfigMap's AGENT_MODULES (-I;
+    # Kubernetes expands $(VAR) from the container's environment, the ConfigMap's here)
+    for family, d in all_workers(docs).items():
+        c = container(d)
+        assert option(c["command"], "-I") == f"$({AGENT_MODULES})", family
+        assert {"configMapRef": {"name": "agentjobs-config"}} in c["envFrom"], family
+    assert config(docs)[AGENT_MODULES]
 
 
 def test_workers_get_time_to_finish_their_calls_when_stopped(docs: list[dict[str, Any]]) -> None:
@@ -347,14 +426,18 @@ def test_workers_get_time_to_finish_their_calls_when_stopped(docs: list[dict[str
         # Kubernetes stops a pod with SIGTERM: Celery's warm shutdown, running calls
         # finish; and a stop escalated to cold (SIGQUIT) adds at most the soft shutdown
         assert "REMAP_SIGTERM" not in env and "lifecycle" not in container(d), family
+        # the longest task is at the largest max_tokens a request may ask for (an agent
+        # step cut inside a tool_use asks again with up to the model's maximum)
         for s in (configured, Settings()):
             assert grace > s.soft_shutdown_s + longest_task_s(s), (family, grace)
+        # and close to it: a bound, not a guess
+        assert grace < Settings().soft_shutdown_s + longest_task_s(Settings()) + 300, family
 
 
 def test_every_worker_has_a_disruption_budget(docs: list[dict[str, Any]]) -> None:
     budgets = of_kind(docs, "PodDisruptionBudget")
     deployments = of_kind(docs, "Deployment")
-    for family, d in workers(docs).items():
+    for family, d in all_workers(docs).items():
         labels = d["spec"]["template"]["metadata"]["labels"]
         mine = [
             b
@@ -397,26 +480,52 @@ def test_secrets_are_referenced_never_inlined(docs: list[dict[str, Any]]) -> Non
         # every agentjobs pod reaches Redis through the URL Secret
         assert {"secretRef": {"name": "agentjobs-redis"}} in c["envFrom"], name
         assert {"configMapRef": {"name": "agentjobs-config"}} in c["envFrom"], name
-    for family, d in workers(docs).items():
-        (key,) = [e for e in container(d)["env"] if e["name"] == "ANTHROPIC_API_KEY"]
-        ref = key["valueFrom"]["secretKeyRef"]
+
+    def secret_env(d: dict[str, Any], var: str) -> dict[str, Any]:
+        (e,) = [e for e in container(d)["env"] if e["name"] == var]
+        ref: dict[str, Any] = e["valueFrom"]["secretKeyRef"]
+        return ref
+
+    console = named(docs, "Deployment", "agentjobs-console")
+    for family, d in all_workers(docs).items():
+        ref = secret_env(d, "ANTHROPIC_API_KEY")
         assert ref == {"name": "agentjobs-anthropic", "key": "ANTHROPIC_API_KEY"}, family
-    (auth,) = [
-        e
-        for e in container(named(docs, "Deployment", "agentjobs-flower"))["env"]
-        if e["name"] == "AGENTJOBS_FLOWER_BASIC_AUTH"
-    ]
-    assert auth["valueFrom"]["secretKeyRef"]["name"] == "agentjobs-flower"
+    # the session store's URL (it holds a password) wherever records are read or
+    # written, optional: without the Secret the records stay in the state store
+    for d in (*all_workers(docs).values(), console):
+        assert secret_env(d, "AGENTJOBS_SESSION_STORE") == {
+            "name": "agentjobs-sessions",
+            "key": "AGENTJOBS_SESSION_STORE",
+            "optional": True,
+        }, d["metadata"]["name"]
+    flower = named(docs, "Deployment", "agentjobs-flower")
+    assert secret_env(flower, "AGENTJOBS_FLOWER_BASIC_AUTH")["name"] == "agentjobs-flower"
+    assert secret_env(console, "AGENTJOBS_CONSOLE_BASIC_AUTH") == {
+        "name": "agentjobs-console",
+        "key": "AGENTJOBS_CONSOLE_BASIC_AUTH",
+    }
+    # only the session store's Secret may be missing
+    for d in of_kind(docs, "Deployment"):
+        for e in container(d).get("env", []):
+            if e["valueFrom"]["secretKeyRef"].get("optional"):
+                assert e["name"] == "AGENTJOBS_SESSION_STORE", (d["metadata"]["name"], e)
     assert referenced == SECRETS
+    # KEDA's, for the tools worker's list, through a TriggerAuthentication
+    keda = {
+        ref["name"]
+        for ta in of_kind(docs, "TriggerAuthentication")
+        for ref in ta["spec"]["secretTargetRef"]
+    }
+    assert keda <= {KEDA_SECRET}
     readme = (K8S / "README.md").read_text()
-    for secret in SECRETS:
+    for secret in (*SECRETS, KEDA_SECRET):
         assert re.search(rf"kubectl -n agentjobs create secret generic {secret} ", readme), secret
 
 
 def test_the_config_map_holds_agentjobs_settings_that_load(docs: list[dict[str, Any]]) -> None:
     fields = {f"AGENTJOBS_{name.upper()}" for name in Settings.model_fields}
     data = config(docs)
-    assert set(data) <= fields, set(data) - fields
+    assert set(data) - {AGENT_MODULES} <= fields, set(data) - fields
     assert all(isinstance(v, str) for v in data.values())
     settings_of(docs)  # a bad value would raise here as it would stop every pod
 
@@ -452,6 +561,18 @@ def test_commands_and_probes_are_the_compose_stack_s(docs: list[dict[str, Any]])
         assert "-n" not in c["command"] and "--hostname" not in c["command"]
         compose_cmd = shlex.split(svc["command"].replace("haiku", family))
         assert c["command"][:3] == compose_cmd[:3] and "-l" in c["command"]
+        # the same -I modules, by default agentjobs' own task module (a no-op)
+        default = re.fullmatch(r"\$\{AGENT_MODULES:-([\w.,]+)\}", option(compose_cmd, "-I"))
+        assert default and config(docs)[AGENT_MODULES] == default.group(1), family
+    console = container(named(docs, "Deployment", "agentjobs-console"))
+    assert console["command"] == shlex.split(services["console"]["command"])
+    # compose connects to the console's port; so do both probes (a GET needs the password)
+    (port,) = re.findall(r"'127\.0\.0\.1', (\d+)", services["console"]["healthcheck"]["test"][-1])
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert port_number(console, console[probe]["tcpSocket"]["port"]) == int(port), probe
+        assert console[probe]["timeoutSeconds"] == _seconds(
+            services["console"]["healthcheck"]["timeout"]
+        )
     for name, port in (("flower", 5555), ("exporter", 9808)):
         svc = services[name]
         c = container(named(docs, "Deployment", f"agentjobs-{name}"))
@@ -516,7 +637,7 @@ def test_keda_scales_each_claude_queue_on_its_work(docs: list[dict[str, Any]]) -
     series = exported_series()
     s = settings_of(docs)
     scaled: dict[str, str] = {}
-    for so in of_kind(docs, "ScaledObject"):
+    for so in model_scalers(docs):
         spec = so["spec"]
         target = named(docs, "Deployment", spec["scaleTargetRef"]["name"])
         (family,) = [f for f, d in found.items() if d is target]
@@ -556,7 +677,7 @@ def test_replica_bounds_follow_from_the_tier(docs: list[dict[str, Any]]) -> None
     RPM / 60 x call latency (the latency assumed is the ScaledObject's annotation), up
     to the group's concurrency cap, over the work per pod."""
     s = settings_of(docs)
-    for so in of_kind(docs, "ScaledObject"):
+    for so in model_scalers(docs):
         family = so["metadata"]["name"].removeprefix("agentjobs-worker-")
         latency = float(so["metadata"]["annotations"]["agentjobs.sizing/call-latency-seconds"])
         limits = s.limits(family)
@@ -572,7 +693,7 @@ def test_promtool_parses_the_scaling_queries(docs: list[dict[str, Any]], tmp_pat
         pytest.skip("promtool not installed (apt-get install prometheus)")
     rules = [
         {"record": f"scaling_query_{i}", "expr": so["spec"]["triggers"][0]["metadata"]["query"]}
-        for i, so in enumerate(of_kind(docs, "ScaledObject"))
+        for i, so in enumerate(model_scalers(docs))
     ]
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "keda", "rules": rules}]}))
@@ -592,34 +713,89 @@ def test_the_example_overlay_sets_a_tier_a_budget_an_image_and_a_namespace() -> 
     for d in docs:
         if d["kind"] != "Namespace":
             assert d["metadata"]["namespace"] == "agentjobs", d["metadata"]["name"]
-    for so in of_kind(docs, "ScaledObject"):
+    for so in model_scalers(docs):
         address = so["spec"]["triggers"][0]["metadata"]["serverAddress"]
         assert address == "http://prometheus-operated.monitoring.svc:9090"
 
 
-def test_the_tools_worker_is_a_component_left_off_until_its_command_exists(
-    tmp_path: Path,
+def tools_docs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools worker's resources: the component's files as written, or the overlay's."""
+    return docs if TOOLS in all_workers(docs) else files_of(TOOLS_DIR)
+
+
+@pytest.fixture(params=["component", "overlays/example"])
+def tools(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """The tools component as written (with the base's ConfigMap), and as the example
+    overlay renders it."""
+    if request.param == "component":
+        return files_of(K8S / "base") + files_of(TOOLS_DIR)
+    return kubectl_kustomize(K8S / request.param)
+
+
+def test_the_tools_worker_serves_agentjobs_tools_and_scales_on_its_list(
+    tools: list[dict[str, Any]],
 ) -> None:
-    folder = K8S / "components" / "tools-worker"
-    comp = kustomization(folder)
-    assert comp["kind"] == "Component"
-    docs = files_of(folder)
-    for doc in docs:
+    assert kustomization(TOOLS_DIR)["kind"] == "Component"
+    for doc in tools:
         validate(doc)
-    (d,) = of_kind(docs, "Deployment")
-    assert container(d)["command"][:3] == ["agentjobs", "worker", "tools"]
-    (budget,) = of_kind(docs, "PodDisruptionBudget")
-    assert budget["spec"]["selector"]["matchLabels"] == d["spec"]["selector"]["matchLabels"]
-    try:
-        worker_argv("tools")
-        exists = True
-    except ValueError:
-        exists = False
-    for where in (K8S / "base", K8S / "overlays" / "example"):
-        listed = kustomization(where).get("components") or []
-        enabled = any(Path(c).name == "tools-worker" for c in listed)
-        assert not enabled or exists, f"{where} runs `agentjobs worker tools`, which does not exist"
-    # it composes with the base: a throwaway overlay that turns it on
+    d = all_workers(tools)[TOOLS]
+    c = container(d)
+    # the command serves agentjobs.tools with the threads pool, as tools@%h
+    argv = worker_argv(TOOLS, c["command"][3:])
+    assert option(argv, "-Q") == TOOLS_QUEUE and option(argv, "-P") == "threads"
+    assert option(argv, "-n") == f"{TOOLS}@%h"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert f"-d {TOOLS}@$HOSTNAME" in c[probe]["exec"]["command"][-1], probe
+    assert "replicas" not in d["spec"]  # KEDA owns the count
+    # its ScaledObject reads the length of the list the worker consumes, in the broker
+    (so,) = [
+        s
+        for s in of_kind(tools, "ScaledObject")
+        if s["spec"]["scaleTargetRef"]["name"] == d["metadata"]["name"]
+    ]
+    (trigger,) = so["spec"]["triggers"]
+    assert trigger["type"] == "redis" and trigger.get("metricType") == "AverageValue"
+    meta = trigger["metadata"]
+    assert REDIS_REQUIRED <= set(meta) <= REDIS_KNOWN, set(meta)
+    assert meta["listName"] == option(argv, "-Q")
+    per_pod = int(meta["listLength"])
+    assert 0 < per_pod < threads(d)
+    assert 1 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"]
+    assert so["spec"]["fallback"]["replicas"] <= so["spec"]["maxReplicaCount"]
+    # the broker's database, as the URL the README has the operator put in the Secret
+    readme = (K8S / "README.md").read_text()
+    (db,) = re.findall(r"AGENTJOBS_BROKER_URL='redis://[^']*/(\d+)'", readme)
+    assert meta["databaseIndex"] == db
+    # the address and password from the TriggerAuthentication it names
+    auth = named(tools, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    assert set(refs) == {"address", "password"}
+    assert {r["name"] for r in refs.values()} == {KEDA_SECRET}
+    for param, ref in refs.items():
+        assert re.search(rf"--from-literal={ref['key']}=", readme), param
+    # a drain takes one pod at a time, as the model workers
+    (budget,) = [
+        b
+        for b in of_kind(tools, "PodDisruptionBudget")
+        if b["spec"]["selector"]["matchLabels"] == d["spec"]["selector"]["matchLabels"]
+    ]
+    assert budget["spec"]["maxUnavailable"] == 1
+    # its grace: above the soft shutdown plus the longest tool the annotation promises
+    # (a tool call takes no lease wait: wait_s=0)
+    longest_tool = float(d["metadata"]["annotations"]["agentjobs.sizing/longest-tool-seconds"])
+    grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    for s in (settings_of(tools), Settings()):
+        assert grace > s.soft_shutdown_s + longest_tool, grace
+    # the same environment as the model workers'
+    haiku = workers(tools)["haiku"]
+    assert c["envFrom"] == container(haiku)["envFrom"]
+    assert c["env"] == container(haiku)["env"]
+
+
+def test_the_tools_component_composes_with_the_base(tmp_path: Path) -> None:
+    """The base alone runs no tools worker; an overlay of the base plus the component
+    does (a throwaway one here; overlays/example is another)."""
+    assert TOOLS not in all_workers(files_of(K8S / "base"))
     overlay = tmp_path / "with-tools"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
@@ -628,14 +804,28 @@ def test_the_tools_worker_is_a_component_left_off_until_its_command_exists(
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
                 "resources": [os.path.relpath(K8S / "base", overlay)],
-                "components": [os.path.relpath(folder, overlay)],
+                "components": [os.path.relpath(TOOLS_DIR, overlay)],
             }
         )
     )
     rendered = kubectl_kustomize(overlay)
-    tools = named(rendered, "Deployment", "agentjobs-worker-tools")
-    assert container(tools)["envFrom"] == container(workers(rendered)["haiku"])["envFrom"]
-    assert (
-        tools["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        == workers(rendered)["haiku"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    )
+    assert set(all_workers(rendered)) == {*catalog.FAMILIES, TOOLS}
+    listed = kustomization(K8S / "overlays" / "example").get("components") or []
+    assert any(Path(c).name == TOOLS_DIR.name for c in listed)
+
+
+def test_the_console_service(docs: list[dict[str, Any]]) -> None:
+    d = named(docs, "Deployment", "agentjobs-console")
+    c = container(d)
+    cmd = c["command"]
+    assert cmd[:2] == ["agentjobs", "console"]
+    # off loopback it needs the password (Secret agentjobs-console), which it has
+    assert option(cmd, "--address") == "0.0.0.0" and "--no-auth" not in cmd
+    port = int(option(cmd, "--port"))
+    # one replica: the CSRF secret is per process, a form from one would fail on another
+    assert d["spec"]["replicas"] == 1
+    svc = named(docs, "Service", "agentjobs-console")
+    assert svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    (sp,) = svc["spec"]["ports"]
+    assert port_number(c, sp["targetPort"]) == port == sp["port"]
+    assert "annotations" not in svc["metadata"]  # nothing to scrape
