@@ -30,7 +30,6 @@ from agentjobs.agents.agent import Agent
 from agentjobs.agents.tool import tool
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.contrib.testing import wait_for
-from agentjobs.ops.signals import telemetry as wiring
 from agentjobs.settings import reset_settings
 from agentjobs.telemetry import logs, setup, trace
 
@@ -47,7 +46,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     try:
         yield exporter
     finally:
-        wiring.uninstrument()
         trace.use(None)
         provider.shutdown()
 
@@ -156,6 +154,51 @@ def test_a_refused_call_is_an_error_span_with_the_api_error_type(
     assert str(t["agentjobs.dead_letter"]).startswith("dl_")
     assert run.status.status_code == StatusCode.ERROR
     _no_text(found, "Zebra-quartz")
+
+
+def test_a_retry_is_a_second_task_span_under_the_first_in_the_same_trace(
+    spans: InMemorySpanExporter, worker: Any, fresh_sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 529 twice (two attempts allowed, no backoff): the retry is published from inside
+    the first attempt, so its task span is a grandchild of it; the first says why."""
+    monkeypatch.setenv("AGENTJOBS_RETRY_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("AGENTJOBS_RETRY_BACKOFF_BASE_S", "0")
+    reset_settings()
+    try:
+        async_result = complete.delay(prompt="[[sim:error=529]] " + PROMPT, max_tokens=32)
+        with pytest.raises(DeadLetteredError):
+            async_result.get(timeout=60)
+        found = wait_for(
+            lambda: (
+                lambda f: f if sum(s.name == "run/agentjobs.complete" for s in f) == 2 else None
+            )(list(spans.get_finished_spans())),
+            timeout=30,
+            what="both attempts' task spans",
+        )
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    first, second = sorted(
+        (s for s in found if s.name == "run/agentjobs.complete"), key=lambda s: s.start_time or 0
+    )
+    (retry_publish,) = [
+        s
+        for s in found
+        if s.name == "apply_async/agentjobs.complete"
+        and _parent(s) is not None
+        and _parent(s) == first.context.span_id
+    ]
+    assert _parent(second) == retry_publish.context.span_id
+    assert first.context.trace_id == second.context.trace_id
+    a, b = first.attributes or {}, second.attributes or {}
+    assert (a["agentjobs.outcome"], a["agentjobs.failure_kind"]) == ("retried", "overloaded")
+    assert (b["agentjobs.outcome"], b["agentjobs.failure_kind"]) == ("dead_lettered", "overloaded")
+    assert a["agentjobs.idempotency_key"] == b["agentjobs.idempotency_key"] == async_result.id
+    calls = [s for s in found if s.name.startswith("chat ")]
+    assert sorted(_parent(c) or 0 for c in calls) == sorted(
+        [first.context.span_id, second.context.span_id]
+    )
+    assert {(c.attributes or {})["error.type"] for c in calls} == {"overloaded_error"}
 
 
 def test_spans_and_set_attributes_without_a_provider_are_no_ops() -> None:

@@ -180,6 +180,56 @@ def span(name: str, kind: str = "internal", **attributes: Any) -> Iterator[Any]:
             raise
 
 
+class Opened:
+    """A span started by ``open_span``, current until ``close_span``."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Any, token: Any) -> None:
+        self.span, self.token = span, token
+
+
+def open_span(
+    name: str, kind: str = "internal", carrier: Mapping[str, Any] | None = None, **attributes: Any
+) -> Opened | None:
+    """Start a span and make it current until ``close_span`` (for a span that begins in
+    one signal handler and ends in another, on the same thread). Its parent is the
+    context in ``carrier`` (from ``inject``, e.g. a message's headers) when it holds one,
+    else the current span. None when tracing is off."""
+    t = _get()
+    if t is False:
+        return None
+    from opentelemetry import context, propagate
+    from opentelemetry import trace as otel
+    from opentelemetry.trace import SpanKind
+
+    parent = propagate.extract(dict(carrier)) if carrier else None
+    if parent is not None and not otel.get_current_span(parent).get_span_context().is_valid:
+        parent = None  # nothing carried: under the current span
+    started = t.start_span(
+        name, context=parent, kind=SpanKind[kind.upper()], attributes=_clean(attributes)
+    )
+    token = context.attach(otel.set_span_in_context(started, parent))
+    return Opened(started, token)
+
+
+def close_span(opened: Opened | None, error: BaseException | None = None) -> None:
+    """End a span of ``open_span`` (ERROR with ``error.type`` when ``error`` is given)
+    and make its parent current again."""
+    if opened is None:
+        return
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode
+
+    if error is not None and opened.span.is_recording():
+        opened.span.set_attribute("error.type", error_type(error))
+        opened.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    try:
+        context.detach(opened.token)
+    finally:
+        opened.span.end()
+
+
 def error_type(exc: BaseException) -> str:
     """``error.type`` of an exception: its class's qualified name, as the spec suggests."""
     cls = type(exc)
@@ -197,6 +247,21 @@ def set_attributes(**attributes: Any) -> None:
     current = otel.get_current_span()
     if current.is_recording():
         current.set_attributes(_clean(attributes))
+
+
+def set_error(exc: BaseException) -> None:
+    """Mark the current span failed: status ERROR, ``error.type`` (no message: it could
+    quote a request); no-op when off."""
+    t = _get()
+    if t is False:
+        return
+    from opentelemetry import trace as otel
+    from opentelemetry.trace import Status, StatusCode
+
+    current = otel.get_current_span()
+    if current.is_recording():
+        current.set_attribute("error.type", error_type(exc))
+        current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 def add_event(name: str, **attributes: Any) -> None:
@@ -222,6 +287,15 @@ def current_ids() -> tuple[str, str] | None:
     if not ctx.is_valid:
         return None
     return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+
+
+def fields() -> tuple[str, ...]:
+    """The header names the propagator writes (``traceparent``, ...); () when off."""
+    if _get() is False:
+        return ()
+    from opentelemetry import propagate
+
+    return tuple(sorted(propagate.get_global_textmap().fields))
 
 
 def inject(carrier: dict[str, Any]) -> None:

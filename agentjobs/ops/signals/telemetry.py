@@ -1,14 +1,21 @@
 """Traces and log context of the task path: the handlers that feed ``agentjobs.telemetry``.
 
-Spans (when tracing is on, ``telemetry/trace.py``): the publish and task spans, and the
-trace context carried in the message headers from ``.delay()`` to the worker, are
-OpenTelemetry's Celery instrumentation (``opentelemetry-instrumentation-celery``, in
-the ``[otel]`` extra): installed here with agentjobs' tracer provider when tracing
-turns on, unless the application instrumented Celery itself. Maintained upstream, it
-names spans as every Celery user's traces do (``apply_async/<task>``, ``run/<task>``)
-and covers the user's own tasks too. On top, agentjobs' fields on the task span at its
-end (key, queue, attempts, cost, outcome, failure kind); each API call's client span is
-opened by ``api/client.py`` under it, each agent step's and tool call's by the loop.
+Spans (when tracing is on, ``telemetry/trace.py``), for agentjobs' tasks: a producer
+span at each publish (``apply_async/<task>``), whose context goes into the message
+headers (W3C ``traceparent``, or what OTEL_PROPAGATORS names), and a consumer span per
+task run (``run/<task>``) under the context the message carried, with agentjobs'
+fields at its end (key, queue, attempts, cost, outcome, failure kind). Each API call's
+client span is opened by ``api/client.py`` under it, each agent step's and tool call's
+by the loop. Names and ``messaging.*`` attributes follow OpenTelemetry's Celery
+instrumentation, so traces look the same as a project's other tasks'.
+
+Why not that instrumentation itself: it keys a running task's span by task id alone,
+and agentjobs runs two copies of one task id at once by design (a retry published with a
+short countdown starts before the attempt that published it has ended; a redelivered
+copy waits on the idempotency lease while the first runs): the first copy's end then
+closes the second's span and drops its own. Here each span is kept by its thread. A
+project that instruments Celery itself (``CeleryInstrumentor``) keeps its spans, and
+these are not made, so no task is traced twice.
 
 Log context (``telemetry/logs.py``): the task's id, idempotency key, queue and session
 bound when it starts, its failure kind when it fails or retries, unbound when it ends;
@@ -34,63 +41,112 @@ log = logging.getLogger(__name__)
 logs.classify = failure_class
 logs.trace_ids = trace.current_ids
 
-# --- the Celery instrumentation ----------------------------------------------------------
-
-#: The provider agentjobs instrumented Celery with (None: not by agentjobs).
-_instrumented_with: Any = None
-_instrument_lock = threading.Lock()
+#: Per thread: spans open between two signals, by (what, task id).
+_open = threading.local()
 
 
-def _instrument() -> None:
-    global _instrumented_with
+def _spans() -> dict[tuple[str, str], list[trace.Opened]]:
+    found: dict[tuple[str, str], list[trace.Opened]] | None = getattr(_open, "spans", None)
+    if found is None:
+        found = _open.spans = {}
+    return found
+
+
+def _theirs() -> bool:
+    """Whether the project instruments Celery itself (its spans, not ours)."""
     try:
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
     except ImportError:
-        log.warning(
-            "OpenTelemetry: no task spans (opentelemetry-instrumentation-celery is not "
-            "installed: pip install 'agentjobs[otel]'); API calls are traced alone"
-        )
-        return
-    provider = trace.tracer_provider()
-    with _instrument_lock:
-        instrumentor = CeleryInstrumentor()
-        if instrumentor.is_instrumented_by_opentelemetry:
-            if _instrumented_with is None or _instrumented_with is provider:
-                return  # the application's own instrumentation, or ours already
-            instrumentor.uninstrument()  # ours, with a provider given up since (trace.use)
-        instrumentor.instrument(tracer_provider=provider)
-        _instrumented_with = provider
+        return False
+    return bool(CeleryInstrumentor().is_instrumented_by_opentelemetry)
 
 
-def uninstrument() -> None:
-    """Take agentjobs' Celery instrumentation off (a test's provider given up); the
-    application's own is left alone. The next time tracing turns on installs it again."""
-    global _instrumented_with
-    with _instrument_lock:
-        if _instrumented_with is None:
-            return
-        from opentelemetry.instrumentation.celery import CeleryInstrumentor
-
-        CeleryInstrumentor().uninstrument()
-        _instrumented_with = None
+def _traced(name: Any) -> bool:
+    return ours(name) and trace.enabled() and not _theirs()
 
 
-trace.when_enabled(_instrument)
-
-
-@cs.worker_init.connect
-def _on_worker_init(**_: Any) -> None:
-    # Decided before the first task, so that its task span is not missed.
-    trace.enabled()
+# --- publishing ----------------------------------------------------------------------
 
 
 @cs.before_task_publish.connect
-def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    # The instrumentation (connected after this handler) injects its publish span's
-    # context; this covers a publish before it is installed (the first one in a process
-    # whose provider was set late), so the task still continues the caller's trace.
-    if headers is not None and trace.enabled() and "traceparent" not in headers:
-        trace.inject(headers)
+def _on_publish(
+    sender: Any = None,
+    headers: dict[str, Any] | None = None,
+    routing_key: str | None = None,
+    **_: Any,
+) -> None:
+    if headers is None or not _traced(sender):
+        return
+    task_id = str(headers.get("id"))
+    opened = trace.open_span(
+        f"apply_async/{sender}",
+        kind="producer",
+        **{
+            "celery.action": "apply_async",
+            "celery.task_name": sender,
+            "messaging.system": "celery",
+            "messaging.message.id": task_id,
+            "messaging.destination.name": routing_key,
+        },
+    )
+    if opened is not None:
+        trace.inject(headers)  # the producer span's context, for the worker
+        _spans().setdefault(("publish", task_id), []).append(opened)
+
+
+@cs.after_task_publish.connect
+def _on_published(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    stack = _spans().get(("publish", str((headers or {}).get("id"))))
+    if stack:
+        trace.close_span(stack.pop())
+
+
+# --- the task's span -----------------------------------------------------------------
+
+
+@cs.task_prerun.connect(dispatch_uid="agentjobs.telemetry.run_span")
+def _on_run(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task is None or task_id is None or not _traced(task.name):
+        return
+    req = task.request
+    headers = getattr(req, "headers", None) or {}
+    carrier = {}
+    for name in trace.fields():
+        value = getattr(req, name, None) or headers.get(name)
+        if isinstance(value, str):
+            carrier[name] = value
+    delivery = getattr(req, "delivery_info", None) or {}
+    opened = trace.open_span(
+        f"run/{task.name}",
+        kind="consumer",
+        carrier=carrier,
+        **{
+            "celery.action": "run",
+            "celery.task_name": task.name,
+            "celery.retries": getattr(req, "retries", None) or None,
+            "celery.hostname": getattr(req, "hostname", None),
+            "messaging.system": "celery",
+            "messaging.message.id": task_id,
+            "messaging.destination.name": delivery.get("routing_key"),
+        },
+    )
+    if opened is not None:
+        _spans().setdefault(("run", task_id), []).append(opened)
+
+
+def _run_span(task_id: Any) -> trace.Opened | None:
+    stack = _spans().get(("run", str(task_id)))
+    return stack[-1] if stack else None
+
+
+@cs.task_postrun.connect(dispatch_uid="agentjobs.telemetry.run_span_end")
+def _on_run_end(task_id: str | None = None, **_: Any) -> None:
+    key = ("run", str(task_id))
+    stack = _spans().get(key)
+    if stack:
+        trace.close_span(stack.pop())
+        if not stack:
+            del _spans()[key]
 
 
 # --- the task's log fields ---------------------------------------------------------------
@@ -193,6 +249,8 @@ def _on_failure(
     fields = _span_fields("dead_lettered" if dead else "failed", kind)
     fields["agentjobs.dead_letter"] = dead
     trace.set_attributes(**fields)
+    if exception is not None:
+        trace.set_error(exception)
 
 
 # --- Celery's logging setup --------------------------------------------------------------
