@@ -25,12 +25,13 @@ Signal (where it fires): what is counted; ``tasks.py`` unless said otherwise.
   status, ``rate_limited``, ``tokens``, ``cost_usd``, ``call_seconds``,
   ``calls_in_flight``.
 
-Traces and log context (``telemetry.py``): the task's log fields bound at
-``task_prerun``, its failure kind at ``task_retry``/``task_failure``, unbound at
-``task_postrun``; Celery's OpenTelemetry instrumentation installed when tracing turns
-on (``worker_init``, or the first publish), agentjobs' fields on the task span at its
-end; ``after_setup_logger``/``after_setup_task_logger``: the log filter and format on
-the handlers Celery made.
+Traces and log context (``telemetry.py``): a producer span from ``before_task_publish``
+to ``after_task_publish`` (its context into the headers), a task span from
+``task_prerun`` to ``task_postrun`` (under the context the message carried) with
+agentjobs' fields set at ``task_success``/``task_retry``/``task_failure``; the task's
+log fields bound at ``task_prerun``, its failure kind at retry or failure, unbound at
+``task_postrun``; ``after_setup_logger``/``after_setup_task_logger``: the log filter
+and format on the handlers Celery made.
 
 Tokens and cost are counted per API answer, not per task result: a result returned
 again (idempotency record, response cache) cost nothing the second time, so the
