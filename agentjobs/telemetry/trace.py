@@ -5,8 +5,8 @@
         trace.set_attributes(**{"gen_ai.usage.output_tokens": 42})  # known at the end
 
 Without ``opentelemetry-api`` installed (``pip install agentjobs[otel]`` brings it), or
-with tracing off, ``span`` yields None and costs one cached check: nothing here imports
-OpenTelemetry until a span is asked for, and then only once.
+with tracing off, ``span`` yields None after one cached check (as cheap as an empty
+context manager): nothing here imports OpenTelemetry until a span is asked for.
 
 On or off (``AGENTJOBS_OTEL``, default ``auto``): ``auto`` records when the process has
 a tracer provider, set by the application (``trace.set_tracer_provider``, or
@@ -18,14 +18,11 @@ a tracer provider, set by the application (``trace.set_tracer_provider``, or
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 #: Instrumentation scope of agentjobs' spans.
 SCOPE = "agentjobs"
@@ -42,8 +39,6 @@ _provider: Any = None
 #: an application may set its provider after its first log line or publish.
 _recheck_at = 0.0
 _RECHECK_S = 1.0
-#: Called once when tracing turns on in this process (``when_enabled``).
-_hooks: list[Callable[[], None]] = []
 
 
 def _get() -> Any:
@@ -59,7 +54,6 @@ def _decide() -> Any:
     with _lock:
         if _tracer is not None and not (_tracer is False and _recheck_at):
             return _tracer
-        was = _tracer
         _recheck_at = 0.0
         try:
             from opentelemetry import trace as otel
@@ -76,27 +70,7 @@ def _decide() -> Any:
             _tracer = False
             if setup.may_turn_on():
                 _recheck_at = time.monotonic() + _RECHECK_S
-        tracer, hooks = _tracer, list(_hooks) if _tracer is not False and not was else []
-    for hook in hooks:
-        _run(hook)
-    return tracer
-
-
-def _run(hook: Callable[[], None]) -> None:
-    try:
-        hook()
-    except Exception:  # telemetry never fails the caller
-        log.warning("telemetry hook %r failed", hook, exc_info=True)
-
-
-def when_enabled(hook: Callable[[], None]) -> None:
-    """Call ``hook`` once tracing is on in this process: now if it is, else when it turns
-    on (e.g. to instrument Celery with the same provider)."""
-    with _lock:
-        _hooks.append(hook)
-        now = _tracer not in (None, False)
-    if now:
-        _run(hook)
+        return _tracer
 
 
 def enabled() -> bool:
@@ -112,8 +86,6 @@ def use(provider: Any) -> None:
     with _lock:
         _provider = provider
         _tracer, _recheck_at = None, 0.0
-    if provider is not None:
-        _decide()  # on now: the ``when_enabled`` hooks run before the next task
 
 
 def reset() -> None:
