@@ -26,7 +26,7 @@ Examples:
   agentjobs eval evals/cases.jsonl --local --write-baseline evals/baseline.json
   agentjobs eval evals/cases.jsonl --local --baseline evals/baseline.json --report eval.md
   agentjobs eval cases.jsonl --baseline baseline.json --max-regression 0.3 --json
-  agentjobs eval evals/cases.jsonl --local --path examples/agent_app   # agent cases
+  agentjobs eval cases.jsonl --local --path src   # agent modules under src/
 
 \b
 A case is one JSON line:
@@ -91,7 +91,7 @@ cases or baseline file (nothing run).
     multiple=True,
     type=click.Path(file_okay=False, exists=True),
     help="Put this folder on the import path (and the --local worker's) for agent "
-    "modules. Repeatable.",
+    "modules; the cases file's folder always is. Repeatable.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress line on stderr.")
 @json_option("The report as JSON on stdout instead of the table.")
@@ -118,8 +118,9 @@ def eval_command(
     except EvalError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
-    for p in reversed(paths):
-        folder = str(Path(p).resolve())
+    # Agent modules are looked up beside the cases file first, then in each --path.
+    folders = [str(Path(cases_file).resolve().parent)] + [str(Path(p).resolve()) for p in paths]
+    for folder in reversed(folders):
         if folder not in sys.path:
             sys.path.insert(0, folder)
 
@@ -140,7 +141,6 @@ def eval_command(
             _say(f"starting Redis, the simulator and a worker (modules: {include or 'none'})")
             # The agent modules are imported here before the worker starts, so what they
             # create at import (a database, say) exists before the worker imports them.
-            folders = [str(Path(p).resolve()) for p in paths]
             stack.enter_context(local_services(include, folders, prepare=load_agents))
         else:
             from agentjobs.cli.context import CliContext

@@ -36,6 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from agentjobs.contrib import pytest_eval
+
+# `pytest --agentjobs-eval CASES.jsonl`: the eval hooks (pytest_eval.py), inert without it.
+from agentjobs.contrib.pytest_eval import (  # noqa: F401
+    pytest_addoption,
+    pytest_collect_file,
+    pytest_sessionfinish,
+)
+
 if TYPE_CHECKING:
     import redis
     from celery import Celery
@@ -57,9 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "agentjobs_worker(queues=None, concurrency=8): the queues the agentjobs_worker "
         "fixture consumes (default every claude.* queue) and its threads",
     )
+    pytest_eval.configure(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    pytest_eval.unconfigure(config)
     run_wide = config.stash.get(_RUN_REDIS, None)
     if run_wide is not None:
         del config.stash[_RUN_REDIS]
