@@ -99,9 +99,11 @@ def run_sessions(
     approve: bool = True,
     tag: str = "",
     on_tick: Any = None,
+    keep_going: bool = False,
 ) -> dict[str, Any]:
     """Start ``n`` sessions of the router, approve what waits (when ``approve``), wait
-    until every one has ended; the results and a summary."""
+    until every one has ended; the results (TimeoutError after ``timeout``, or, with
+    ``keep_going``, the results of those that ended and ``unfinished``)."""
     import desk
 
     from agentjobs.agents import control
@@ -121,7 +123,9 @@ def run_sessions(
     while len(results) < n:
         if time.monotonic() > deadline:
             left = sorted(set(kinds) - set(results))
-            raise TimeoutError(f"{len(left)} sessions not ended after {timeout:g}s: {left[:5]}")
+            if not keep_going:
+                raise TimeoutError(f"{len(left)} sessions not ended after {timeout:g}s: {left[:5]}")
+            break
         for sid in kinds:
             if sid in results:
                 continue
@@ -138,7 +142,13 @@ def run_sessions(
             on_tick(len(results))
         time.sleep(0.1)
     elapsed = time.monotonic() - t0
-    return {"results": results, "kinds": kinds, "approved": sorted(approved), "elapsed_s": elapsed}
+    return {
+        "results": results,
+        "kinds": kinds,
+        "approved": sorted(approved),
+        "elapsed_s": elapsed,
+        "unfinished": sorted(set(kinds) - set(results)),
+    }
 
 
 def summary(run: dict[str, Any]) -> dict[str, Any]:

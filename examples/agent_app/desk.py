@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from desk_db import FIRST_BOOKING, LAST_BOOKING, connect, log_attempt
+from desk_db import FIRST_BOOKING, LAST_BOOKING, connect, log_attempt, pause
 from pydantic import BaseModel, Field
 
 from agentjobs.agents.agent import Agent
@@ -52,6 +52,7 @@ def lookup_booking(booking_id: BookingId, idempotency_key: str) -> dict[str, Any
         ).fetchone()
     if row is None:
         raise LookupError(f"no booking {booking_id}")
+    pause()
     return dict(row)
 
 
@@ -87,6 +88,7 @@ def change_booking_nights(
         conn.execute(
             "UPDATE invoices SET amount_usd = ? WHERE booking_id = ?", (120.0 * nights, booking_id)
         )
+    pause()
     return {"booking_id": booking_id, "old_nights": booking["nights"], "new_nights": nights}
 
 
@@ -107,6 +109,7 @@ def lookup_invoice(booking_id: BookingId, idempotency_key: str) -> dict[str, Any
         raise LookupError(f"no invoice for booking {booking_id}")
     out = dict(row)
     out["refundable_usd"] = round(out["amount_usd"] - out["refunded_usd"], 2)
+    pause()
     return out
 
 
@@ -149,6 +152,7 @@ def refund_booking(refund: Refund, idempotency_key: str) -> dict[str, Any]:
             "UPDATE invoices SET refunded_usd = refunded_usd + ? WHERE id = ?",
             (refund.amount_usd, inv["id"]),
         )
+    pause()
     return {"invoice_id": inv["id"], "amount_usd": refund.amount_usd, "refunded": True}
 
 

@@ -130,6 +130,14 @@ def record_attempt(conn: sqlite3.Connection, key: str, tool: str) -> None:
     )
 
 
+def pause() -> None:
+    """``$AGENT_APP_TOOL_DELAY_S`` of sleep after a tool's work, before it returns: the
+    crash drill's window for a kill between a committed write and its checkpoint."""
+    delay = float(os.environ.get("AGENT_APP_TOOL_DELAY_S") or 0)
+    if delay > 0:
+        time.sleep(delay)
+
+
 def log_attempt(key: str, tool: str) -> None:
     """Log a run in its own transaction, so a run killed mid-way still counts."""
     with connect() as conn:
