@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo demo-agent test test-lower test-core lint format bench services clean
+.PHONY: install demo demo-agent test test-lower eval test-core lint format bench services clean
 
 install: $(VENV)/.installed
 
@@ -25,8 +25,17 @@ demo-agent: install
 
 test: install services lint
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) eval
 	$(MAKE) test-lower
 	$(MAKE) test-core
+
+# The committed eval suite (evals/cases.jsonl) against the simulator, a private Redis and
+# a worker it starts (about 15 s), gated on evals/baseline.json; the report goes to
+# .run/eval-report.md. At 0.5 a p95 may grow by half before it fails: the p95 of this shared
+# machine moves by +-20% between two identical runs (docs/evals.md), a regression is 2x+.
+eval: install
+	$(PY) -m agentjobs eval evals/cases.jsonl --local -c 4 --baseline evals/baseline.json \
+		--max-regression 0.5 --report .run/eval-report.md
 
 # The lowest versions pyproject.toml declares, in a venv of their own (.venv/lower): a
 # subset of the tests (scripts/lower-bounds.sh says which).
