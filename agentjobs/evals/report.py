@@ -170,6 +170,7 @@ class Report:
     def write(self, path: str | Path) -> None:
         p = Path(path)
         text = self.html() if p.suffix.lower() in (".html", ".htm") else self.markdown()
+        p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text, encoding="utf-8")
 
     def chart(self, figure: str, scale: float) -> str:
