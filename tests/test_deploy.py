@@ -315,9 +315,9 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
 class Stack:
     """The compose services as local processes."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
-        self.doc = compose()
+        self.doc = compose(env)
         self.ports: dict[str, int] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         for name, svc in self.doc["services"].items():
@@ -407,7 +407,8 @@ class Stack:
 
 @pytest.mark.slow
 def test_every_service_command_runs(tmp_path: Path) -> None:
-    stack = Stack(tmp_path)
+    # the workers load the support desk's agents and tools (-I $AGENT_MODULES)
+    stack = Stack(tmp_path, {**ENV, "AGENT_MODULES": "desk"})
     try:
         # redis: password, persistence and noeviction as the command says
         stack.start("redis")
@@ -435,9 +436,11 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
             timeout=30,
             what="simulator",
         )
-        # the workers load a module of agents and tools through -I (AGENT_MODULES; the
-        # image would have it installed, here it is on PYTHONPATH)
+        # the module of agents and tools: an image would have it installed, here it is
+        # on PYTHONPATH (a worker that cannot import it exits at start)
         agents = {"PYTHONPATH": str(ROOT / "examples" / "agent_app")}
+        for w in WORKERS:
+            assert stack.argv(w)[-2:] == ["-I", "desk"], w
         for w in WORKERS:
             stack.start(w, env=agents)
         for w in WORKERS:
