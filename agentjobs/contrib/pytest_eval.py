@@ -104,6 +104,9 @@ class EvalFile(pytest.File):
         from agentjobs.errors import EvalError
         from agentjobs.evals import baseline, cases
 
+        folder = str(self.path.resolve().parent)  # agent modules beside the cases file
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         try:
             loaded = cases.load(self.path)
             path = self.config.getoption("agentjobs_eval_baseline", None)
