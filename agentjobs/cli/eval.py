@@ -146,7 +146,13 @@ def eval_command(
             from agentjobs.cli.context import CliContext
             from agentjobs.cli.submit import preflight
 
-            preflight(CliContext().app)
+            app = CliContext().app
+            preflight(app)
+            if not app.control.ping(timeout=2.0):
+                _say(
+                    "no worker answered a ping within 2 s: each run waits for one (up to its "
+                    "timeout_s); start workers (agentjobs worker FAMILY) or use --local"
+                )
             load_agents()
         report = _run(cases, known, write_path, max_regression, concurrency, not no_progress)
     if report_path:
