@@ -148,7 +148,7 @@ def eval_command(
 
             app = CliContext().app
             preflight(app)
-            if not app.control.ping(timeout=2.0):
+            if not app.control.ping(timeout=2.0, limit=1):  # returns at the first reply
                 _say(
                     "no worker answered a ping within 2 s: each run waits for one (up to its "
                     "timeout_s); start workers (agentjobs worker FAMILY) or use --local"
