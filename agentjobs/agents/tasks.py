@@ -5,16 +5,17 @@ both; the modules that define agents and tools are the user's, loaded with ``-I`
 Late acks and ``reject_on_worker_lost``: a worker killed in a task leaves its message
 to be delivered again, and the task, reading the record first, does only what is
 still to do (``loop.py``). No Celery retry budget: the pipeline's policy is the only
-one (as for ``complete``).
+one (as for ``complete``). A worker that is ready starts the session sweep
+(``sweep.py``: running sessions whose work was lost are resumed).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import Task, signals
 
-from agentjobs.agents import dispatch, loop, turn
+from agentjobs.agents import dispatch, loop, sweep, turn
 from agentjobs.worker.app import app
 
 
@@ -60,3 +61,9 @@ def tool_call(
 ) -> dict[str, Any]:
     """One tool call of step ``n`` of a session."""
     return turn.run_tool(self, session_id, int(n), tool_use_id)
+
+
+@signals.worker_ready.connect
+def _start_sweep(sender: Any = None, **_: Any) -> None:
+    # Here, not in the worker's own handlers: the worker layer does not import agents.
+    sweep.start(getattr(sender, "controller", None))

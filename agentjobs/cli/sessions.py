@@ -1,7 +1,8 @@
-"""``agentjobs sessions``: agent sessions in the session store; approve, deny, cancel.
+"""``agentjobs sessions``: agent sessions in the session store; approve, deny, cancel,
+resume.
 
 Reads go to the store ``AGENTJOBS_SESSION_STORE`` names (``agents/stores.py``);
-approve, deny and cancel go through ``agents/control.py``, which also enqueues what the
+approve, deny, cancel and resume go through ``agents/control.py``, which also enqueues what the
 decision lets run (on the broker), so they need no agent or tool module loaded.
 """
 
@@ -61,11 +62,13 @@ Examples:
   agentjobs sessions approve 7f3c...               # every call waiting in it
   agentjobs sessions deny 7f3c... --tool-use-id toolu_01... --reason "over the limit"
   agentjobs sessions cancel 7f3c... --reason "customer left"
+  agentjobs sessions resume 7f3c...                # send again what it waits for
   AGENTJOBS_SESSION_STORE=postgresql://... agentjobs sessions migrate
 """
 )
 def sessions() -> None:
-    """Agent sessions: list, show, approve, deny or cancel; create the PostgreSQL schema.
+    """Agent sessions: list, show, approve, deny, cancel or resume; create the PostgreSQL
+    schema.
 
     A session's record (status, steps, tool calls, transcript, cost) lives in the
     session store: the state store (Redis) by default, PostgreSQL when
@@ -283,6 +286,23 @@ def cancel(session_id: str, reason: str | None, as_json: bool) -> None:
 
     rec = control.cancel(session_id, reason=reason)
     _decided(rec, as_json, "cancelled")
+
+
+@sessions.command("resume")
+@click.argument("session_id")
+@json_option("The record after the resume, as JSON.")
+def resume(session_id: str, as_json: bool) -> None:
+    """Send again what a session waits for: its step in flight or due, its tool calls
+    not yet answered.
+
+    For a message lost outside the broker's redelivery (workers' sweep does it by
+    itself for sessions stalled past AGENTJOBS_LEDGER_GRACE_S). Harmless when nothing
+    was lost: a model step's claim lets one copy call, the others take its answer.
+    """
+    from agentjobs.agents import control
+
+    rec = control.resume(session_id, by="cli")
+    _decided(rec, as_json, f"resumed (step {rec.get('turn') or rec.get('next_step')})")
 
 
 @sessions.command("migrate")
