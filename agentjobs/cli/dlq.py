@@ -156,8 +156,11 @@ def replay(
     """Send dead letters again, with their idempotency keys.
 
     Each record stays, marked replaying, until its task succeeds (the worker removes
-    it); a task that fails again is dead-lettered again under the same id.
+    it); a task that fails again is dead-lettered again under the same id. An agent
+    session's model step re-opens its failed session and sends the step again: the
+    session goes on from there (--wait waits for it to end; succeeded = completed).
     """
+    from agentjobs.agents import control
     from agentjobs.worker.tasks import complete  # the Celery app, only to send
 
     chosen = _chosen(ids, everything, queue)
@@ -165,14 +168,21 @@ def replay(
     report: dict[str, dict[str, Any]] = {}
     for dl_id in chosen:
         try:
-            sent[dl_id] = deadletter.replay_one(dl_id, complete.apply_async)
+            sent[dl_id] = control.replay_dead_letter(dl_id, complete.apply_async)
         except KeyError:
             report[dl_id] = {"status": "unknown", "error": "no such dead letter"}
-        except AgentJobsError as exc:  # the request no longer validates
+        except AgentJobsError as exc:  # the request no longer validates, a session gone on
             report[dl_id] = {"status": "refused", "error": str(exc)}
     deadline = time.monotonic() + timeout
-    for dl_id, res in sent.items():
-        entry: dict[str, Any] = {"task_id": res.id, "status": "sent"}
+    for dl_id, replayed in sent.items():
+        entry: dict[str, Any] = {"task_id": replayed.id, "status": "sent"}
+        if replayed.session_id is not None:
+            entry |= {"session_id": replayed.session_id, "step": replayed.step}
+            if wait:
+                entry |= _session_outcome(replayed.session_id, deadline)
+            report[dl_id] = entry
+            continue
+        res = replayed.result
         if wait:
             try:
                 res.get(timeout=max(0.1, deadline - time.monotonic()), propagate=False)
@@ -196,6 +206,22 @@ def replay(
         click.echo(f"{summary}; {deadletter.count()} dead letters remain")
     if any(e["status"] in ("failed", "refused", "unknown") for e in report.values()):
         sys.exit(1)
+
+
+def _session_outcome(session_id: str, deadline: float) -> dict[str, Any]:
+    """How a replayed step's session ended: succeeded (completed), failed (any other
+    end, with its error), or pending (still going at the deadline)."""
+    from agentjobs.agents.session import Session
+    from agentjobs.errors import SessionTimeoutError
+
+    try:
+        result = Session(session_id).wait(timeout=max(0.1, deadline - time.monotonic()))
+    except SessionTimeoutError as exc:
+        return {"status": "pending", "error": str(exc)}
+    if result["status"] == "completed":
+        return {"status": "succeeded", "session_status": "completed"}
+    why = result.get("error") or result.get("stop_reason") or result["status"]
+    return {"status": "failed", "session_status": result["status"], "error": str(why)}
 
 
 @dlq.command()
