@@ -22,8 +22,9 @@ class Preflight(bootsteps.Step):
     name = "agentjobs.preflight"
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
-        if not _serves_agentjobs(parent):
-            # A worker of a project's app (agentjobs.install) for its own queues only
+        if not _calls_claude(parent):
+            # A worker of a project's app (agentjobs.install) for its own queues only,
+            # or of agent sessions' tool calls (agentjobs.tools, a tool's own queue),
             # makes no Claude call: it needs no credentials.
             super().__init__(parent, **kwargs)
             return
@@ -37,12 +38,13 @@ class Preflight(bootsteps.Step):
         super().__init__(parent, **kwargs)
 
 
-def _serves_agentjobs(worker: Any) -> bool:
-    """Whether the worker consumes one of agentjobs' queues (``claude.*``,
-    ``agentjobs.*``); the queues are known by the time bootsteps are built."""
+def _calls_claude(worker: Any) -> bool:
+    """Whether the worker consumes a queue of Claude calls (``claude.*``), or every
+    queue (none named); the queues are known by the time bootsteps are built. Model
+    steps of agent sessions run on ``claude.*`` too; tool calls never call the API."""
     app = getattr(worker, "app", None)
     if app is None:
         return True
     queues = app.amqp.queues
     names = list(queues.consume_from or queues)
-    return not names or any(str(n).startswith(("claude.", "agentjobs.")) for n in names)
+    return not names or any(str(n).startswith("claude.") for n in names)
