@@ -239,10 +239,12 @@ class Settings(BaseSettings):
     ledger_enabled: bool = True
     #: A ledger entry younger than this is never judged lost, seconds: well above the
     #: time from publish to a worker's unacked record (milliseconds); a task still queued
-    #: is recognised by the queue's order, whatever its age.
+    #: is recognised by the queue's order, whatever its age. Also how long a running
+    #: agent session goes unchanged before the session sweep looks for its work.
     ledger_grace_s: float = Field(default=120.0, ge=0)
     #: Each worker sweeps the ledger this often (one sweeper at a time across hosts,
-    #: under a Redis lock), seconds; 0 turns the in-worker sweeper off.
+    #: under a Redis lock), seconds, and the stalled agent sessions (one sweep per
+    #: interval across hosts); 0 turns both in-worker sweeps off.
     ledger_sweep_interval_s: float = Field(default=30.0, ge=0)
 
     # --- Message Batches lane (docs/batches.md) -----------------------------------
