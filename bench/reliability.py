@@ -290,13 +290,15 @@ SESSIONS_ABOUT = (
     " kept is found in the simulator's log by model, usage and time). A tool run is"
     " counted from the SQLite `attempts` table, against the UNIQUE idempotency-key rows"
     " of the two tools that write; a run of a completed call would begin after the"
-    " call's recorded end. Repeats of calls in flight at a kill are expected (the"
-    " killed worker's answer never reached the record): the pipeline's claim on the"
-    " step's key lapses and the redelivered step calls again."
+    " call's recorded end. Each tool sleeps 0.5 s after its work (`AGENT_APP_TOOL_DELAY_S`)"
+    " so that kills land between a committed write and its checkpoint."
+    " Repeats of calls in flight at a kill are expected (the killed worker's answer"
+    " never reached the record): the claim on the call's key lapses and the redelivered"
+    " task calls again."
 )
 
 
-def sessions_drill(n: int, seed: int) -> dict[str, Any]:
+def sessions_drill(n: int, seed: int, stuck_s: float = 180.0) -> dict[str, Any]:
     """``n`` support-desk sessions (examples/agent_app) while every worker (the Haiku and
     Sonnet model workers and the tools worker) is killed -9 twice at random moments and
     replaced; then every session is accounted for, and the repeats are counted: model
@@ -325,6 +327,9 @@ def sessions_drill(n: int, seed: int) -> dict[str, Any]:
         # (repeats the server finished anyway), which is another drill's subject.
         "AGENTJOBS_REQUEST_TIMEOUT_S": "30",
         "AGENT_APP_DB": str(log_dir / "desk.db"),
+        # Each tool sleeps after its work (a write committed) before it returns, so
+        # kills land between a write and its checkpoint: the case the UNIQUE key is for.
+        "AGENT_APP_TOOL_DELAY_S": "0.5",
     }
     kills: list[dict[str, Any]] = []
     try:
@@ -363,7 +368,11 @@ def sessions_drill(n: int, seed: int) -> dict[str, Any]:
                 for w in live.values():
                     w.wait_ready()
 
-            run = demo.run_sessions(n, timeout=600, tag=f"drill{seed}", on_tick=tick)
+            # A session not ended after this long is reported as stuck (with where its
+            # record stands), not waited for.
+            run = demo.run_sessions(
+                n, timeout=stuck_s, tag=f"drill{seed}", on_tick=tick, keep_going=True
+            )
             sim.flush_log()
             return _account_sessions(demo, desk_db, run, sim, sim_log, kills, log_dir, json)
     finally:
@@ -448,6 +457,11 @@ def _account_sessions(
             "SELECT COUNT(*), COUNT(DISTINCT idempotency_key) FROM refunds"
         ).fetchone(),
     }
+    answered_as_repeat = sum(
+        1
+        for c in keyed.values()
+        if isinstance(c.get("output"), dict) and c["output"].get("repeated")
+    )
     ok_writes = Counter(
         c["name"]
         for c in keyed.values()
@@ -470,12 +484,28 @@ def _account_sessions(
         "tool_keys_run_twice": len(twice),
         "tool_repeats_first_run_in_killed_worker": first_in_killed,
         "tool_runs_after_done": after_done,
+        "writes_answered_as_repeat": answered_as_repeat,
         "write_rows": {k: list(v) for k, v in effects.items()},
         "writes_ok_in_records": dict(ok_writes),
         "approved": len(run["approved"]),
         "session_seconds": _durations(records),
+        "unfinished": [_where(r) for r in records if r["session_id"] in run["unfinished"]],
         "elapsed_s": round(run["elapsed_s"], 1),
         "log_dir": str(log_dir),
+    }
+
+
+def _where(rec: dict[str, Any]) -> dict[str, Any]:
+    """Where a session that did not end stands: its last step, the step due, its calls."""
+    return {
+        "session_id": rec["session_id"],
+        "status": rec["status"],
+        "agent": rec["agent"],
+        "turn": rec.get("turn"),
+        "next_step": rec.get("next_step"),
+        "steps": [(s["n"], s.get("status")) for s in rec["steps"]],
+        "calls": [(c["step"], c["name"], c["status"]) for c in rec["tool_calls"]],
+        "idle_s": round(time.time() - float(rec["updated_at"]), 1),
     }
 
 
@@ -536,10 +566,23 @@ def render_sessions(command: str, r: dict[str, Any]) -> str:
         ("tool runs after the call's result was checkpointed", r["tool_runs_after_done"]),
         ("write rows / distinct keys: changes, refunds", f"{ch[0]}/{ch[1]}, {rf[0]}/{rf[1]}"),
         (
+            "writes run again that found their row (answered `repeated`)",
+            r["writes_answered_as_repeat"],
+        ),
+        (
             "successful writes in the records: changes, refunds",
             f"{ok.get('change_booking_nights', 0)}, {ok.get('refund_booking', 0)}",
         ),
         ("refunds approved by the drill", r["approved"]),
+        (
+            "sessions not ended after the drill's wait (where each stands)",
+            "; ".join(
+                f"{u['session_id']}: {u['status']}, step {u['turn']} done, step"
+                f" {u['next_step']} due, idle {u['idle_s']} s"
+                for u in r["unfinished"]
+            )
+            or "0",
+        ),
         (
             "session wall time p50 / max (sessions over 60 s)",
             f"{r['session_seconds']['p50']} s / {r['session_seconds']['max']} s"
