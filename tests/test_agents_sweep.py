@@ -19,6 +19,7 @@ from agentjobs.agents.stores import session_store
 from agentjobs.cli import main
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.contrib.testing import WorkerProcess, wait_for
+from agentjobs.limiter.admission import get_limiter
 from agentjobs.reliability import idempotency
 from agentjobs.settings import reset_settings
 from agentjobs.worker.app import app
@@ -112,6 +113,37 @@ def test_resuming_a_step_deferred_by_a_retry_makes_no_second_answer(
     stats = fresh_sim.stats()
     assert stats["ok"] == 1 and stats["duplicates"] == 0  # one answer, paid once
     assert record.step_entry(session.record(), 1)["status"] == "done"
+
+
+def test_resuming_steps_the_limiter_deferred_makes_no_second_call(
+    clean: None, fresh_sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One request per 2 s and any wait past 0.3 s deferred through the broker: of two
+    # sessions started at once, the second's step waits in a countdown.
+    for name, value in {"LIMIT_HAIKU_RPM": 30, "LIMITER_BURST_S": 2.0}.items():
+        monkeypatch.setenv(f"AGENTJOBS_{name}", str(value))
+    monkeypatch.setenv("AGENTJOBS_LIMITER_MAX_SLEEP_S", "0.3")
+    reset_settings()
+    try:
+        with in_process_worker(QUEUES, concurrency=4):
+            sessions = [PLAIN.start("Say hello."), PLAIN.start("Say hi.")]
+            wait_for(
+                lambda: get_limiter().snapshot("haiku")["deferred"] >= 1,
+                timeout=30,
+                what="a step deferred by the limiter",
+            )
+            # Held by a worker (the countdown), leased or queued: the sweep leaves both.
+            assert sweep.sweep(app, grace_s=0, every_s=0, confirm_s=0.5).resumed == []
+            for s in sessions:  # resumed by hand all the same
+                if s.status() == "running":
+                    control.resume(s.id)
+            results = [s.wait(timeout=60) for s in sessions]
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert [r["status"] for r in results] == ["completed", "completed"]
+    stats = fresh_sim.stats()
+    assert stats["requests"] == 2 and stats["duplicates"] == 0
 
 
 def test_sessions_resume_cli(clean: None) -> None:
