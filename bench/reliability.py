@@ -490,6 +490,8 @@ def _account_sessions(
         "approved": len(run["approved"]),
         "session_seconds": _durations(records),
         "unfinished": [_where(r) for r in records if r["session_id"] in run["unfinished"]],
+        # Sessions the session sweep (agents/sweep.py) resumed: lost messages found.
+        "resumed": sum(1 for r in records if r.get("resumes")),
         "elapsed_s": round(run["elapsed_s"], 1),
         "log_dir": str(log_dir),
     }
@@ -574,6 +576,7 @@ def render_sessions(command: str, r: dict[str, Any]) -> str:
             f"{ok.get('change_booking_nights', 0)}, {ok.get('refund_booking', 0)}",
         ),
         ("refunds approved by the drill", r["approved"]),
+        ("sessions resumed by the session sweep (a lost message)", r["resumed"]),
         (
             "sessions not ended after the drill's wait (where each stands)",
             "; ".join(
