@@ -1,5 +1,6 @@
 """Dead-letter pages: list, show, replay, purge (what ``agentjobs dlq`` does, in the
-browser; both call ``reliability/deadletter.py``)."""
+browser; both call ``reliability/deadletter.py``, and replay ``agents/control.py``'s
+``replay_dead_letter``, which re-opens the failed session of an agent step's)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agentjobs.agents import control
 from agentjobs.console.markup import (
     Safe,
     age,
@@ -84,8 +86,10 @@ def list_page(request: Request) -> Response:
         else Safe("")
     )
     body = h(
-        "<p>{} shown, {} in total. A replay sends the request again with its idempotency "
-        "key; the record goes when that task succeeds.</p><p>{}</p><p>{}</p>{}",
+        "{}<p>{} shown, {} in total. A replay sends the request again with its idempotency "
+        "key; the record goes when that task succeeds. An agent step's re-opens its failed "
+        "session, which goes on from that step.</p><p>{}</p><p>{}</p>{}",
+        _reopened(request),
         len(rows),
         total,
         filters,
@@ -149,6 +153,17 @@ def show_page(request: Request, dl_id: str) -> Response:
     return Response(body=page(request, f"Dead letter {rec.id}", body, section="/deadletters"))
 
 
+def _reopened(request: Request) -> Safe:
+    """Links to the sessions the last replay re-opened (its redirect's ``reopened``)."""
+    sids = [s for s in (request.query.get("reopened") or "").split(",") if s]
+    if not sids:
+        return Safe("")
+    return h(
+        '<p class="flash" id="reopened">re-opened: {}</p>',
+        join(link(request, f"/sessions/{sid}", f"session {sid}") for sid in sids[:20]),
+    )
+
+
 def _chosen(request: Request) -> list[str]:
     if request.form.get("all") == "1":
         queue = request.form.get("queue") or None
@@ -158,22 +173,31 @@ def _chosen(request: Request) -> list[str]:
 
 
 def replay(request: Request, submit: Callable[..., Any]) -> Response:
-    """POST: send the chosen dead letters again (``deadletter.replay_one`` with
-    ``submit``, the task's ``apply_async``); the outcome shows on the list later."""
-    sent, problems = [], []
+    """POST: send the chosen dead letters again (``control.replay_dead_letter`` with
+    ``submit``, the task's ``apply_async``, as ``agentjobs dlq replay`` does: an agent
+    step's re-opens its session, linked from the page); the outcome shows later."""
+    sent, problems, reopened = [], [], []
     for dl_id in _chosen(request):
         try:
-            res = deadletter.replay_one(dl_id, submit)
-            sent.append(f"{dl_id} as task {res.id}")
+            res = control.replay_dead_letter(dl_id, submit)
         except KeyError:
             problems.append(f"{dl_id}: no such dead letter")
-        except AgentJobsError as exc:  # the stored request no longer validates
+            continue
+        except AgentJobsError as exc:  # the request no longer validates, a session gone on
             problems.append(f"{dl_id}: {exc}")
+            continue
+        if res.session_id is None:
+            sent.append(f"{dl_id} as task {res.id}")
+        else:
+            sent.append(f"{dl_id} as task {res.id} (session {res.session_id} step {res.step})")
+            reopened.append(res.session_id)
     query = {}
     if sent:
         query["done"] = (
             f"replayed {len(sent)}: " + ", ".join(sent[:5]) + (" ..." if len(sent) > 5 else "")
         )
+    if reopened:
+        query["reopened"] = ",".join(reopened)
     if problems or not sent:
         query["problem"] = "; ".join(problems) or "nothing to replay"
     back = "/deadletters"
