@@ -21,6 +21,7 @@ from agentjobs.cli import main
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.errors import SessionStateError
 from agentjobs.keys import dead_letter_id
+from agentjobs.ops import metrics, session_metrics
 from agentjobs.reliability import deadletter
 from agentjobs.worker.tasks import complete
 
@@ -44,6 +45,7 @@ AGENT = Agent(
 def refusing(state_redis: Any, fresh_sim: Any) -> Iterator[Any]:
     """A worker, and a simulator that refuses its key until the test fixes it."""
     RUNS.clear()
+    metrics.reset()
     purge(QUEUES)
     with in_process_worker(QUEUES, concurrency=4):
         fresh_sim.configure(api_key="not-the-workers-key")
@@ -79,6 +81,9 @@ def test_replaying_a_dead_step_completes_its_session(refusing: Any) -> None:
     assert rec["reserved_usd"] == 0.0 and rec["cost_usd"] > 0
     assert deadletter.get(dl_id) is None  # the step's success removed it
     assert refusing.stats()["ok"] == 2  # the replayed step and the next one
+    counted = session_metrics.snapshot(agent="replay_agent")  # each ending, open again 0
+    assert counted["by_status"] == {"completed": 1, "failed": 1}
+    assert counted["started"] == 1 and counted["reopened"] == 1 and counted["open"] == 0
 
     with pytest.raises(KeyError):  # gone: nothing to replay twice
         control.replay_dead_letter(dl_id)

@@ -97,6 +97,35 @@ def test_sessions_tools_and_approvals_read_back(state_redis: redis.Redis) -> Non
     assert samples[("agentjobs_tool_calls_total", (("kind", "ok"), ("tool", "get_booking")))] == 5
 
 
+def test_a_reopened_session_counts_each_ending(state_redis: redis.Redis) -> None:
+    metrics.reset()
+    session_metrics.started("router", session_id="r1")
+    failed = record("r1", "failed", 1, 0, 0.001)
+    session_metrics.ended(failed)
+    assert session_metrics.snapshot()["open"] == 0
+    # the replay re-opens it at step 1 (that step's replays goes to 1); reported twice
+    running = {**failed, "status": "running", "steps": [{"n": 1, "replays": 1}]}
+    session_metrics.reopened(running)
+    session_metrics.reopened(running)
+    s = session_metrics.snapshot()
+    assert s["reopened"] == 1 and s["open"] == 1 and s["by_status"] == {"failed": 1}
+    done = {**running, "status": "completed", "steps": [{"n": 1, "replays": 1}, {"n": 2}]}
+    session_metrics.ended(done)
+    session_metrics.ended(done)  # a redelivered end of the same ending: once
+    s = session_metrics.snapshot()
+    assert s["by_status"] == {"completed": 1, "failed": 1}
+    assert s["started"] == 1 and s["ended"] == 2 and s["open"] == 0
+    assert session_metrics.snapshot(agent="router")["reopened"] == 1
+    # failed again, re-opened again (a second replay of the step): counted again
+    again = {**done, "status": "failed", "steps": [{"n": 1, "replays": 2}]}
+    session_metrics.reopened({**again, "status": "running"})
+    assert session_metrics.snapshot()["open"] == 1
+    session_metrics.ended(again)
+    s = session_metrics.snapshot()
+    assert s["by_status"] == {"completed": 1, "failed": 2} and s["open"] == 0
+    assert session_metrics.reopens({"steps": [{"replays": 1}, {"replays": 2}, {}]}) == 3
+
+
 def test_record_without_chain_or_times() -> None:
     assert session_metrics.entry_agent({"agent": "solo"}) == "solo"
     assert session_metrics.entry_agent({}) == "unknown"

@@ -259,7 +259,8 @@ def replay_dead_letter(dl_id: str, submit: Callable[..., Any] | None = None) -> 
         res = deadletter.replay_one(dl_id, submit)
         return Replayed(id=str(res.id), result=res)
     sid, n = step
-    checkpoint.write(sid, _reopen(sid, n, dl_id))  # refuses before the dead letter changes
+    reopened, _ = checkpoint.write(sid, _reopen(sid, n, dl_id))  # refuses before the dl changes
+    hooks.reopened(reopened)  # open again: its next ending counts too
 
     def send(*, kwargs: dict[str, Any], task_id: str) -> str:
         # replay_one has forgotten the key's dead-letter outcome: the step may call.

@@ -31,6 +31,10 @@ def ended(rec: Record) -> None:
     _safely(session_metrics.ended, rec)
 
 
+def reopened(rec: Record) -> None:
+    _safely(session_metrics.reopened, rec)
+
+
 def tool_done(tool: str, kind: str, duration_s: float) -> None:
     _safely(session_metrics.tool_done, tool, kind, duration_s)
 

@@ -106,6 +106,7 @@ METRICS: dict[str, Metric] = {
         # Agent sessions (session_metrics.py); ``agent`` is the agent a session started with.
         Metric("sessions_started", _C, ("agent",), "Agent sessions started."),
         Metric("sessions", _C, ("agent", "status"), "Agent sessions ended, by final status."),
+        Metric("sessions_reopened", _C, ("agent",), "Ended sessions re-opened by a replay."),
         Metric(
             "session_ceiling_hits",
             _C,

@@ -12,12 +12,18 @@ into the same numbers and the exporter serves them with the rest:
   ``ToolOutcome.kind``: ok, invalid_input, error, timeout) and ``tool_seconds{tool}``;
 - :func:`approval_waited` when an approval is decided: ``approval_wait_seconds{tool}``.
 
+- :func:`reopened` when a dead letter's replay re-opens an ended session
+  (``control.replay_dead_letter``): ``sessions_reopened{agent}``.
+
 ``agent`` is the agent the session started with (the first of its hand-off chain), so
-``sessions_started - sessions`` per agent is the number still open. A session's start
-and end are counted once even when the loop reports them twice (a redelivered step):
-a marker per session id (``{p}:metrics:session:{id}:started|ended``, 7 days) is set
-first, and only the writer that set it adds. Like every metric, a write never raises:
-a lost one is logged.
+``sessions_started + sessions_reopened - sessions`` per agent is the number still open.
+Every ending counts: a session that failed, was re-opened by a replay and then completed
+counts ``failed`` once and ``completed`` once. Each is counted once even when the loop
+reports it twice (a redelivered step): a marker (``{p}:metrics:session:{id}:started``,
+``...:ended`` for the first ending, ``...:ended:{k}`` and ``...:reopened:{k}`` after
+the k-th re-open; 7 days) is set first, and only the writer that set it adds. ``k`` is
+read from the record: the sum of its steps' ``replays`` (each re-open replays one step).
+Like every metric, a write never raises: a lost one is logged.
 """
 
 from __future__ import annotations
@@ -77,11 +83,32 @@ def entry_agent(record: dict[str, Any]) -> str:
     return str(record.get("agent") or "unknown")
 
 
+def reopens(record: dict[str, Any]) -> int:
+    """How many times the session was re-opened: a replay re-opens it at one step and
+    adds one to that step's ``replays`` (``control.replay_dead_letter``)."""
+    return sum(int(e.get("replays") or 0) for e in record.get("steps") or () if isinstance(e, dict))
+
+
+def reopened(record: dict[str, Any], *, client: redis.Redis | None = None) -> None:
+    """An ended session was re-opened (``record`` as written by the re-open): it is open
+    again, and its next ending counts too. Once per re-open."""
+    k = reopens(record)
+    if not get_settings().metrics_enabled or not k:
+        return
+    if not _first_time(record.get("session_id"), f"reopened:{k}", client):
+        return
+    u = metrics.Update()
+    u.inc("sessions_reopened", (entry_agent(record),))
+    u.commit(client)
+
+
 def ended(record: dict[str, Any], *, client: redis.Redis | None = None) -> None:
-    """A session reached a final status: its status, size, cost, duration and ceiling."""
+    """A session reached a final status: its status, size, cost, duration and ceiling.
+    Once per ending: the first, and again after each re-open (:func:`reopens`)."""
     if not get_settings().metrics_enabled:
         return
-    if not _first_time(record.get("session_id"), "ended", client):
+    k = reopens(record)
+    if not _first_time(record.get("session_id"), f"ended:{k}" if k else "ended", client):
         return
     agent = (entry_agent(record),)
     u = metrics.Update()
@@ -141,8 +168,9 @@ def snapshot(
 
     Over the last ``minutes`` (all time when None), or over ``snap`` when given (a
     reader that already holds one); ``agent`` keeps one entry agent. Keys: ``started``,
-    ``ended``, ``open`` (started minus ended: running or waiting for approval, or
-    lost with the store's retention), ``by_status``, ``ceiling_hits`` (by stop_reason),
+    ``reopened``, ``ended`` (endings: a re-opened session's count again), ``open``
+    (started plus reopened minus ended: running or waiting for approval, or lost with
+    the store's retention), ``by_status``, ``ceiling_hits`` (by stop_reason),
     ``steps``, ``tool_calls`` and ``cost_usd`` per session (count, mean, p50, p95),
     ``duration_s`` (p50, p95), ``tools`` (per tool: calls by kind, errors, p50/p99 s),
     ``approval_wait_s`` (count, mean, p50, p95). Histogram quantiles are interpolated
@@ -154,6 +182,7 @@ def snapshot(
         )
     w = {"agent": agent} if agent else {}
     started_n = int(snap.sum("sessions_started", **w))
+    reopened_n = int(snap.sum("sessions_reopened", **w))
     by_status = {k: int(v) for k, v in sorted(snap.by("sessions", "status", **w).items())}
     ended_n = sum(by_status.values())
     tools: dict[str, Any] = {}
@@ -172,8 +201,9 @@ def snapshot(
         "window_min": minutes,
         "agent": agent,
         "started": started_n,
+        "reopened": reopened_n,
         "ended": ended_n,
-        "open": max(0, started_n - ended_n),
+        "open": max(0, started_n + reopened_n - ended_n),
         "by_status": by_status,
         "ceiling_hits": {
             k: int(v)
