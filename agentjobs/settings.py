@@ -376,8 +376,11 @@ _CELERY_ENV = {
 _UNDECODABLE = re.compile(r'error parsing value for field "(\w+)"')
 
 
-def _check_celery_environment(s: Settings) -> None:
-    """One source of truth: refuse a CELERY_* variable that disagrees with agentjobs."""
+def check_celery_environment(s: Settings) -> None:
+    """One source of truth for agentjobs' own app (``worker/app.py`` calls this when its
+    configuration loads): refuse a CELERY_* variable that disagrees with agentjobs. Not
+    for a project's app that agentjobs is installed on: its broker is its own, often
+    read from these very variables."""
     for var, field in _CELERY_ENV.items():
         theirs = os.environ.get(var)
         ours = s.broker_url if field == "broker_url" else s.backend_url
@@ -397,8 +400,8 @@ def _check_celery_environment(s: Settings) -> None:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use; a bad value, or
-    a CELERY_* variable that contradicts one, raises ConfigurationError naming it."""
+    """The process-wide settings, read from the environment on first use; a bad value
+    raises ConfigurationError naming it."""
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -417,7 +420,6 @@ def get_settings() -> Settings:
         name = "AGENTJOBS_" + found.group(1).upper()
         why = f" ({exc.__cause__})" if exc.__cause__ else ""
         raise ConfigurationError(f"bad setting: {name}: not valid JSON{why}") from None
-    _check_celery_environment(settings)
     return settings
 
 
