@@ -8,6 +8,7 @@ import click
 from celery import Celery, concurrency
 
 from agentjobs.errors import ConfigurationError
+from agentjobs.settings import check_celery_environment, get_settings
 from agentjobs.worker import hosts
 
 # `-P threads` means agentjobs' resizable threads pool (pool.py): Celery's own dies at
@@ -34,6 +35,11 @@ class AgentJobsCelery(Celery):
             # Importing agentjobs.worker.config reads the settings (get_settings).
             from agentjobs.worker.config import enforce
 
+            if not hosts.HOSTS:
+                # agentjobs' own app reads AGENTJOBS_*: a CELERY_* variable Celery would
+                # prefer is refused. Once installed on a project's app (whose broker may
+                # come from CELERY_BROKER_URL), this app publishes and serves nothing.
+                check_celery_environment(get_settings())
             conf = super()._load_config()
             enforce(conf)
         except ConfigurationError as exc:
