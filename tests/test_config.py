@@ -22,7 +22,7 @@ import pytest
 
 from agentjobs import ConfigurationError, app
 from agentjobs.contrib.testing import publish_pickled, spawn, terminate, wait_for
-from agentjobs.settings import get_settings, reset_settings
+from agentjobs.settings import check_celery_environment, get_settings, reset_settings
 from agentjobs.worker.app import AgentJobsCelery, celery_settings
 from agentjobs.worker.config import REQUIRED, ROUTER
 
@@ -245,7 +245,7 @@ def test_every_celery_broker_variable_is_checked(env: pytest.MonkeyPatch, var: s
     env.setenv(var, "redis://:secret@elsewhere:6379/0")
     reset_settings()
     with pytest.raises(ConfigurationError) as err:
-        get_settings()
+        check_celery_environment(get_settings())
     assert var in str(err.value) and "AGENTJOBS_BROKER_URL" in str(err.value)
     assert "secret" not in str(err.value)  # passwords are masked
 

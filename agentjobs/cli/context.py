@@ -40,6 +40,9 @@ class CliContext:
         if self._app is None:
             from agentjobs.worker.app import app
 
+            # Loading its configuration refuses, in one line, a CELERY_* variable that
+            # disagrees with AGENTJOBS_* (app.py) before any command uses the app.
+            app.conf.get("broker_url")
             self._app = app
         return self._app
 

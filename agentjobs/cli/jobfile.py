@@ -209,9 +209,11 @@ def _ready(task_ids: set[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """One poll of the result backend: (task_id, meta) of the tasks that are done."""
     from celery.backends.base import BaseKeyValueStoreBackend
 
-    from agentjobs.worker.app import app
+    from agentjobs.worker.app import publishing_app
 
-    backend = app.backend
+    # Where complete published: a project's app once agentjobs is installed on it
+    # (`celery -A proj agentjobs submit`), whose results are in its own backend.
+    backend = publishing_app().backend
     if isinstance(backend, BaseKeyValueStoreBackend):
         # One MGET per poll; max_iterations=1 hands control back after one round.
         yield from backend.get_many(set(task_ids), interval=POLL_INTERVAL_S, max_iterations=1)

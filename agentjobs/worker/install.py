@@ -159,7 +159,9 @@ def _transport_options(conf: Mapping[str, Any]) -> dict[str, Any]:
 def _transport_conflicts(conf: Mapping[str, Any]) -> list[str]:
     theirs = (conf.get("broker_transport_options") or {}).get("visibility_timeout")
     ours = get_settings().visibility_timeout_s
-    if theirs is None or not str(conf.get("broker_url") or "").startswith(("redis", "rediss")):
+    # Celery's own property where there is one: it prefers CELERY_BROKER_URL.
+    broker = getattr(conf, "broker_url", None) or conf.get("broker_url")
+    if theirs is None or not str(broker or "").startswith(("redis", "rediss")):
         return []
     if float(theirs) < ours:
         return [
