@@ -122,7 +122,7 @@ def test_queue_depth_matches_redis_broker_count(redis_server: Any, purge_queues:
         for q in ("claude.haiku", "claude.sonnet", "claude.opus")
     }
     assert own == {"claude.haiku": 9, "claude.sonnet": 3, "claude.opus": 0}
-    assert depth.queue_depths(app) == own
+    assert depth.queue_depths(app) == {**own, "agentjobs.tools": 0}  # watched, empty
 
 
 def _rabbit_up() -> bool:

@@ -23,6 +23,7 @@ Examples:
   agentjobs exporter                         # http://127.0.0.1:9808/metrics
   agentjobs exporter --address 0.0.0.0       # scraped from other hosts or containers
   agentjobs exporter --port 9900
+  agentjobs exporter --queue refunds         # also watch a tool's own queue (@tool(queue=))
   curl -s localhost:9808/metrics | grep agentjobs_rate_limited_total
 """
 )
@@ -33,15 +34,25 @@ Examples:
     show_default=True,
     help="Address to listen on; 0.0.0.0 (or a host's address) to be scraped from elsewhere.",
 )
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    help="A queue to watch beyond the claude.* ones and agentjobs.tools (a tool's own "
+    "queue, @tool(queue=...)); repeat for several.",
+)
 @pass_cli
-def exporter(cli: CliContext, port: int, address: str) -> None:
+def exporter(cli: CliContext, port: int, address: str, queues: tuple[str, ...]) -> None:
     """Serve agentjobs metrics for Prometheus, summed over every worker and host.
 
     One scrape target for the whole deployment: counters and histograms come from
     the state store (AGENTJOBS_REDIS_URL), queue depth from the broker, at each scrape.
+    Queue depth and live workers cover every claude.* queue, agentjobs.tools (agent
+    sessions' tool calls) and each --queue, so AgentJobsNoWorker sees any of them.
     """
     server: Any
-    server, _thread = start_http_server(port, addr=address, registry=registry(cli.app))
+    reg = registry(cli.app, queues)
+    server, _thread = start_http_server(port, addr=address, registry=reg)
     real_port = server.server_address[1]
     click.echo(f"agentjobs exporter listening on http://{address}:{real_port}/metrics", err=True)
     try:

@@ -17,10 +17,16 @@ from kombu.exceptions import ChannelError, OperationalError
 
 from agentjobs import catalog
 
+#: Agent sessions' tool calls (``agents/tool.py``'s TOOLS_QUEUE; ops sits below the
+#: agents and worker layers, so the name is spelled here too, and a test keeps them equal).
+TOOLS_QUEUE = "agentjobs.tools"
 
-def known_queues() -> list[str]:
-    """The queues agentjobs routes to, one per model family."""
-    return [catalog.queue_for(f) for f in catalog.FAMILIES]
+
+def known_queues(extra: Iterable[str] = ()) -> list[str]:
+    """The queues agentjobs routes to: one per model family, the tools queue, then
+    ``extra`` (a tool's own queue, ``@tool(queue=...)``: ``agentjobs exporter --queue``)."""
+    names = [catalog.queue_for(f) for f in catalog.FAMILIES] + [TOOLS_QUEUE, *extra]
+    return list(dict.fromkeys(names))
 
 
 def queue_depths(app: Any, queues: Iterable[str] | None = None) -> dict[str, int]:

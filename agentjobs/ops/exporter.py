@@ -13,7 +13,7 @@ read the same Redis); scrape one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client.core import (
@@ -30,10 +30,13 @@ log = logging.getLogger(__name__)
 
 
 class AgentJobsCollector(Collector):
-    """Reads the Redis aggregates, and the broker of ``app``, at each scrape."""
+    """Reads the Redis aggregates, and the broker of ``app``, at each scrape. Queue depth
+    and workers cover ``depth.known_queues(queues)``: the ``claude.*`` queues, the tools
+    queue and ``queues`` (a tool's own), plus any queue the metrics name."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, queues: Iterable[str] = ()) -> None:
         self.app = app
+        self.queues = tuple(queues)
 
     def collect(self) -> Iterator[Metric]:
         snap = metrics.read_total()
@@ -53,7 +56,8 @@ class AgentJobsCollector(Collector):
         yield from self._gauges(snap)
 
     def _gauges(self, snap: metrics.Snapshot) -> Iterator[Metric]:
-        queues = sorted(set(depth.known_queues()) | snap.label_values("queue") - {"unknown"})
+        known = set(depth.known_queues(self.queues))
+        queues = sorted(known | snap.label_values("queue") - {"unknown"})
         spec = metrics.METRICS
         g = GaugeMetricFamily(
             spec["calls_in_flight"].prom_name,
@@ -121,8 +125,9 @@ def _cumulative(counts: list[int], buckets: tuple[float, ...]) -> list[tuple[str
     return out
 
 
-def registry(app: Any) -> CollectorRegistry:
-    """A registry of the agentjobs collector alone (no process metrics of the exporter)."""
+def registry(app: Any, queues: Iterable[str] = ()) -> CollectorRegistry:
+    """A registry of the agentjobs collector alone (no process metrics of the exporter);
+    ``queues``: queues to watch beyond ``depth.known_queues()`` (a tool's own)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(AgentJobsCollector(app))
+    reg.register(AgentJobsCollector(app, queues))
     return reg
