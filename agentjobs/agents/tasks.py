@@ -16,6 +16,7 @@ from typing import Any
 from celery import Task, signals
 
 from agentjobs.agents import dispatch, loop, sweep, turn
+from agentjobs.ops import served
 from agentjobs.worker.app import app
 
 
@@ -66,4 +67,7 @@ def tool_call(
 @signals.worker_ready.connect
 def _start_sweep(sender: Any = None, **_: Any) -> None:
     # Here, not in the worker's own handlers: the worker layer does not import agents.
-    sweep.start(getattr(sender, "controller", None))
+    # Only on a worker of agentjobs' queues: not a project's worker of its own ones.
+    controller = getattr(sender, "controller", None)
+    if served.serves_agentjobs(controller):
+        sweep.start(controller)

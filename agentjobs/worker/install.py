@@ -10,7 +10,9 @@ result backend::
 After it, ``complete.delay(...)`` publishes through ``app`` (its broker, its result
 backend), and ``celery -A proj worker -Q claude.haiku -P threads`` serves Claude calls:
 the worker runs the same preflight, signal handlers (metrics, submit ledger sweeper,
-batch lane) and threads pool as ``agentjobs worker haiku`` does.
+batch lane, session sweep) and threads pool as ``agentjobs worker haiku`` does. A worker
+of the project's own queues only makes no Claude call: it needs no credentials and runs
+none of agentjobs' background threads (``ops/served.py``).
 
 What it sets on ``app``:
 

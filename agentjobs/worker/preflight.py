@@ -9,6 +9,7 @@ from celery import bootsteps, signals
 
 from agentjobs.api import client
 from agentjobs.errors import ConfigurationError
+from agentjobs.ops import served
 
 
 class Preflight(bootsteps.Step):
@@ -40,11 +41,5 @@ class Preflight(bootsteps.Step):
 
 def _calls_claude(worker: Any) -> bool:
     """Whether the worker consumes a queue of Claude calls (``claude.*``), or every
-    queue (none named); the queues are known by the time bootsteps are built. Model
-    steps of agent sessions run on ``claude.*`` too; tool calls never call the API."""
-    app = getattr(worker, "app", None)
-    if app is None:
-        return True
-    queues = app.amqp.queues
-    names = list(queues.consume_from or queues)
-    return not names or any(str(n).startswith("claude.") for n in names)
+    queue (none named): ``ops/served.py`` decides, for the signal handlers too."""
+    return served.calls_claude(worker)

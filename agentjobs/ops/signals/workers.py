@@ -4,7 +4,8 @@ A worker registers at ``worker_init`` (and again at ``worker_ready``, with the q
 it really consumes), refreshes the registration every ``WORKER_HEARTBEAT_S`` from a
 daemon thread, and unregisters at ``worker_shutdown``; a killed worker drops out when
 its registration ages (``WORKER_TTL_S``). ``worker_ready`` also starts the submit
-ledger's sweeper.
+ledger's sweeper and the batch lane's batcher, on a worker that consumes one of
+agentjobs' queues (``served.py``): a project's worker of its own queues runs neither.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from celery import signals as cs
 from celery.bootsteps import CLOSE, TERMINATE
 
 from agentjobs.lanes import runner as batch_lane
-from agentjobs.ops import metrics
+from agentjobs.ops import metrics, served
 from agentjobs.reliability import sweeper
 
 
@@ -93,8 +94,10 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     if hostname and task_consumer is not None:
         queues = sorted(q.name for q in task_consumer.queues)
         _register(str(hostname), queues, getattr(sender, "controller", None))
-    sweeper.start(getattr(sender, "controller", None))  # the submit ledger's sweeper
-    batch_lane.start(getattr(sender, "controller", None))  # the batch lane's batcher
+    controller = getattr(sender, "controller", None)
+    if served.serves_agentjobs(controller):  # not a project's worker of its own queues
+        sweeper.start(controller)  # the submit ledger's sweeper
+        batch_lane.start(controller)  # the batch lane's batcher
 
 
 @cs.worker_shutdown.connect
