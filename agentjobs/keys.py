@@ -4,6 +4,11 @@ All keys start with ``settings.key_prefix`` (``agentjobs``), shown as ``{p}``;
 ``{day}`` is a UTC date ``YYYY-MM-DD``; tenant ``(none)`` means "no tenant".
 Add an entry here when you add a key.
 
+"A call's longest" below is ``Settings.call_timeout_s(max_tokens)`` for the call's
+max_tokens: ``AGENTJOBS_CONNECT_TIMEOUT_S`` + ``AGENTJOBS_STREAM_FIRST_TOKEN_ALLOWANCE_S``
++ max_tokens / ``AGENTJOBS_STREAM_MIN_TOKENS_PER_S`` (5 + 120 + 1024 / 10 = 227.4 s at
+the defaults and 1024 tokens), streamed or not; leases held across a call outlive it.
+
 Rate limiter (limiter/gcra.py; ``{fp}`` is the API key's fingerprint, 16 hex of its
 SHA-256, never the key; ``{g}`` the rate-limit group; the braces are a Redis Cluster
 hash tag, so one group's keys share a slot):
@@ -20,10 +25,11 @@ hash tag, so one group's keys share a slot):
 - ``{p}:limiter:{{fp}:{g}}:sched`` zset, TTL 1 day: reservations by start time (ms),
   member ``{id}:{input}:{output}``, moved along with ``shift_ms``; entries older than a
   minute are dropped.
-- ``{p}:limiter:{{fp}:{g}}:leases`` zset, TTL lease + 1 s: concurrency leases scored by
-  expiry (ms), member the reservation id; lease lifetime = request timeout + connect
-  timeout + 30 s. Taken by the acquire script (a call that may start at once) or by
-  lease.lua (a call that slept first), given back by the settle script.
+- ``{p}:limiter:{{fp}:{g}}:leases`` zset, TTL the lease just taken + 1 s (set by each
+  take): concurrency leases scored by expiry (ms), member the reservation id; lease
+  lifetime = the call's longest + 30 s (``Limiter.lease_ms``). Taken by the acquire
+  script (a call that may start at once) or by lease.lua (a call that slept first),
+  given back by the settle script.
 
 Cost and budgets (cost.py, budget.py):
 
@@ -34,14 +40,15 @@ Cost and budgets (cost.py, budget.py):
 - ``{p}:budget:{day}`` hash, TTL 2 days: estimated cost of calls in flight, nano-USD,
   fields ``reserved`` and ``reserved:{tenant}``.
 - ``{p}:budget:{day}:leases`` zset, TTL 2 days: one member per in-flight reservation,
-  ``{id}\\t{tenant}\\t{nano_usd}``, scored by its expiry in ms, so a killed worker's
-  reservation lapses.
+  ``{id}\\t{tenant}\\t{nano_usd}``, scored by its expiry in ms (the call's longest +
+  ``AGENTJOBS_LIMITER_MAX_SLEEP_S`` + 60 s), so a killed worker's reservation lapses.
 
 Response cache (cache.py):
 
 - ``{p}:rc:{tenant}:{sha256}`` string, TTL ``AGENTJOBS_CACHE_TTL_S``: a stored result.
-- ``{p}:rc:{tenant}:{sha256}:lock`` string, TTL request timeout + 30 s: the
-  single-flight lease of the worker computing that entry.
+- ``{p}:rc:{tenant}:{sha256}:lock`` string, TTL the call's longest +
+  ``AGENTJOBS_LIMITER_MAX_SLEEP_S`` + 30 s: the single-flight lease of the worker
+  computing that entry.
 - ``{p}:rc:stats`` hash, no TTL: counters ``hits``, ``misses``, ``stores``, ``coalesced``.
 
 Idempotency (idempotency.py), ``{k}`` an idempotency key:
@@ -100,13 +107,15 @@ Metrics (ops/metrics.py, ops/signals/; docs/operations.md):
 - ``{p}:metrics:m:{minute}`` hash (``{minute}`` = epoch seconds // 60), TTL
   ``AGENTJOBS_METRICS_RETENTION_MIN`` + 2 min: the same fields for one minute.
 - ``{p}:metrics:inflight`` zset, no TTL (stale members dropped on read, after the
-  request timeout + 60 s): ``{queue}|{model}|{call id}`` scored by start time; added
-  in the script call that writes the task's start, removed in its outcome's.
+  longest of a call of ``AGENTJOBS_DEFAULT_MAX_TOKENS`` + 60 s):
+  ``{queue}|{model}|{call id}`` scored by start time; added in the script call that
+  writes the task's start, removed in its outcome's.
 - ``{p}:metrics:workers:{queue}`` zset, TTL 1 day: worker hostnames scored by their last
   heartbeat (every 10 s; alive within 30 s).
-- ``{p}:metrics:session:{id}:started|ended`` string, TTL 7 days (ops/session_metrics.py):
-  set NX by the one writer that counts a session's start or end, so a redelivered
-  report is not counted twice.
+- ``{p}:metrics:session:{id}:started|ended``, ``...:ended:{k}`` and ``...:reopened:{k}``
+  (after the session's k-th re-open by a replay) string, TTL 7 days
+  (ops/session_metrics.py): set NX by the one writer that counts a session's start,
+  re-open or ending, so a redelivered report is not counted twice.
 
 Agent sessions (agents/redis_store.py, when AGENTJOBS_SESSION_STORE is empty; docs/agents.md):
 - ``{p}:session:{id}`` hash, TTL ``AGENTJOBS_SESSION_RETENTION_S`` from the last write:
@@ -121,9 +130,10 @@ Agent sessions (agents/redis_store.py, when AGENTJOBS_SESSION_STORE is empty; do
 
 Celery's own keys (not under the prefix; named by Celery and kombu, celeryconfig.py):
 - Broker (``AGENTJOBS_BROKER_URL``, when Redis): lists ``claude.haiku``,
-  ``claude.sonnet``, ``claude.opus`` (the queues, no TTL); ``unacked`` hash and
-  ``unacked_index`` zset (messages delivered, not yet acked: redelivered after
-  ``AGENTJOBS_VISIBILITY_TIMEOUT_S``); ``_kombu.binding.*`` sets (routing).
+  ``claude.sonnet``, ``claude.opus``, ``agentjobs.tools`` (the queues, no TTL; a tool's
+  own queue too); ``unacked`` hash and ``unacked_index`` zset (messages delivered, not
+  yet acked: redelivered after ``AGENTJOBS_VISIBILITY_TIMEOUT_S``); ``_kombu.binding.*``
+  sets (routing).
 - Result backend (``AGENTJOBS_RESULT_BACKEND``): ``celery-task-meta-{task_id}`` string,
   TTL ``AGENTJOBS_RESULT_TTL_S``: state and result (a ClaudeResult) of one task.
 """
