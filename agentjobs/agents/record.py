@@ -16,7 +16,10 @@ The loop (``loop.py``) writes it at every checkpoint through the store's version
                  "usage", "cost_usd", "reserved_usd" (held until the answer),
                  "latency_s", "attempts", "cached", "cache_saved_usd",
                  "started_at", "ended_at",
-                 "discarded" (bool), "closed" (its turn's results are in), "error"}],
+                 "discarded" (bool), "closed" (its turn's results are in), "error",
+                 "replays" (times a replay of its dead letter re-opened the session at
+                            this step; absent before the first), "replayed_from" (that
+                            dead letter's id)}],
       "tool_calls": [{"step", "tool_use_id", "name", "input",
                       "status": pending | waiting_approval | running | done | denied
                                 | cancelled,
@@ -36,7 +39,10 @@ The loop (``loop.py``) writes it at every checkpoint through the store's version
                 "cache_read_input_tokens"},
       "turn" (the last step admitted, 0 before the first),
       "next_step" (the step to enqueue once its turn closed, or None),
-      "max_tokens" (the next step's output room when a step was cut inside a tool_use)
+      "max_tokens" (the next step's output room when a step was cut inside a tool_use),
+      "resumes", "resumed_at", "resumed_by" (``control.resume``: how many times, when
+                 and by whom the session's due work was sent again; absent before the
+                 first)
     }
 
 A step's entry is written when the step is admitted (its estimated cost reserved in
@@ -44,6 +50,9 @@ A step's entry is written when the step is admitted (its estimated cost reserved
 answer asking for it is checkpointed, and completed with its result. ``discarded``
 marks an answer cut by ``max_tokens`` inside a ``tool_use`` block: it is paid and
 recorded, but not put into the transcript (the next step asks again with more room).
+A replay of a failed step's dead letter (``control.replay_dead_letter``) re-opens the
+session: ``status`` running, ``error`` and ``ended_at`` None, that step ``calling``
+again with its estimate held in ``reserved_usd``, its ``replays`` counted.
 """
 
 from __future__ import annotations

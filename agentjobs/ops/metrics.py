@@ -342,8 +342,9 @@ def call_finished(call_id: str, queue: str, model: str) -> None:
 def calls_in_flight(
     client: redis.Redis | None = None, now: float | None = None
 ) -> dict[tuple[str, str], int]:
-    """Calls under way per (queue, model); entries older than the request timeout
-    (+1 min) belong to killed processes and are dropped."""
+    """Calls under way per (queue, model); entries older than the bound of a call of
+    ``default_max_tokens`` (``Settings.call_timeout_s``, +1 min) belong to killed
+    processes and are dropped."""
     r = client or state_redis()
     ts = time.time() if now is None else now
     s = get_settings()
