@@ -44,6 +44,9 @@ def project_env(agentjobs_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch) 
 
 
 def load_flask_example() -> Any:
+    # As `flask --app app` does: its directory on sys.path (app.py imports agents.py).
+    if str(EXAMPLES / "flask_app") not in sys.path:
+        sys.path.insert(0, str(EXAMPLES / "flask_app"))
     spec = importlib.util.spec_from_file_location("flask_example", EXAMPLES / "flask_app/app.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -9,7 +9,9 @@ GET  /sessions/<id>  -> the session's result so far: status, output, steps, cost
 The Celery app is the project's (Flask's documented ``celery_init_app`` pattern), on the
 project's broker (BROKER_URL, RESULT_BACKEND); ``agentjobs.install`` puts agentjobs'
 tasks, routes and required settings on it. Its worker:
-``celery -A app:celery_app worker -Q claude.haiku -P threads`` (from this directory).
+``celery -A app:celery_app worker -Q claude.haiku -P threads`` (from this directory);
+or agentjobs' own on the same broker, loading the agent's module:
+``agentjobs worker haiku -I examples.flask_app.agents`` (from the checkout's root).
 """
 
 from __future__ import annotations
@@ -17,20 +19,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
+# The agent is in agents.py, which the workers import too (`-I`): a worker finds an
+# agent by name in its own registry. `flask --app app` and `celery -A app` put this
+# directory on sys.path.
+from agents import helper
 from celery import Celery
 from celery.result import AsyncResult
 from flask import Flask, Response, jsonify, request, url_for
 
 import agentjobs
-from agentjobs import Agent, BudgetExceededError, RequestError, Session, complete
-
-#: A small agent, defined where the web process and the worker both import it.
-helper = Agent(
-    "flask_example",
-    model="haiku",
-    system="You answer in one short paragraph.",
-    max_steps=4,
-)
+from agentjobs import BudgetExceededError, RequestError, Session, complete
 
 
 def celery_init_app(web: Flask) -> Celery:
