@@ -143,6 +143,29 @@ def test_celery_a_project_agentjobs_submit_reads_results_from_the_projects_backe
     assert agentjobs_redis.client(4).exists(f"celery-task-meta-{line['task_id']}")
 
 
+def test_the_projects_unreachable_broker_is_named_as_the_projects(
+    env_of_project: dict[str, str], tmp_path: Path
+) -> None:
+    """`celery -A envproj agentjobs ...` with the project's broker down: the one line
+    names the project's app, not AGENTJOBS_BROKER_URL (which is not what it used)."""
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"prompt": "hi"}) + "\n")
+    env = {**env_of_project, "CELERY_BROKER_URL": "redis://127.0.0.1:1/3"}  # nothing there
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "envproj", "agentjobs", "submit", str(jobs)],
+        env=env,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, line
+    assert "cannot reach the broker redis://127.0.0.1:1/3" in line, line
+    assert "Celery app 'envproj'" in line and "AGENTJOBS_BROKER_URL" not in line, line
+
+
 def test_a_short_visibility_timeout_is_refused_on_a_redis_broker_named_by_the_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -130,12 +130,17 @@ def error_line(exc: BaseException, cli: CliContext | None) -> click.ClickExcepti
         return unreachable("state store", url, "AGENTJOBS_REDIS_URL", exc, doing)
     kombu = sys.modules.get("kombu.exceptions")
     if kombu is not None and isinstance(exc, kombu.OperationalError):
+        from agentjobs.worker import hosts
+
         app = cli.loaded_app if cli is not None else None
+        variable = "AGENTJOBS_BROKER_URL"
         if app is not None:
             url = app.conf.broker_url
+            if app in hosts.HOSTS:  # `celery -A proj agentjobs ...`: the project's broker
+                variable = f"the broker_url of Celery app {app.main!r}"
         else:
             from agentjobs.settings import get_settings
 
             url = get_settings().broker_url
-        return unreachable("broker", url, "AGENTJOBS_BROKER_URL", exc)
+        return unreachable("broker", url, variable, exc)
     return None
