@@ -431,7 +431,7 @@ def test_only_the_telemetry_modules_import_opentelemetry() -> None:
 
 
 @tool
-def look_up(word: str) -> str:
+def otel_look_up(word: str) -> str:
     """Look a word up."""
     # A line of the user's tool, in the tool call's task: it names the session and trace.
     logging.getLogger("agentjobs.probe").info("looking up a word")
@@ -447,7 +447,7 @@ def test_an_agent_session_is_one_trace_of_steps_and_tool_calls(
     queues = (*all_queues(), "agentjobs.tools")
     purge(queues)
     agent = Agent(
-        "otel_probe", model="haiku", system="[[sim:tool_rounds=1]] Use tools.", tools=[look_up]
+        "otel_probe", model="haiku", system="[[sim:tool_rounds=1]] Use tools.", tools=[otel_look_up]
     )
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
