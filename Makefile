@@ -23,8 +23,13 @@ demo: install
 demo-agent: install
 	$(PY) examples/agent_app/demo.py
 
+# Two pytest processes, each given whole files (--dist loadfile: a file's tests share its
+# fixtures and run in order); each process has its own private Redis and simulator.
+# TEST_PROCS=0 runs them in this process, one after another.
+TEST_PROCS ?= 2
+
 test: install services lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadfile)
 	$(MAKE) eval
 	$(MAKE) test-lower
 	$(MAKE) test-core
