@@ -30,10 +30,8 @@ RabbitMQ brokers are skipped (a delivery is unacked at once: nothing is lost the
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +44,7 @@ from agentjobs.agents.stores import session_store
 from agentjobs.errors import SessionStateError
 from agentjobs.keys import key as rkey
 from agentjobs.reliability import idempotency, ledger, sweeper
+from agentjobs.reliability.worker_thread import PerWorker, WorkerThread
 from agentjobs.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -215,39 +214,19 @@ def sweep(
 # -- the in-worker sweep -----------------------------------------------------------------
 
 
-class _Sweep:
-    """A daemon thread sweeping every ``AGENTJOBS_LEDGER_SWEEP_INTERVAL_S`` while its
-    worker runs."""
+class _Sweep(WorkerThread):
+    """Sweeps every ``AGENTJOBS_LEDGER_SWEEP_INTERVAL_S`` while its worker runs."""
 
-    def __init__(self, worker: Any, app: Any) -> None:
-        self.worker = weakref.ref(worker) if worker is not None else None
-        self.app = app
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, name="agentjobs-session-sweep", daemon=True
-        )
+    name = "agentjobs-session-sweep"
 
-    def _stopped(self) -> bool:
-        from celery.bootsteps import CLOSE, TERMINATE
+    def interval(self) -> float:
+        return get_settings().ledger_sweep_interval_s
 
-        if self.worker is None:
-            return False
-        w = self.worker()
-        blueprint = getattr(w, "blueprint", None)
-        return w is None or (blueprint is not None and blueprint.state in (CLOSE, TERMINATE))
-
-    def _run(self) -> None:
-        while True:
-            if self.stop.wait(get_settings().ledger_sweep_interval_s) or self._stopped():
-                return
-            try:
-                sweep(self.app)
-            except Exception as exc:  # a broker or store outage: next round
-                log.warning("session sweep failed: %s", exc)
+    def tick(self) -> None:
+        sweep(self.app)
 
 
-_sweeps: dict[int, _Sweep] = {}
-_sweeps_lock = threading.Lock()
+_sweeps: PerWorker[_Sweep] = PerWorker()
 
 
 def start(worker: Any) -> None:
@@ -259,10 +238,4 @@ def start(worker: Any) -> None:
         return
     if not ledger.is_redis_broker(app.conf.broker_url) or app.conf.task_always_eager:
         return
-    with _sweeps_lock:
-        for k in [k for k, sw in _sweeps.items() if not sw.thread.is_alive()]:
-            del _sweeps[k]
-        if id(worker) in _sweeps:
-            return
-        sw = _sweeps[id(worker)] = _Sweep(worker, app)
-    sw.thread.start()
+    _sweeps.start(worker, lambda: _Sweep(worker, app))

@@ -9,18 +9,14 @@ killed, or stalled) cannot still be in a create call when another worker takes o
 
 from __future__ import annotations
 
-import logging
-import threading
 import uuid
-import weakref
 from typing import Any
 
 from agentjobs import store
 from agentjobs.lanes import batcher, records
+from agentjobs.reliability.worker_thread import PerWorker, WorkerThread
 from agentjobs.settings import get_settings
 from agentjobs.store import state_redis
-
-log = logging.getLogger(__name__)
 
 _HOLD = store.lua("agentjobs.lanes", "lock_hold.lua")
 
@@ -40,25 +36,15 @@ def release(token: str) -> None:
     store.unlock(state_redis(), records.lock_key(), token)
 
 
-class Runner:
-    """A daemon thread ticking every ``AGENTJOBS_BATCH_TICK_S`` while its worker runs."""
+class Runner(WorkerThread):
+    """Ticks every ``AGENTJOBS_BATCH_TICK_S`` while its worker runs."""
+
+    name = "agentjobs-batcher"
 
     def __init__(self, app: Any, hostname: str, worker: Any = None) -> None:
-        self.app = app
+        super().__init__(worker, app)
         self.hostname = hostname
-        self.worker = weakref.ref(worker) if worker is not None else None
         self.token = f"{hostname}|{uuid.uuid4().hex[:12]}"
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="agentjobs-batcher", daemon=True)
-
-    def _stopped(self) -> bool:
-        from celery.bootsteps import CLOSE, TERMINATE
-
-        if self.worker is None:
-            return False
-        w = self.worker()
-        blueprint = getattr(w, "blueprint", None)
-        return w is None or (blueprint is not None and blueprint.state in (CLOSE, TERMINATE))
 
     def once(self) -> batcher.Tick | None:
         """One tick if this runner holds the lock (None if another worker does)."""
@@ -72,20 +58,17 @@ class Runner:
             keep=lambda: hold(self.token),
         )
 
-    def _run(self) -> None:
-        while not self.stop.wait(get_settings().batch_tick_s) and not self._stopped():
-            try:
-                self.once()
-            except Exception as exc:  # the API or the state store down: next tick
-                log.warning("batch lane tick failed: %r", exc)
-        try:
-            release(self.token)
-        except Exception:  # the lock lapses by itself
-            log.debug("batch lane lock not released", exc_info=True)
+    def interval(self) -> float:
+        return get_settings().batch_tick_s
+
+    def tick(self) -> None:
+        self.once()
+
+    def finish(self) -> None:
+        release(self.token)  # else the lock lapses by itself
 
 
-_runners: dict[int, Runner] = {}
-_lock = threading.Lock()
+_runners: PerWorker[Runner] = PerWorker()
 
 
 def start(worker: Any) -> Runner | None:
@@ -93,11 +76,4 @@ def start(worker: Any) -> Runner | None:
     app = getattr(worker, "app", None)
     if app is None or get_settings().batch_tick_s <= 0:
         return None
-    with _lock:
-        for k in [k for k, r in _runners.items() if not r.thread.is_alive()]:
-            del _runners[k]
-        if id(worker) in _runners:
-            return _runners[id(worker)]
-        runner = _runners[id(worker)] = Runner(app, str(getattr(worker, "hostname", "")), worker)
-    runner.thread.start()
-    return runner
+    return _runners.start(worker, lambda: Runner(app, str(getattr(worker, "hostname", "")), worker))

@@ -31,16 +31,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentjobs import store
 from agentjobs.reliability import ledger
+from agentjobs.reliability.worker_thread import PerWorker, WorkerThread
 from agentjobs.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -231,40 +230,19 @@ def sweep(
 # -- the in-worker sweeper ---------------------------------------------------------------
 
 
-class _Sweeper:
-    """A daemon thread sweeping every ``AGENTJOBS_LEDGER_SWEEP_INTERVAL_S`` while its
-    worker runs."""
+class _Sweeper(WorkerThread):
+    """Sweeps every ``AGENTJOBS_LEDGER_SWEEP_INTERVAL_S`` while its worker runs."""
 
-    def __init__(self, worker: Any, app: Any) -> None:
-        self.worker = weakref.ref(worker) if worker is not None else None
-        self.app = app
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, name="agentjobs-ledger-sweeper", daemon=True
-        )
+    name = "agentjobs-ledger-sweeper"
 
-    def _stopped(self) -> bool:
-        from celery.bootsteps import CLOSE, TERMINATE
+    def interval(self) -> float:
+        return get_settings().ledger_sweep_interval_s
 
-        if self.worker is None:
-            return False
-        w = self.worker()
-        blueprint = getattr(w, "blueprint", None)
-        return w is None or (blueprint is not None and blueprint.state in (CLOSE, TERMINATE))
-
-    def _run(self) -> None:
-        while True:
-            interval = get_settings().ledger_sweep_interval_s
-            if self.stop.wait(interval) or self._stopped():
-                return
-            try:
-                sweep(self.app)
-            except Exception as exc:  # a broker or state store outage: next round
-                log.warning("submit ledger sweep failed: %s", exc)
+    def tick(self) -> None:
+        sweep(self.app)
 
 
-_sweepers: dict[int, _Sweeper] = {}
-_sweepers_lock = threading.Lock()
+_sweepers: PerWorker[_Sweeper] = PerWorker()
 
 
 def start(worker: Any) -> None:
@@ -274,10 +252,4 @@ def start(worker: Any) -> None:
     app = getattr(worker, "app", None)
     if app is None or s.ledger_sweep_interval_s <= 0 or not ledger.enabled(app):
         return
-    with _sweepers_lock:
-        for k in [k for k, sw in _sweepers.items() if not sw.thread.is_alive()]:
-            del _sweepers[k]
-        if id(worker) in _sweepers:
-            return
-        sw = _sweepers[id(worker)] = _Sweeper(worker, app)
-    sw.thread.start()
+    _sweepers.start(worker, lambda: _Sweeper(worker, app))

@@ -15,11 +15,11 @@ import weakref
 from typing import Any
 
 from celery import signals as cs
-from celery.bootsteps import CLOSE, TERMINATE
 
 from agentjobs.lanes import runner as batch_lane
 from agentjobs.ops import metrics, served
 from agentjobs.reliability import sweeper
+from agentjobs.reliability.worker_thread import closing
 
 
 class _Registration:
@@ -34,17 +34,9 @@ class _Registration:
             target=self._run, name=f"agentjobs-metrics-{hostname}", daemon=True
         )
 
-    def _stopped(self) -> bool:
-        """An embedded worker can end without worker_shutdown: watch its state too."""
-        if self.worker is None:
-            return False
-        worker = self.worker()
-        blueprint = getattr(worker, "blueprint", None)
-        return worker is None or (blueprint is not None and blueprint.state in (CLOSE, TERMINATE))
-
     def _run(self) -> None:
         while not self.stop.wait(metrics.WORKER_HEARTBEAT_S):
-            if self._stopped():
+            if closing(self.worker):
                 _unregister(self.hostname)
                 return
             metrics.worker_seen(self.hostname, self.queues)
