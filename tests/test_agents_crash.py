@@ -35,8 +35,11 @@ def effect_key(key: str) -> str:
 def charge(amount: int, idempotency_key: str) -> str:
     """Charge the customer an amount (once per idempotency key)."""
     r = state_redis()
-    r.rpush(CALLS, idempotency_key)
     first = r.set(effect_key(idempotency_key), "1", nx=True)  # the effect, keyed
+    # Noted after the effect: the test kills the worker once it sees the note, so the
+    # killed run has had its effect (a kill between a note made first and the effect
+    # would leave the rerun to have it, and answer "charged").
+    r.rpush(CALLS, idempotency_key)
     deadline = time.monotonic() + 60
     while not r.exists(GATE) and time.monotonic() < deadline:  # held until the test says
         time.sleep(0.05)
