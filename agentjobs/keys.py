@@ -25,7 +25,7 @@ hash tag, so one group's keys share a slot):
 - ``{p}:limiter:{{fp}:{g}}:sched`` zset, TTL 1 day: reservations by start time (ms),
   member ``{id}:{input}:{output}``, moved along with ``shift_ms``; entries older than a
   minute are dropped.
-- ``{p}:limiter:{{fp}:{g}}:leases`` zset, TTL the lease just taken + 1 s (set by each
+- ``{p}:limiter:{{fp}:{g}}:leases`` zset, TTL its longest lease + 1 s (set by each
   take): concurrency leases scored by expiry (ms), member the reservation id; lease
   lifetime = the call's longest + 30 s (``Limiter.lease_ms``). Taken by the acquire
   script (a call that may start at once) or by lease.lua (a call that slept first),

@@ -243,6 +243,22 @@ def test_concurrency_leases_expire_and_release(state_redis: redis.Redis, clock: 
     assert not lim.lease("haiku", "f")[0]
 
 
+def test_a_short_lease_does_not_shorten_a_long_ones_life(
+    state_redis: redis.Redis, clock: Clock
+) -> None:
+    # The leases set expires as a whole: it must outlive its longest lease, whichever
+    # lease was taken last (by lease.lua, or by acquire taking a slot at once).
+    lim = make(state_redis, clock, concurrency=4, lease_ttl_s=10.0, lease_ttl_per_token_s=0.1)
+    long_ms = lim.lease_ms(64_000)  # 10 s + 6,400 s, against 10 s for the short ones
+    leases = lim._keys("haiku")[2]
+    assert lim.lease("haiku", "long", max_tokens=64_000)[0]
+    assert lim.lease("haiku", "short", max_tokens=0)[0]
+    assert state_redis.pttl(leases) > long_ms - 5_000
+    assert lim.acquire("haiku", 10, 10, lease=True).wait_s == 0  # leased at once
+    assert state_redis.pttl(leases) > long_ms - 5_000
+    assert lim.snapshot("haiku")["leases"] == 3
+
+
 def test_snapshot_reports_state(state_redis: redis.Redis, clock: Clock) -> None:
     lim = make(state_redis, clock)
     for _ in range(22):

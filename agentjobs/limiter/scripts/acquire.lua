@@ -116,7 +116,9 @@ if ARGV[13] ~= '' and wait_us == 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   if redis.call('ZCARD', KEYS[3]) < tonumber(ARGV[13]) then
     redis.call('ZADD', KEYS[3], string.format('%.3f', now + lease_ms), ARGV[11])
-    redis.call('PEXPIRE', KEYS[3], math.ceil(lease_ms) + 1000)
+    -- As long as its longest lease (lease.lua says why).
+    local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+    redis.call('PEXPIRE', KEYS[3], math.ceil(tonumber(last[2]) - now) + 1000)
     leased = 1
   else
     local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')

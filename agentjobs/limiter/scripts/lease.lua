@@ -20,7 +20,10 @@ local held = redis.call('ZCARD', KEYS[1])
 local ttl = tonumber(ARGV[4])
 if held < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], string.format('%.3f', now + ttl), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl) + 1000)
+  -- The set lives as long as its longest lease: a short lease taken after a long one
+  -- must not shorten it, or the long holder's slot would vanish with the key.
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(last[2]) - now) + 1000)
   return {1, held + 1, 0}
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
