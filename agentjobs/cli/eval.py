@@ -44,7 +44,7 @@ cases or baseline file (nothing run).
 """
 
 
-@click.command(epilog=EPILOG)
+@click.command("eval", epilog=EPILOG)
 @click.argument("cases_file", metavar="CASES.jsonl", type=click.Path(dir_okay=False))
 @click.option(
     "--baseline",
