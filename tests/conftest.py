@@ -11,8 +11,10 @@ result backend.
 from __future__ import annotations
 
 import os
+import tomllib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,3 +108,22 @@ def postgres_url() -> Iterator[str]:
             yield urllib.parse.urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def celery_commands_site(tmp_path: Path) -> Path:
+    """A folder to put on a subprocess's PYTHONPATH that makes pyproject.toml's
+    celery.commands entry point visible to Celery, as installing agentjobs does
+    (``celery -A proj agentjobs ...``) without reinstalling the venv."""
+    root = Path(__file__).resolve().parents[1]
+    with open(root / "pyproject.toml", "rb") as fh:
+        points = tomllib.load(fh)["project"]["entry-points"]["celery.commands"]
+    site = tmp_path / "site"
+    dist = site / "agentjobs_celery_commands-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: agentjobs-celery-commands\nVersion: 0\n"
+    )
+    lines = "".join(f"{name} = {target}\n" for name, target in points.items())
+    (dist / "entry_points.txt").write_text(f"[celery.commands]\n{lines}")
+    return site

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,24 +35,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def env_of_project(
-    agentjobs_redis: PrivateRedis, fresh_sim: Any, state_redis: redis.Redis, tmp_path: Path
+    agentjobs_redis: PrivateRedis,
+    fresh_sim: Any,
+    state_redis: redis.Redis,
+    celery_commands_site: Path,
 ) -> dict[str, str]:
     """Also the celery.commands entry point of pyproject.toml, made visible to Celery as
     installing agentjobs makes it (``celery -A envproj agentjobs ...``)."""
     for db in (3, 4):
         agentjobs_redis.client(db).flushdb()
-    with open(ROOT / "pyproject.toml", "rb") as fh:
-        points = tomllib.load(fh)["project"]["entry-points"]["celery.commands"]
-    dist = tmp_path / "site" / "agentjobs_celery_commands-0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: agentjobs-celery-commands\nVersion: 0\n"
-    )
-    lines = "".join(f"{name} = {target}\n" for name, target in points.items())
-    (dist / "entry_points.txt").write_text(f"[celery.commands]\n{lines}")
     return {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(PROJECT), str(tmp_path / "site"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(PROJECT), str(celery_commands_site), str(ROOT)]),
         "CELERY_BROKER_URL": f"{agentjobs_redis.url}/3",
         "CELERY_RESULT_BACKEND": f"{agentjobs_redis.url}/4",
     }

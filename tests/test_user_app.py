@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,25 +34,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def project_env(
-    agentjobs_redis: PrivateRedis, fresh_sim: Any, state_redis: redis.Redis, tmp_path: Path
+    agentjobs_redis: PrivateRedis,
+    fresh_sim: Any,
+    state_redis: redis.Redis,
+    celery_commands_site: Path,
 ) -> dict[str, str]:
     """The environment of the project's processes: its broker and backend, agentjobs'
     state store and the simulator (from the fixtures), and the celery.commands entry
     point of pyproject.toml made visible to Celery, as installing agentjobs makes it."""
     for db in (3, 4):
         agentjobs_redis.client(db).flushdb()
-    with open(ROOT / "pyproject.toml", "rb") as fh:
-        points = tomllib.load(fh)["project"]["entry-points"]["celery.commands"]
-    dist = tmp_path / "site" / "agentjobs_celery_commands-0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: agentjobs-celery-commands\nVersion: 0\n"
-    )
-    lines = "".join(f"{name} = {target}\n" for name, target in points.items())
-    (dist / "entry_points.txt").write_text(f"[celery.commands]\n{lines}")
     return {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(PROJECT), str(tmp_path / "site"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(PROJECT), str(celery_commands_site), str(ROOT)]),
         "PROJ_BROKER_URL": f"{agentjobs_redis.url}/3",
         "PROJ_RESULT_BACKEND": f"{agentjobs_redis.url}/4",
     }
