@@ -280,7 +280,10 @@ def test_a_baseline_written_then_the_same_run_passes(tmp_path: Path, slow_sim: A
         assert figures["output_tokens"] >= 40
     # warm-up runs are made but not measured: 2 cases x (1 + 6)
     assert slow_sim.stats()["requests"] == 14
-    again = evaluate(loaded, baseline=path, concurrency=3)
+    # The same run again: its p95 of 6 runs moves with the machine's load (+26% seen
+    # on a loaded machine), so the gate is set above that noise, as docs/evals.md says
+    # to choose it; the tests below show 0.2 catching a threefold slowdown.
+    again = evaluate(loaded, baseline=path, concurrency=3, max_regression=1.0)
     assert again.passed, again.reasons()
     assert again.regressions == [] and again.notes == []
 
