@@ -12,6 +12,8 @@ AgentJobsError
  ├── BudgetExceededError         an agentjobs budget (tenant or global) is used up
  ├── DeadLetteredError           the task gave up; names the dead-letter record
  ├── UnknownAgentError           no agent of that name is registered in this process
+ ├── ToolDefinitionError (TypeError)   a function cannot be a tool
+ ├── UnknownToolError (LookupError)    no tool of that name is registered in this process
  ├── SessionStateError           the session's status does not allow that (approve, cancel)
  ├── SessionTimeoutError (TimeoutError)  Session.wait ran out of time
  └── EvalError                   an eval's cases or baseline file is wrong (names file:line)
@@ -74,6 +76,14 @@ class DeadLetteredError(AgentJobsError):
 
 class UnknownAgentError(AgentJobsError):
     """No agent of that name is registered in this process (load its module with -I)."""
+
+
+class ToolDefinitionError(AgentJobsError, TypeError):
+    """A function cannot be a tool (untyped parameter, ``*args``, bad or taken name)."""
+
+
+class UnknownToolError(AgentJobsError, LookupError):
+    """No tool of this name is registered in this process."""
 
 
 class SessionStateError(AgentJobsError):
