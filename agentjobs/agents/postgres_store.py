@@ -27,7 +27,6 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Json
 
-from agentjobs.agents.redis_store import check_record, check_status, dumps
 from agentjobs.agents.store import (
     SUMMARY_FIELDS,
     Record,
@@ -35,6 +34,8 @@ from agentjobs.agents.store import (
     SessionNotFound,
     SessionStore,
     VersionConflict,
+    check_record,
+    dumps,
     summary,
 )
 from agentjobs.errors import AgentJobsError, TransientError
@@ -207,17 +208,9 @@ class PostgresSessionStore(SessionStore):
         row = self._run(run)
         return None if row is None else dict(row[0])
 
-    def list(
-        self,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        tenant: str | None = None,
-        limit: int = 50,
+    def _list(
+        self, status: str | None, agent: str | None, tenant: str | None, limit: int
     ) -> list[Record]:
-        check_status(status)
-        if limit <= 0:
-            return []
         where, args = [], []
         for column, value in (("status", status), ("agent", agent), ("tenant", tenant)):
             if value is not None:

@@ -32,9 +32,10 @@ from agentjobs.agents.store import (
     SessionNotFound,
     SessionStore,
     VersionConflict,
+    check_record,
+    dumps,
     summary,
 )
-from agentjobs.errors import RequestError
 from agentjobs.keys import key
 from agentjobs.settings import get_settings
 from agentjobs.store import lua, retrying, script, state_redis
@@ -59,24 +60,6 @@ def status_key(status: str) -> str:
 
 def _status_keys() -> list[str]:
     return [status_key(s) for s in STATUSES]
-
-
-def check_status(status: str | None) -> None:
-    """Refuse a status filter that no session can have (both backends)."""
-    if status is not None and status not in STATUSES:
-        raise RequestError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
-
-
-def check_record(stored: Record) -> None:
-    """Refuse to write a record whose status is none of STATUSES (both backends)."""
-    if stored.get("status") not in STATUSES:
-        raise RequestError(
-            f"session {stored.get('session_id')!r}: unknown status {stored.get('status')!r}"
-        )
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class RedisSessionStore(SessionStore):
@@ -174,17 +157,9 @@ class RedisSessionStore(SessionStore):
         raw = retrying(lambda: self.client.hget(record_key(session_id), "record"))
         return None if raw is None else json.loads(raw)
 
-    def list(
-        self,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        tenant: str | None = None,
-        limit: int = 50,
+    def _list(
+        self, status: str | None, agent: str | None, tenant: str | None, limit: int
     ) -> list[Record]:
-        check_status(status)
-        if limit <= 0:
-            return []
         index = status_key(status) if status else index_key()
         page = max(limit, 100)
         out: list[Record] = []

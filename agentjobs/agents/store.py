@@ -21,10 +21,11 @@ Two backends: the state store (Redis, the default; ``redis_store.py``) and Postg
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Callable
 from typing import Any
 
-from agentjobs.errors import AgentJobsError
+from agentjobs.errors import AgentJobsError, RequestError
 
 Record = dict[str, Any]
 
@@ -68,6 +69,24 @@ def summary(record: Record) -> Record:
     return out
 
 
+def check_status(status: str | None) -> None:
+    """Refuse a status filter that no session can have (every backend)."""
+    if status is not None and status not in STATUSES:
+        raise RequestError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+
+
+def check_record(stored: Record) -> None:
+    """Refuse to write a record whose status is none of STATUSES (every backend)."""
+    if stored.get("status") not in STATUSES:
+        raise RequestError(
+            f"session {stored.get('session_id')!r}: unknown status {stored.get('status')!r}"
+        )
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 class SessionStore(abc.ABC):
     """One record per session id, written with a version check."""
 
@@ -92,6 +111,11 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def _list(
+        self, status: str | None, agent: str | None, tenant: str | None, limit: int
+    ) -> list[Record]:
+        """``list`` once its arguments are checked (``limit`` > 0)."""
+
     def list(
         self,
         *,
@@ -100,7 +124,11 @@ class SessionStore(abc.ABC):
         tenant: str | None = None,
         limit: int = 50,
     ) -> list[Record]:
-        """Summaries (``summary``), newest first."""
+        """Summaries (``summary``), newest first; RequestError for an unknown status."""
+        check_status(status)
+        if limit <= 0:
+            return []
+        return self._list(status, agent, tenant, limit)
 
     @abc.abstractmethod
     def delete(self, session_id: str) -> bool:
