@@ -77,11 +77,13 @@ def test_five_minute_entry_expires_one_hour_entry_does_not(start_sim: StartSim) 
 
 
 def test_hit_refreshes_lifetime(start_sim: StartSim) -> None:
-    s = start_sim(time_scale=0.001)  # 5 simulated minutes = 0.3 real s
+    # 5 simulated minutes = 1.5 real s; hits every 0.5 s leave a loaded machine a second
+    # of slack per gap, and four of them reach past the first lifetime.
+    s = start_sim(time_scale=0.005)
     with sdk(s) as c:
         ask(c, cached_system())
-        for _ in range(4):  # 4 x 0.1 s: past the first lifetime, kept alive by hits
-            time.sleep(0.1)
+        for _ in range(4):  # 4 x 0.5 s: past the first lifetime, kept alive by hits
+            time.sleep(0.5)
             assert ask(c, cached_system()).usage.cache_read_input_tokens > 0
 
 
