@@ -257,3 +257,21 @@ def test_a_worker_process_writes_json_lines_through_celerys_logging_setup(
     for piece in _pieces(PROMPT):
         assert piece not in text
     assert KEY not in text
+
+
+def test_agent_and_tool_names_are_not_taken_for_prompt_text() -> None:
+    # The loop's task kwargs name the agent and the tool; the worker's own lines carry
+    # them in the task's name (agent:{agent}:...), which redaction must leave readable.
+    step = {"session_id": "s" * 32, "n": 1, "agent": "support_desk_router", "model": "sonnet"}
+    call = {
+        "session_id": "s" * 32,
+        "n": 1,
+        "tool_use_id": "toolu_" + "x" * 24,
+        "name": "lookup_booking",
+    }
+    assert logs.texts_of(step) == [] and logs.texts_of(call) == []
+    prompt = {
+        "prompt": "Summarise the quarterly report for the board",
+        "agent": "support_desk_router",
+    }
+    assert logs.texts_of(prompt) == ["Summarise the quarterly report for the board"]

@@ -42,9 +42,14 @@ _KEY_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 _MIN_SECRET = 12
 #: Twice the run of a text's head or tail that is taken for the text (a truncated repr).
 _PIECE = 40
-#: Keys of task kwargs whose strings are ids or options, never prompt text.
+#: Keys of task kwargs whose strings are ids, names or options, never prompt text (an
+#: agent step's ``agent``, a tool call's ``name`` and ``tool_use_id`` among them: the
+#: task names in the worker's own lines carry them).
 _NOT_TEXT = frozenset(
-    {"model", "idempotency_key", "tenant", "lane", "cache", "queue", "session_id", "type"}
+    {
+        *("model", "idempotency_key", "tenant", "lane", "cache", "queue", "session_id"),
+        *("type", "agent", "name", "tool_use_id"),
+    }
 )
 #: Keys of a task's return value (a ClaudeResult, an agent step) that hold text.
 _TEXT_KEYS = frozenset({"text", "content", "output", "transcript", "input", "messages"})
