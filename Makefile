@@ -57,7 +57,7 @@ test-core: install services
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check --extend-exclude '*.md' .
-	$(VENV)/bin/mypy agentjobs celeryconfig.py
+	$(VENV)/bin/mypy agentjobs harness celeryconfig.py
 	$(VENV)/bin/lint-imports
 
 format: install

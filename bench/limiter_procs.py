@@ -1,6 +1,6 @@
 """Benchmark: throughput of one limiter group shared by several processes.
 
-The load of tests/test_limiter_procs.py (agentjobs/contrib/limiter_load.py), which
+The load of tests/test_limiter_procs.py (harness/limiter_load.py), which
 checks only the safety side (no window holds more than the limit plus the burst):
 threads reserve in a loop against one group of 1,200 RPM (20 calls/s, a 0.5 s bucket of
 10) and 240,000 ITPM (4,000 input tokens/s, calls of 10-400 tokens), each sleeping its
@@ -37,8 +37,8 @@ from report import machine, markers, write_section
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agentjobs.contrib.limiter_load import BURST_S, ITPM, RPM, max_in_window  # noqa: E402
 from agentjobs.contrib.testing import RedisServer  # noqa: E402
+from harness.limiter_load import BURST_S, ITPM, RPM, max_in_window  # noqa: E402
 
 REQ_RATE, TOKEN_RATE = RPM / 60, ITPM / 60  # per second
 REQ_BUCKET, TOKEN_BUCKET = REQ_RATE * BURST_S, TOKEN_RATE * BURST_S
@@ -51,7 +51,7 @@ def run_shape(url: str, procs: int, threads: int, seconds: float) -> dict[str, A
     args = [url, repr(seconds), str(threads), key]
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "agentjobs.contrib.limiter_load", *args, "--go"],
+            [sys.executable, str(ROOT / "harness" / "limiter_load.py"), *args, "--go"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -102,7 +102,7 @@ def commit() -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
-        measured = ["agentjobs/limiter", "agentjobs/contrib/limiter_load.py", __file__]
+        measured = ["agentjobs/limiter", "harness/limiter_load.py", __file__]
         diff = ["git", "diff", "--quiet", "HEAD", "--", *measured]
         dirty = subprocess.run(diff, cwd=ROOT).returncode != 0
     except OSError:

@@ -50,8 +50,10 @@ from typing import Any
 
 from report import cpu_model, write_section
 
-from agentjobs.contrib.roundtrips import SETUP, RoundTrips
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/
+
 from agentjobs.contrib.testing import RedisServer, SimProcess, WorkerProcess
+from harness.roundtrips import SETUP, RoundTrips
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -235,7 +237,7 @@ _HOUSEKEEPING = ("metrics:workers", "ledger:lock", "idempotency_renew.lua")
 
 def count_round_trips(send: Callable[[int], Any], n: int, state_url: str) -> dict[str, Any]:
     """Submit ``n`` complete tasks at once and count the state store's commands per task,
-    by side (worker, caller) and name (agentjobs/contrib/roundtrips.py)."""
+    by side (worker, caller) and name (harness/roundtrips.py)."""
     from agentjobs.ops import metrics
 
     if n <= 0:

@@ -27,11 +27,13 @@ from typing import Any
 
 from report import machine
 
-from agentjobs.contrib.drill import Drill
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/
+
 from agentjobs.contrib.testing import wait_for
 from agentjobs.reliability import deadletter
 from agentjobs.simulator import SimConfig, run_in_thread
 from agentjobs.worker.tasks import complete
+from harness.drill import Drill
 
 FAST = {
     "AGENTJOBS_RETRY_MAX_ATTEMPTS": "3",

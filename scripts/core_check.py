@@ -9,8 +9,8 @@ with the Python of a fresh venv that ``pip install .`` made, from outside the ch
   by another Python (SIM_PYTHON, which has the [sim] extra): a worker needs no extra;
 - the commands that do need one say which, in one line;
 - ``celery agentjobs`` (the celery.commands entry point) is installed;
-- the wheel holds the package (Lua scripts included) and nothing of tests/, bench/ or
-  examples/.
+- the wheel holds the package (Lua scripts included) and nothing of tests/, bench/,
+  examples/ or harness/ (the drills the tests and benchmarks share).
 """
 
 from __future__ import annotations
@@ -111,8 +111,10 @@ def main() -> None:
     check(ext.returncode == 0 and "dlq" in ext.stdout, "celery agentjobs --help (entry point)")
 
     files = [str(f) for f in importlib.metadata.files("agentjobs") or []]
-    strays = [f for f in files if f.split("/")[0] in ("tests", "bench", "examples")]
-    check(not strays, f"the wheel ships nothing of tests/, bench/, examples/ ({strays[:3]})")
+    outside = ("tests", "bench", "examples", "harness")
+    strays = [f for f in files if f.split("/")[0] in outside]
+    check(not strays, f"the wheel ships nothing of {', '.join(outside)} ({strays[:3]})")
+    check(importlib.util.find_spec("harness") is None, "the test harness is not importable")
     scripts = [f for f in files if f.endswith(".lua")]
     wanted = sorted(str(p.relative_to(checkout)) for p in checkout.glob("agentjobs/**/*.lua"))
     check(sorted(scripts) == wanted, f"the wheel ships the {len(wanted)} Lua scripts")

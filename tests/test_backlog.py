@@ -18,7 +18,6 @@ import redis
 
 from agentjobs import complete
 from agentjobs.api import client
-from agentjobs.contrib.drill import Drill
 from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import DeadLetteredError
 from agentjobs.limiter.admission import get_limiter
@@ -29,6 +28,7 @@ from agentjobs.simulator import SimConfig, run_in_thread
 from agentjobs.spend import cost
 from agentjobs.worker.app import app
 from agentjobs.worker.tasks import TASK_NAME
+from harness.drill import Drill
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from conftest import in_process_worker
 
 from agentjobs import app
 from agentjobs.cli import main
-from agentjobs.contrib.drill import sim_hash
 from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import DeadLetteredError
 from agentjobs.reliability import ledger, sweeper
 from agentjobs.settings import reset_settings
 from agentjobs.worker.tasks import complete
+from harness.drill import sim_hash
 
 QUEUE = "claude.haiku"
 
@@ -175,7 +175,7 @@ def test_ledger_off_and_rabbitmq(broker: Any, monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.slow
 def test_a_worker_process_sweeps_and_resends(fresh_sim: Any) -> None:
     """The wiring: ``agentjobs worker`` starts its sweeper at worker_ready."""
-    from agentjobs.contrib.drill import Drill
+    from harness.drill import Drill
 
     with Drill(fresh_sim, env={"AGENTJOBS_LEDGER_GRACE_S": "0"}) as d:
         prompt = f"lost, found by a worker {uuid.uuid4()}"

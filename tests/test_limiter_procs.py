@@ -7,22 +7,24 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from subprocess import PIPE
 from typing import Any
 
 import pytest
 import redis
 
-from agentjobs.contrib.limiter_load import max_in_window
 from agentjobs.contrib.testing import RedisServer, wait_for
 from agentjobs.limiter.gcra import Limiter, fingerprint
 from agentjobs.settings import GroupLimits
+from harness.limiter_load import max_in_window
 
 pytestmark = pytest.mark.slow
 
 #: A child process that reserves in a loop, sleeping each wait like a worker, and prints
 #: the start Redis handed out for every call (the load bench/limiter_procs.py measures).
-LOAD = [sys.executable, "-m", "agentjobs.contrib.limiter_load"]
+HARNESS = Path(__file__).resolve().parents[1] / "harness"
+LOAD = [sys.executable, str(HARNESS / "limiter_load.py")]
 
 _HOLDER = """
 import sys, time, redis

@@ -12,10 +12,10 @@ import pytest
 import redis
 from conftest import in_process_worker
 
-from agentjobs.contrib.drill import sim_hash
 from agentjobs.limiter.admission import api_key_fingerprint, get_limiter
 from agentjobs.settings import reset_settings
 from agentjobs.worker import tasks
+from harness.drill import sim_hash
 
 
 @pytest.fixture

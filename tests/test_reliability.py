@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from agentjobs.contrib.drill import Drill
 from agentjobs.contrib.testing import wait_for
 from agentjobs.reliability import deadletter
 from agentjobs.simulator import SimConfig, run_in_thread
+from harness.drill import Drill
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ worker's CPU (Python included) and one command of the one Redis every worker sha
 so round trips per task times tasks per second is what that Redis must serve. The
 merged calls below are what keeps a task at eight. Nothing here is timed: commands
 are seen with MONITOR on the private Redis and named by script or command
-(agentjobs/contrib/roundtrips.py); bench/overhead.py counts them the same way under
+(harness/roundtrips.py); bench/overhead.py counts them the same way under
 load.
 """
 
@@ -20,13 +20,13 @@ import redis
 from conftest import in_process_worker
 
 from agentjobs import complete
-from agentjobs.contrib.roundtrips import RoundTrips
 from agentjobs.contrib.testing import wait_for
 from agentjobs.errors import RateLimitedError, SpendLimitError
 from agentjobs.limiter import admission, pause
 from agentjobs.limiter.admission import get_limiter
 from agentjobs.ops import metrics
 from agentjobs.settings import GroupLimits, get_settings, reset_settings
+from harness.roundtrips import RoundTrips
 
 #: A ``complete`` task that calls Claude once, in the worker, in order.
 WORKER = (

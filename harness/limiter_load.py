@@ -6,7 +6,7 @@ Each process runs :func:`hammer`: threads reserve in a loop for some seconds (ca
 ``rpm`` / ``itpm`` with a ``burst_s`` bucket, and record every admitted call's start
 (Redis time, ms) and input tokens. As a child process::
 
-    python -m agentjobs.contrib.limiter_load URL SECONDS THREADS KEY [--go]
+    python harness/limiter_load.py URL SECONDS THREADS KEY [--go]
 
 prints the rows as one JSON list; with ``--go`` it first prints ``ready`` and waits for
 a start time (Unix seconds) on stdin, so that children started one by one on a loaded
@@ -86,7 +86,7 @@ def max_in_window(times: Sequence[float], weights: Sequence[float], window_ms: f
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agentjobs.contrib.limiter_load")
+    parser = argparse.ArgumentParser(prog="harness/limiter_load.py")
     parser.add_argument("url")
     parser.add_argument("seconds", type=float)
     parser.add_argument("threads", type=int)
