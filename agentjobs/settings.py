@@ -73,11 +73,13 @@ class Settings(BaseSettings):
     #: How long a result stays in the result backend (and the idempotency store).
     result_ttl_s: int = 86_400
     #: Redis broker visibility timeout: a message unacked this long is redelivered.
-    #: 300 s is above the longest a live task holds its message (request timeout 120 s
-    #: + limiter sleep + idempotency wait, and any retry countdown, capped at half of
-    #: it), so a live task is not redelivered in normal operation (and if it is, the
-    #: idempotency lease makes the copy wait, never call); a killed worker's tasks come
-    #: back in about 5 minutes, not the broker's default hour. docs/reliability.md.
+    #: A live task holds its message for its call's bound (call_timeout_s: 125 s +
+    #: max_tokens / 10 at the defaults) after waits of up to 100 s (an identical call,
+    #: another copy's lease, the limiter); retry countdowns are capped at half of it. A
+    #: call that outlives it is redelivered and the copy waits on the idempotency lease,
+    #: never calling again: set it above 225 s + your largest max_tokens / 10 to avoid
+    #: even that. A killed worker's tasks come back after it (about 5 minutes by
+    #: default), not the broker's default hour. docs/reliability.md.
     visibility_timeout_s: int = 300
     #: Default max_tokens when the caller gives none.
     default_max_tokens: int = 1024

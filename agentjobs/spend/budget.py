@@ -191,10 +191,10 @@ def reserve(
     """Worker-side: hold the estimated cost, or act on the budget action.
 
     Returns the request to call (downgraded with ``downgrade``) and its hold (None when
-    no cap applies); the hold lapses after ``lease_s`` (default: the request timeout
-    plus limiter waits plus a minute) if never released. Raises BudgetExceededError
-    (reject, or nothing cheaper left) or BudgetDeferredError (defer: retry after
-    ``retry_after_s``).
+    no cap applies); the hold lapses after ``lease_s`` (default: the call's bound
+    for its max_tokens, plus the limiter's longest sleep, plus a minute) if never
+    released. Raises BudgetExceededError (reject, or nothing cheaper left) or
+    BudgetDeferredError (defer: retry after ``retry_after_s``).
     """
     s = settings or get_settings()
     if not enabled(req.tenant, settings=s):
