@@ -11,6 +11,7 @@ result backend.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -21,13 +22,16 @@ import pytest
 import redis
 
 # Before the import below: pytest_plugins names the module again, and pytest warns when
-# a plugin it would rewrite asserts in was imported first.
-pytest.register_assert_rewrite("agentjobs.contrib.pytest_plugin")
+# a plugin it would rewrite asserts in was imported first. Loaded through the entry
+# point (the installed package), it is imported and rewritten already: asking again
+# would only warn.
+if "agentjobs.contrib.pytest_plugin" not in sys.modules:
+    pytest.register_assert_rewrite("agentjobs.contrib.pytest_plugin")
 
-from agentjobs.contrib import pytest_plugin  # noqa: E402
-from agentjobs.contrib.pytest_plugin import PrivateRedis  # noqa: E402
-from agentjobs.contrib.pytest_plugin import in_process_worker as in_process_worker  # noqa: E402
-from agentjobs.contrib.testing import RedisServer  # noqa: E402
+from agentjobs.contrib import pytest_plugin
+from agentjobs.contrib.pytest_plugin import PrivateRedis
+from agentjobs.contrib.pytest_plugin import in_process_worker as in_process_worker
+from agentjobs.contrib.testing import RedisServer
 
 # Loaded here as well as through the entry point, so the suite runs before
 # `pip install -e .` has registered it (and with -p no:... of other plugins).
