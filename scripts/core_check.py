@@ -115,6 +115,8 @@ def main() -> None:
     strays = [f for f in files if f.split("/")[0] in outside]
     check(not strays, f"the wheel ships nothing of {', '.join(outside)} ({strays[:3]})")
     check(importlib.util.find_spec("harness") is None, "the test harness is not importable")
+    # A top-level celeryconfig in site-packages would stand in for a project's own.
+    check(importlib.util.find_spec("celeryconfig") is None, "no top-level celeryconfig module")
     scripts = [f for f in files if f.endswith(".lua")]
     wanted = sorted(str(p.relative_to(checkout)) for p in checkout.glob("agentjobs/**/*.lua"))
     check(sorted(scripts) == wanted, f"the wheel ships the {len(wanted)} Lua scripts")
