@@ -374,6 +374,46 @@ def test_a_hand_off_passes_its_payload_and_the_transcript(
     assert CALLS["lookup"] == 1 and sim_requests(fresh_sim) == 3
 
 
+class Leg(BaseModel):
+    title: str  # a field called title: not pydantic's generated one
+    nights: int = 1
+
+
+class Itinerary(BaseModel):
+    """What the bookings agent needs: the legs, nested models in $defs."""
+
+    legs: list[Leg]
+    notes: dict[str, str] = {"title": "as given"}  # data holding a "title" key
+
+
+def test_a_hand_off_with_nested_payload_models_has_no_generated_titles(
+    agent_worker: Any, fresh_sim: Any
+) -> None:
+    Agent("loop_trips", model="haiku", system="You book trips.", max_tokens=256)
+    router = Agent(
+        "loop_router3",
+        model="haiku",
+        system="[[sim:tool_rounds=1]] You route.",
+        handoffs=[Handoff("loop_trips", payload=Itinerary)],
+        max_tokens=256,
+    )
+    schema = Handoff("loop_trips", payload=Itinerary).definition()["input_schema"]
+    assert schema["$defs"]["Leg"]["properties"]["title"] == {"type": "string"}
+    assert schema["properties"]["legs"]["items"] == {"$ref": "#/$defs/Leg"}
+    assert schema["properties"]["notes"]["default"] == {"title": "as given"}
+    assert "'title': 'Legs'" not in str(schema) and "Itinerary" not in str(schema)
+    # the simulator checks the definition as the API does and fills the payload in from
+    # the schema, following the $ref; the loop validates it against the model
+    result = router.start("Book me two nights in Oslo.").wait(timeout=60)
+    assert result["status"] == "completed", result
+    rec = session_store().load(result["session_id"])
+    payload = rec["chain"][1]["payload"]
+    Itinerary.model_validate(payload)
+    assert payload["legs"] and set(payload["legs"][0]) == {"title", "nights"}
+    assert payload["notes"] == {"title": "as given"}
+    assert rec["agent"] == "loop_trips" and sim_requests(fresh_sim) == 2
+
+
 def test_a_hand_off_to_an_agent_without_tools(agent_worker: Any, fresh_sim: Any) -> None:
     # The transcript holds tool blocks; the API wants them defined: named, not callable.
     Agent("loop_faq", model="haiku", system="You answer questions.", max_tokens=256)

@@ -99,6 +99,25 @@ def test_schema_from_type_hints() -> None:
     assert not v.is_valid({"booking_id": "B-1", "other": 1})
 
 
+def test_titles_in_data_are_kept() -> None:
+    # A default or an example is data, not a schema: its "title" key is not pydantic's.
+    @tool
+    def address(
+        to: Annotated[dict[str, str], Field(examples=[{"title": "Dr", "name": "Ada"}])] = {  # noqa: B006
+            "title": "Mx"
+        },
+        salutation: Literal["title", "name"] = "title",
+    ) -> str:
+        """Address a letter."""
+        return f"{to.get('title')} {salutation}"
+
+    schema = check_definition(address)["input_schema"]
+    assert schema["properties"]["to"]["default"] == {"title": "Mx"}
+    assert schema["properties"]["to"]["examples"] == [{"title": "Dr", "name": "Ada"}]
+    assert schema["properties"]["salutation"]["enum"] == ["title", "name"]
+    assert "Title" not in str(schema) and "Salutation" not in str(schema)
+
+
 def test_a_property_called_title_or_json_is_kept() -> None:
     @tool
     def rename(title: str, json: bool = False, model_config: int = 0) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agentjobs.agents.signature import without_titles
+
 #: The prefix of a hand-off tool's name.
 PREFIX = "transfer_to_"
 #: Agent names: what a tool name may hold after the prefix (the API's ``^[a-zA-Z0-9_-]``).
@@ -52,7 +54,8 @@ class Handoff:
         return {
             "name": self.tool_name,
             "description": text,
-            "input_schema": self.payload.model_json_schema(),
+            # The same schema a tool's parameters get: no generated titles (signature.py).
+            "input_schema": without_titles(self.payload.model_json_schema()),
         }
 
     def validate(self, value: Any) -> tuple[dict[str, Any] | None, str | None]:

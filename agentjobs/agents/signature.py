@@ -131,21 +131,38 @@ def _strip_annotated(ann: Any) -> Any:
     return ann
 
 
+#: Keywords whose value is a schema, a list of schemas, or a map of names to schemas:
+#: the only places a ``title`` is a schema's (elsewhere, as in a ``default``, an
+#: ``examples`` entry, an ``enum`` or a ``const``, it is data, and kept).
+_SUBSCHEMA = frozenset(
+    {"items", "additionalProperties", "not", "if", "then", "else", "contains"}
+    | {"propertyNames", "unevaluatedItems", "unevaluatedProperties", "additionalItems"}
+)
+_SUBSCHEMAS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+_SCHEMA_MAPS = frozenset(
+    {"properties", "$defs", "definitions", "patternProperties", "dependentSchemas"}
+)
+
+
 def without_titles(schema: Any) -> Any:
     """The schema without pydantic's generated ``title`` keys (tokens the model does
-    not need); a property that is itself called ``title`` stays."""
-    if isinstance(schema, list):
-        return [without_titles(s) for s in schema]
+    not need; the API accepts them, and the SDK's own conversion keeps them). A
+    property called ``title``, and data that holds one (a default, an example),
+    stay; ``$defs`` and the ``$ref`` to them stay as they are."""
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
     for k, v in schema.items():
         if k == "title" and isinstance(v, str):
             continue
-        if k in ("properties", "$defs", "definitions", "patternProperties") and isinstance(v, dict):
+        if k in _SCHEMA_MAPS and isinstance(v, dict):
             out[k] = {name: without_titles(s) for name, s in v.items()}
+        elif k in _SUBSCHEMAS and isinstance(v, list):
+            out[k] = [without_titles(s) for s in v]
+        elif k in _SUBSCHEMA:
+            out[k] = [without_titles(s) for s in v] if isinstance(v, list) else without_titles(v)
         else:
-            out[k] = without_titles(v)
+            out[k] = v
     return out
 
 
