@@ -1,5 +1,6 @@
-"""``agentjobs sessions``: list, show and migrate on both session stores; approve, deny
-and cancel on records waiting for approval, the decision's task checked on the broker."""
+"""``agentjobs sessions``: list, show and migrate on both session stores; prune on each;
+approve, deny and cancel on records waiting for approval, the decision's task checked on
+the broker."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from agentjobs.agents import stores
 from agentjobs.agents.record import new_record
+from agentjobs.agents.redis_store import record_key
 from agentjobs.agents.store import SessionStore
 from agentjobs.cli import main
 from agentjobs.contrib.pytest_plugin import BROKER_DB, PrivateRedis
@@ -301,6 +303,55 @@ def test_unreachable_postgres_is_one_line(
     stores._store.reset()
 
 
+def test_prune_postgres_dry_run_then_for_real(
+    postgres_url: str, state_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentjobs.agents import retention
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS agentjobs_sessions, agentjobs_session_checkpoints")
+    monkeypatch.setenv("AGENTJOBS_SESSION_RETENTION_S", "86400")
+    s = use_store(monkeypatch, postgres_url)
+    s.migrate()
+    s.create(completed("old", now=time.time()))
+    s.create(waiting("asks"))
+    assert run("prune").output == (
+        "removed 0 session(s) ended and unchanged for 1 day(s), with 0 checkpoint row(s)\n"
+    )
+    monkeypatch.setattr(retention, "clock", lambda: time.time() + 2 * 86_400)  # 2 days on
+    dry = run("prune", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.output) == {"sessions": 1, "checkpoints": 1, "dry_run": True}
+    assert [r["session_id"] for r in s.list()] == ["asks", "old"]
+    out = run("prune")
+    assert out.exit_code == 0 and out.output == (
+        "removed 1 session(s) ended and unchanged for 1 day(s), with 1 checkpoint row(s)\n"
+    )
+    assert [r["session_id"] for r in s.list()] == ["asks"]  # waiting for a person: kept
+    stores._store.reset()
+
+
+def test_prune_redis_says_its_records_expire(
+    redis_sessions: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentjobs.agents import retention
+
+    redis_sessions.create(completed("old", now=time.time()))
+    assert state_ttl(redis_sessions, "old") > 0
+    redis_sessions.client.delete(record_key("old"))  # as its TTL will
+    monkeypatch.setattr(retention, "clock", lambda: time.time() + 31 * 86_400)
+    out = run("prune")
+    assert out.exit_code == 0 and out.output == (
+        "the state store expires ended sessions 30 day(s) after their last write;"
+        " removed 1 expired id(s) from its indexes\n"
+    )
+    assert run("list").output == "no sessions\n"
+
+
+def state_ttl(store: Any, session_id: str) -> int:
+    return int(store.client.pttl(record_key(session_id)))
+
+
 # -- approve, deny, cancel: the decision reaches the broker -----------------------------
 
 
@@ -408,5 +459,5 @@ def test_cancel(redis_sessions: SessionStore, broker: redis.Redis) -> None:
 def test_help_shows_examples() -> None:
     out = CliRunner().invoke(main, ["sessions", "--help"])
     assert out.exit_code == 0
-    for command in ("list", "show", "approve", "deny", "cancel", "migrate"):
+    for command in ("list", "show", "approve", "deny", "cancel", "migrate", "prune"):
         assert f"agentjobs sessions {command}" in out.output

@@ -29,6 +29,7 @@ from agentjobs.agents.redis_store import (
     status_key,
 )
 from agentjobs.agents.store import (
+    Pruned,
     SessionExists,
     SessionNotFound,
     SessionStore,
@@ -213,6 +214,39 @@ def test_delete(store: SessionStore) -> None:
     assert store.create(record("s1"))["version"] == 1  # the id is free again
 
 
+def _past_retention(store: SessionStore) -> Pruned:
+    """Let the retention act as if it had passed for every record written so far: the
+    PostgreSQL prune with its clock moved past it; Redis' own TTLs (the retention is
+    0.2 s here), then its prune for the ids they left in the indexes."""
+    if isinstance(store, PostgresSessionStore):
+        return store.prune(now=time.time() + 1.0)
+    assert isinstance(store, RedisSessionStore)
+    ended = [record_key(i) for i in ("done", "failed", "cancelled", "stopped")]
+    wait_for(lambda: store.client.exists(*ended) == 0, timeout=10)
+    return store.prune(now=time.time() + 1.0)
+
+
+def test_retention_removes_ended_sessions_only(
+    store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTJOBS_SESSION_RETENTION_S", "0.2")
+    reset_settings()
+    store.create(record("running"))
+    store.create(record("waiting", status="waiting_approval"))
+    for status in ("completed", "failed", "cancelled", "stopped"):
+        store.create(record(status if status != "completed" else "done", status=status))
+    ended = store.create(record("reopened", status="failed"))
+    store.put({**ended, "status": "running"})  # a replay re-opened it
+    pruned = _past_retention(store)
+    assert pruned.sessions == 4
+    assert sorted(r["session_id"] for r in store.list()) == ["reopened", "running", "waiting"]
+    for gone in ("done", "failed", "cancelled", "stopped"):
+        assert store.get(gone) is None
+    assert store.load("waiting")["status"] == "waiting_approval"
+    assert store.list(status="completed") == []
+    assert _past_retention(store).sessions == 0  # nothing left to remove
+
+
 def test_migrate_is_idempotent(store: SessionStore) -> None:
     store.create(record("s1"))
     done: list[BaseException | None] = []
@@ -237,25 +271,35 @@ def test_migrate_is_idempotent(store: SessionStore) -> None:
 # -- Redis only ------------------------------------------------------------------------
 
 
-def test_redis_record_and_indexes_expire_after_retention(
+def test_redis_ttls_are_the_retention_once_ended_and_none_before(
     state_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AGENTJOBS_SESSION_RETENTION_S", "3600")
     reset_settings()
     store = RedisSessionStore()
-    stored = store.create(record("s1"))
-    for k in (record_key("s1"), index_key(), status_key("running")):
+    ended = store.create(record("e1", status="completed"))
+    for k in (record_key("e1"), index_key(), status_key("completed")):
         assert 3_500_000 < state_redis.pttl(k) <= 3_600_000, k
-    store.put({**stored, "status": "completed"})
-    assert state_redis.zscore(status_key("running"), "s1") is None
+    stored = store.create(record("s1"))
+    waiting = store.put({**stored, "status": "waiting_approval"})
+    # not ended: no TTL on the record, nor on the indexes that hold it
+    for k in (record_key("s1"), index_key(), status_key("waiting_approval")):
+        assert state_redis.pttl(k) == -1, k
+    store.put({**ended, "output": "x"})  # a later write of an ended one: no TTL on the index
+    assert state_redis.pttl(index_key()) == -1
+    done = store.put({**waiting, "status": "completed"})
+    assert state_redis.zscore(status_key("waiting_approval"), "s1") is None
     assert state_redis.zscore(status_key("completed"), "s1") == stored["created_at"]
+    assert 3_500_000 < state_redis.pttl(record_key("s1")) <= 3_600_000
+    store.put({**done, "status": "running"})  # re-opened by a replay: kept again
+    assert state_redis.pttl(record_key("s1")) == -1
 
-    # a record past its retention is gone: get and list no longer see it
+    # an ended record past its retention is gone: get and list no longer see it
     monkeypatch.setenv("AGENTJOBS_SESSION_RETENTION_S", "0.05")
     reset_settings()
-    store.create(record("short"))
+    store.create(record("short", status="failed"))
     wait_for(lambda: store.get("short") is None, timeout=10)
-    assert [r["session_id"] for r in store.list()] == ["s1"]
+    assert [r["session_id"] for r in store.list()] == ["s1", "e1"]
     assert state_redis.zscore(index_key(), "short") is None  # list dropped its id
 
 
@@ -316,6 +360,124 @@ def test_postgres_keeps_every_checkpoint(migrated_postgres: str) -> None:
     ]
     assert history[-1]["output"] == "refunded"
     store.close()
+
+
+class Clock:
+    """A clock moved by hand: what the PostgreSQL store stamps its writes with and
+    prunes by."""
+
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pg(
+    migrated_postgres: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PostgresSessionStore]:
+    """An empty PostgreSQL store on ``clock``, with a retention of an hour."""
+    monkeypatch.setenv("AGENTJOBS_SESSION_RETENTION_S", "3600")
+    reset_settings()
+    store = PostgresSessionStore(migrated_postgres, clock=clock)
+    with psycopg.connect(migrated_postgres, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {SESSIONS}, {CHECKPOINTS}")
+    yield store
+    store.close()
+
+
+def _history_rows(url: str) -> dict[str, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            f"SELECT session_id, count(*) FROM {CHECKPOINTS} GROUP BY session_id"
+        ).fetchall()
+    return {sid: int(n) for sid, n in rows}
+
+
+def test_postgres_prune_removes_ended_sessions_and_their_history(
+    pg: PostgresSessionStore, clock: Clock
+) -> None:
+    first = pg.create(record("done"))
+    pg.put({**first, "status": "completed"})
+    pg.create(record("running"))
+    waiting = pg.create(record("waiting"))
+    pg.put({**waiting, "status": "waiting_approval"})
+    late = pg.create(record("late", status="cancelled"))
+    clock.advance(3_000)
+    # written again after it ended (a running tool's result): counted from that write
+    pg.put({**late, "output": "kept"})
+    clock.advance(600)
+    assert pg.prune() == Pruned(0, 0)  # an hour exactly: not past it yet
+    clock.advance(1)
+    assert pg.prune(dry_run=True) == Pruned(1, 2)
+    assert pg.get("done") is not None  # a dry run removes nothing
+    assert pg.prune() == Pruned(1, 2)
+    assert pg.get("done") is None and pg.checkpoints("done") == []
+    assert pg.load("late")["output"] == "kept"
+    clock.advance(10 * 86_400)
+    assert pg.prune() == Pruned(1, 2)  # "late", at last
+    # however old, a session not ended keeps its record and its whole history
+    assert sorted(r["session_id"] for r in pg.list()) == ["running", "waiting"]
+    assert _history_rows(pg.url) == {"running": 1, "waiting": 2}
+    assert pg.prune() == Pruned(0, 0)
+
+
+def test_postgres_prune_takes_the_oldest_first_up_to_its_limit(
+    pg: PostgresSessionStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentjobs.agents import postgres_store
+
+    monkeypatch.setattr(postgres_store, "PRUNE_BATCH", 2)  # several batches a round
+    for i in range(5):
+        pg.create(record(f"s{i}", status="failed"))
+        clock.advance(1)
+    clock.advance(3_600)
+    assert pg.prune(limit=3) == Pruned(3, 3)
+    assert sorted(r["session_id"] for r in pg.list()) == ["s3", "s4"]
+    assert pg.prune() == Pruned(2, 2)
+    assert pg.list() == []
+
+
+def test_postgres_prune_removes_a_deleted_sessions_history_once_as_old(
+    pg: PostgresSessionStore, clock: Clock
+) -> None:
+    pg.create(record("gone", status="completed"))
+    assert pg.delete("gone")  # the record only: its history stays, for the audit
+    pg.create(record("reused", status="completed"))
+    assert pg.delete("reused")
+    clock.advance(7_200)
+    pg.create(record("reused"))  # the id taken again, by a session still running
+    clock.advance(1)
+    assert pg.prune(dry_run=True) == Pruned(0, 1)
+    assert pg.prune() == Pruned(0, 1)
+    assert pg.checkpoints("gone") == []
+    # a taken id's old history stays while its newest row is young
+    assert [h["status"] for h in pg.checkpoints("reused")] == ["completed", "running"]
+
+
+def test_postgres_prune_steps_over_a_row_a_writer_holds(
+    pg: PostgresSessionStore, clock: Clock
+) -> None:
+    pg.create(record("held", status="completed"))
+    pg.create(record("free", status="completed"))
+    clock.advance(7_200)
+    # Were the row waited for, this would fail (lock_timeout) rather than hang.
+    pg._conn().execute("SET lock_timeout = '10s'")
+    with psycopg.connect(pg.url) as writer:  # a put in flight: the row is locked
+        writer.execute(f"SELECT 1 FROM {SESSIONS} WHERE session_id = 'held' FOR UPDATE")
+        assert pg.prune() == Pruned(1, 1)
+        writer.rollback()
+    assert pg.get("held") is not None and pg.get("free") is None
+    assert pg.prune() == Pruned(1, 1)
 
 
 def test_postgres_without_schema_says_to_migrate(postgres_url: str) -> None:

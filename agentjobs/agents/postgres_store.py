@@ -12,6 +12,16 @@ needs. Two tables, created by ``agentjobs sessions migrate`` (``migrate()``):
   as written, its version and time), inserted in the same transaction as the write.
   ``delete`` removes the current record only: the history stays.
 
+Retention (``store.py``): ``prune`` deletes the sessions ended (a final status) whose
+last write is older than ``AGENTJOBS_SESSION_RETENTION_S``, with their history, and
+the history of deleted sessions once its newest row is that old; a session running
+or waiting for approval is never touched. Workers run it (``retention.py``), so no
+cron is needed; ``agentjobs sessions prune`` runs it by hand. Each batch is one
+transaction whose rows are taken ``FOR UPDATE SKIP LOCKED`` and re-checked on the
+newest version: a write re-opening a session in the meantime either holds its row
+(skipped) or has committed (no longer ended: kept), and two pruners at once share the
+work instead of waiting on each other.
+
 Connections (psycopg 3) are one per thread, opened on first use and again when broken;
 a forked child opens its own (the store is built once per process, ``stores.py``, and
 psycopg never closes a parent's connection from a child).
@@ -22,13 +32,16 @@ from __future__ import annotations
 import builtins
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
 
 from agentjobs.agents.store import (
+    FINAL,
     SUMMARY_FIELDS,
+    Pruned,
     Record,
     SessionExists,
     SessionNotFound,
@@ -39,6 +52,7 @@ from agentjobs.agents.store import (
     summary,
 )
 from agentjobs.errors import AgentJobsError, TransientError
+from agentjobs.settings import get_settings
 
 SESSIONS = "agentjobs_sessions"
 CHECKPOINTS = "agentjobs_session_checkpoints"
@@ -72,7 +86,14 @@ SCHEMA = (
         record     json NOT NULL
     )""",
     f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_session ON {CHECKPOINTS} (session_id, version)",
+    # For prune: the ended sessions by last write, and history rows by age.
+    f"CREATE INDEX IF NOT EXISTS {SESSIONS}_ended ON {SESSIONS} (updated_at) "
+    f"WHERE status IN ({', '.join(repr(s) for s in sorted(FINAL))})",
+    f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_written ON {CHECKPOINTS} (written_at)",
 )
+
+#: Sessions (or orphaned history rows) deleted per transaction by prune.
+PRUNE_BATCH = 500
 
 #: Held while migrating, so two `migrate` runs at once cannot race on CREATE.
 _MIGRATE_LOCK = 0x61676A73  # "agjs"
@@ -89,10 +110,12 @@ class SchemaMissing(AgentJobsError):
 
 
 class PostgresSessionStore(SessionStore):
-    """Session records in the database at ``url``."""
+    """Session records in the database at ``url``; ``clock`` stamps the writes and is
+    what ``prune`` compares them with unless given ``now`` (tests move one by hand)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         self.url = url
+        self.clock = clock
         self._local = threading.local()
 
     def _conn(self) -> psycopg.Connection[Any]:
@@ -135,7 +158,7 @@ class PostgresSessionStore(SessionStore):
         self._run(run)
 
     def create(self, record: Record) -> Record:
-        now = time.time()
+        now = self.clock()
         stored = dict(record)
         stored["version"] = 1
         stored.setdefault("created_at", now)
@@ -160,7 +183,7 @@ class PostgresSessionStore(SessionStore):
 
     def put(self, record: Record) -> Record:
         read = int(record["version"])
-        now = time.time()
+        now = self.clock()
         stored = dict(record)
         stored["version"] = read + 1
         stored["updated_at"] = now
@@ -197,6 +220,54 @@ class PostgresSessionStore(SessionStore):
             return cur.rowcount == 1
 
         return bool(self._run(run))
+
+    # -- retention -------------------------------------------------------------------
+
+    def prune(
+        self, *, now: float | None = None, dry_run: bool = False, limit: int = 10_000
+    ) -> Pruned:
+        horizon = (self.clock() if now is None else now) - get_settings().session_retention_s
+        final = sorted(FINAL)
+        if dry_run:
+            return Pruned(*self._run(lambda cur: _count_prunable(cur, final, horizon, limit)))
+        out = Pruned()
+        while out.sessions < limit:
+            batch = min(PRUNE_BATCH, limit - out.sessions)
+
+            def sessions_batch(cur: psycopg.Cursor[Any], batch: int = batch) -> tuple[int, int]:
+                cur.execute(
+                    f"DELETE FROM {SESSIONS} WHERE session_id IN ("
+                    f"SELECT session_id FROM {SESSIONS} WHERE status = ANY(%s) "
+                    "AND updated_at < %s ORDER BY updated_at LIMIT %s "
+                    "FOR UPDATE SKIP LOCKED) RETURNING session_id",
+                    (final, horizon, batch),
+                )
+                ids = [row[0] for row in cur.fetchall()]
+                if not ids:
+                    return 0, 0
+                cur.execute(f"DELETE FROM {CHECKPOINTS} WHERE session_id = ANY(%s)", (ids,))
+                return len(ids), cur.rowcount
+
+            sessions, checkpoints = self._run(sessions_batch)
+            out.sessions += sessions
+            out.checkpoints += checkpoints
+            if sessions < batch:
+                break
+        # The history of deleted sessions (``delete``), once its newest row is as old.
+        for _ in range(max(1, limit // PRUNE_BATCH)):
+
+            def orphans(cur: psycopg.Cursor[Any]) -> int:
+                cur.execute(
+                    f"DELETE FROM {CHECKPOINTS} WHERE id IN ({_ORPHANS} LIMIT %s)",
+                    (horizon, horizon, PRUNE_BATCH),
+                )
+                return int(cur.rowcount)
+
+            rows = self._run(orphans)
+            out.checkpoints += rows
+            if rows < PRUNE_BATCH:
+                break
+        return out
 
     # -- reads -----------------------------------------------------------------------
 
@@ -260,6 +331,34 @@ def _checkpoint(cur: psycopg.Cursor[Any], stored: Record, now: float) -> None:
         "VALUES (%s, %s, %s, %s, %s)",
         (stored["session_id"], stored["version"], stored["status"], now, Json(stored, dumps)),
     )
+
+
+#: History rows older than the horizon whose session has no current record and no
+#: row as young (a deleted session's: an id taken again keeps its new history).
+_ORPHANS = (
+    f"SELECT c.id FROM {CHECKPOINTS} c WHERE c.written_at < %s "
+    f"AND NOT EXISTS (SELECT 1 FROM {SESSIONS} s WHERE s.session_id = c.session_id) "
+    f"AND NOT EXISTS (SELECT 1 FROM {CHECKPOINTS} n WHERE n.session_id = c.session_id "
+    "AND n.written_at >= %s)"
+)
+
+
+def _count_prunable(
+    cur: psycopg.Cursor[Any], final: list[str], horizon: float, limit: int
+) -> tuple[int, int]:
+    """What prune would delete: (sessions, history rows)."""
+    cur.execute(
+        f"WITH doomed AS (SELECT session_id FROM {SESSIONS} WHERE status = ANY(%s) "
+        "AND updated_at < %s ORDER BY updated_at LIMIT %s) "
+        "SELECT (SELECT count(*) FROM doomed), "
+        f"(SELECT count(*) FROM {CHECKPOINTS} WHERE session_id IN "
+        "(SELECT session_id FROM doomed)), "
+        f"(SELECT count(*) FROM ({_ORPHANS}) o)",
+        (final, horizon, limit, horizon, horizon),
+    )
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]) + int(row[2])
 
 
 def _masked(url: str) -> str:

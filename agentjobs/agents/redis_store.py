@@ -1,8 +1,7 @@
 """Session records in the state store (Redis): the default backend.
 
 One hash per session (``{p}:session:{id}``: the record JSON, its summary, version,
-status and the token of the write that stored it), kept for
-``AGENTJOBS_SESSION_RETENTION_S`` after its last write, and zsets by ``created_at``
+status and the token of the write that stored it), and zsets by ``created_at``
 for ``list``: every session (``{p}:sessions``) and one per status
 (``{p}:sessions:status:{status}``). agentjobs/keys.py lists them.
 
@@ -11,9 +10,14 @@ two copies of a step cannot both apply. A write is retried across a Redis restar
 (``store.retrying``) with the same token, so a write that landed but whose reply was
 lost is recognised as itself instead of conflicting with itself.
 
-An expired record leaves its id in the indexes; ``list`` drops the ones it meets and
-each ``create`` drops those old enough to have expired, a few at a time, so the
-indexes stay as large as the live records.
+Retention (``store.py``): a record written with a final status gets a TTL of
+``AGENTJOBS_SESSION_RETENTION_S`` (each later write pushes it out); one running or
+waiting for approval has none, so a session waiting for a person is never dropped (a
+replay re-opening an ended one clears its TTL again).
+
+An expired record leaves its id in the indexes; ``list`` drops the ones it meets, each
+``create`` drops a few of those old enough to have expired, and ``prune`` (the
+workers', ``retention.py``) more, so the indexes stay as large as the live records.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Any
 import redis
 
 from agentjobs.agents.store import (
+    FINAL,
     STATUSES,
+    Pruned,
     Record,
     SessionExists,
     SessionNotFound,
@@ -105,7 +111,8 @@ class RedisSessionStore(SessionStore):
         check_record(stored)
         session_id = str(stored["session_id"])
         status = stored["status"]
-        ttl_ms = max(1, int(get_settings().session_retention_s * 1000))
+        # Only an ended session expires (store.py's retention); 0: no TTL.
+        ttl_ms = max(1, int(get_settings().session_retention_s * 1000)) if status in FINAL else 0
         args = [
             mode,
             read,
@@ -135,21 +142,43 @@ class RedisSessionStore(SessionStore):
         for k in _status_keys():
             pipe.zrem(k, *ids)
 
-    def _sweep(self, now: float) -> None:
-        """Drop from the indexes a few ids whose records may have expired: only one
-        created more than the retention ago can have (a write pushes its TTL out)."""
+    def _sweep(self, now: float, limit: int = _SWEEP, dry_run: bool = False) -> int:
+        """Drop from the indexes up to ``limit`` ids whose records expired; how many.
+
+        Only a record created more than the retention ago can have expired (a write
+        pushes its TTL out): the candidates are the oldest of ``{p}:sessions``. Live
+        ones among them (running or waiting for approval, which never expire, or ended
+        and written since) are stepped over, up to ``2 * limit`` looks in all.
+        """
         horizon = now - get_settings().session_retention_s
-        old = self.client.zrangebyscore(index_key(), "-inf", horizon, start=0, num=_SWEEP)
-        if not old:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for member in old:
-            pipe.exists(record_key(member.decode()))
-        gone = [m.decode() for m, alive in zip(old, pipe.execute(), strict=True) if not alive]
-        if gone:
+        gone, skip, budget = 0, 0, 2 * limit
+        while gone < limit and budget > 0:
+            old = self.client.zrangebyscore(
+                index_key(), "-inf", horizon, start=skip, num=min(500, limit - gone, budget)
+            )
+            if not old:
+                break
+            budget -= len(old)
             pipe = self.client.pipeline(transaction=False)
-            self._unindex(pipe, gone)
-            pipe.execute()
+            for member in old:
+                pipe.exists(record_key(member.decode()))
+            alive = pipe.execute()
+            found = [m.decode() for m, a in zip(old, alive, strict=True) if not a]
+            if found and not dry_run:
+                pipe = self.client.pipeline(transaction=False)
+                self._unindex(pipe, found)
+                pipe.execute()
+            gone += len(found)
+            skip += len(old) - (0 if dry_run else len(found))
+        return gone
+
+    def prune(
+        self, *, now: float | None = None, dry_run: bool = False, limit: int = 10_000
+    ) -> Pruned:
+        """The records expire by themselves (their TTL): the ids they left in the
+        indexes are dropped, the oldest first."""
+        t = time.time() if now is None else now
+        return Pruned(sessions=retrying(lambda: self._sweep(t, limit, dry_run)))
 
     # -- reads -----------------------------------------------------------------------
 

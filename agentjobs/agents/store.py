@@ -16,6 +16,12 @@ Every write is checked against the version the writer read, so two copies of one
 
 Two backends: the state store (Redis, the default; ``redis_store.py``) and PostgreSQL
 (``AGENTJOBS_SESSION_STORE=postgresql://...``; ``postgres_store.py``).
+
+Retention is the same in both: a session that has ended (``FINAL``) is removed
+``AGENTJOBS_SESSION_RETENTION_S`` after its last write (in PostgreSQL with its
+checkpoint history); one running or waiting for approval is never removed, however
+old. Redis does it with TTLs, PostgreSQL with ``prune``, which workers run
+(``retention.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agentjobs.errors import AgentJobsError, RequestError
@@ -87,6 +94,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass
+class Pruned:
+    """What a ``prune`` removed (or, in a dry run, would remove)."""
+
+    sessions: int = 0  # ended sessions past the retention
+    checkpoints: int = 0  # their history rows (PostgreSQL), deleted sessions' too
+
+    def as_dict(self) -> dict[str, int]:
+        return {"sessions": self.sessions, "checkpoints": self.checkpoints}
+
+
 class SessionStore(abc.ABC):
     """One record per session id, written with a version check."""
 
@@ -133,6 +151,15 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, session_id: str) -> bool:
         """Remove a record; whether there was one."""
+
+    @abc.abstractmethod
+    def prune(
+        self, *, now: float | None = None, dry_run: bool = False, limit: int = 10_000
+    ) -> Pruned:
+        """Remove what the retention no longer keeps (the module doc), at most about
+        ``limit`` sessions in one call; ``now`` (default the clock) is compared with
+        each record's ``updated_at``. Never a session running or waiting for approval.
+        """
 
     def migrate(self) -> None:  # noqa: B027 (a backend with no schema has nothing to do)
         """Create what the backend needs (tables, indexes); safe to run again."""

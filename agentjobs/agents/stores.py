@@ -1,9 +1,10 @@
 """``session_store()``: the session store of this process, as the settings name it.
 
-``AGENTJOBS_SESSION_STORE`` empty: the state store (Redis, ``redis_store.py``), records
-kept for ``AGENTJOBS_SESSION_RETENTION_S``. A ``postgresql://`` URL: PostgreSQL
-(``postgres_store.py``, the ``[postgres]`` extra), records kept until deleted, each
-checkpoint in a history table; ``agentjobs sessions migrate`` creates its schema.
+``AGENTJOBS_SESSION_STORE`` empty: the state store (Redis, ``redis_store.py``). A
+``postgresql://`` URL: PostgreSQL (``postgres_store.py``, the ``[postgres]`` extra),
+each checkpoint in a history table; ``agentjobs sessions migrate`` creates its schema.
+Both keep an ended session ``AGENTJOBS_SESSION_RETENTION_S`` after its last write
+(``store.py``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import Task, signals
 
-from agentjobs.agents import dispatch, loop, sweep, turn
+from agentjobs.agents import dispatch, loop, retention, sweep, turn
 from agentjobs.ops import served
 from agentjobs.worker.app import app
 
@@ -71,3 +71,4 @@ def _start_sweep(sender: Any = None, **_: Any) -> None:
     controller = getattr(sender, "controller", None)
     if served.serves_agentjobs(controller):
         sweep.start(controller)
+        retention.start(controller)

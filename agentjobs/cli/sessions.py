@@ -64,11 +64,12 @@ Examples:
   agentjobs sessions cancel 7f3c... --reason "customer left"
   agentjobs sessions resume 7f3c...                # send again what it waits for
   AGENTJOBS_SESSION_STORE=postgresql://... agentjobs sessions migrate
+  agentjobs sessions prune --dry-run               # what the retention would remove
 """
 )
 def sessions() -> None:
     """Agent sessions: list, show, approve, deny, cancel or resume; create the PostgreSQL
-    schema.
+    schema; apply the retention.
 
     A session's record (status, steps, tool calls, transcript, cost) lives in the
     session store: the state store (Redis) by default, PostgreSQL when
@@ -324,3 +325,35 @@ def migrate(as_json: bool) -> None:
         echo_json({"store": "postgresql" if url else "redis", "migrated": bool(url)})
         return
     click.echo(f"session store: {where}: {note}")
+
+
+@sessions.command("prune")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@json_option()
+def prune(dry_run: bool, as_json: bool) -> None:
+    """Remove the ended sessions whose last write is older than
+    AGENTJOBS_SESSION_RETENTION_S (in PostgreSQL with their checkpoint history).
+
+    Workers do it by themselves every hour; this is for now: after lowering the
+    retention, or to see what it would remove. A session running or waiting for
+    approval is never removed.
+    """
+    from agentjobs.agents import retention
+    from agentjobs.settings import get_settings
+
+    done = retention.prune(dry_run=dry_run)
+    if as_json:
+        echo_json({**done.as_dict(), "dry_run": dry_run})
+        return
+    days = f"{get_settings().session_retention_s / 86_400:g}"
+    verb = "would remove" if dry_run else "removed"
+    if not get_settings().session_store:  # Redis: the records expire by their TTL
+        click.echo(
+            f"the state store expires ended sessions {days} day(s) after their last write;"
+            f" {verb} {done.sessions} expired id(s) from its indexes"
+        )
+        return
+    click.echo(
+        f"{verb} {done.sessions} session(s) ended and unchanged for {days} day(s), with"
+        f" {done.checkpoints} checkpoint row(s)"
+    )

@@ -11,7 +11,8 @@
 --             (in the order of agentjobs.agents.store.STATUSES)
 -- ARGV[1] 'create' | 'put'    ARGV[2] version the writer read (put)
 -- ARGV[3] record JSON (its version already the new one)    ARGV[4] summary JSON
--- ARGV[5] status position, 1..6    ARGV[6] created_at (score)    ARGV[7] TTL ms
+-- ARGV[5] status position, 1..6    ARGV[6] created_at (score)
+-- ARGV[7] TTL ms, or 0 for none (a session not ended: running or waiting_approval)
 -- ARGV[8] write token    ARGV[9] session id
 -- Returns {'ok'} | {'exists'} | {'missing'} | {'conflict', stored version}
 
@@ -33,24 +34,34 @@ end
 
 redis.call('HSET', KEYS[1], 'version', new_version, 'record', ARGV[3], 'summary', ARGV[4],
   'status', ARGV[5], 'writer', ARGV[8])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
+local ttl = tonumber(ARGV[7])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+else
+  -- Not ended: no TTL (a session waiting for a person is never dropped); PERSIST
+  -- also clears the TTL of a final record re-opened by a replay.
+  redis.call('PERSIST', KEYS[1])
+end
 
 -- The indexes: the session under its created_at, and under its status only. They live
--- as long as their longest-lived member could (a write pushes their TTL out, never in,
--- should the retention have been shortened since); members of expired records are
--- dropped by `list` and by the next create (redis_store.py).
-local function outlive(k)
-  if redis.call('PTTL', k) < tonumber(ARGV[7]) then
-    redis.call('PEXPIRE', k, ARGV[7])
+-- as long as their longest-lived member could: no TTL once a member is not ended
+-- (kept so: PTTL -1 is left alone), else a write pushes their TTL out, never in
+-- (should the retention have been shortened since); members of expired records are
+-- dropped by `list`, each create and the workers' prune (redis_store.py).
+local function index(k)
+  local left = redis.call('PTTL', k)  -- -2: no key yet, -1: no TTL
+  redis.call('ZADD', k, ARGV[6], ARGV[9])
+  if ttl == 0 then
+    redis.call('PERSIST', k)
+  elseif left == -2 or (left >= 0 and left < ttl) then
+    redis.call('PEXPIRE', k, ttl)
   end
 end
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[9])
-outlive(KEYS[2])
+index(KEYS[2])
 local now = tonumber(ARGV[5])
 local was = tonumber(stored[2])
 if was and was ~= now then
   redis.call('ZREM', KEYS[2 + was], ARGV[9])
 end
-redis.call('ZADD', KEYS[2 + now], ARGV[6], ARGV[9])
-outlive(KEYS[2 + now])
+index(KEYS[2 + now])
 return {'ok'}
