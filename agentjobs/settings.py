@@ -272,11 +272,13 @@ class Settings(BaseSettings):
     batch_lock_s: float = Field(default=60.0, ge=2)
 
     # --- agent sessions (docs/agents.md) -------------------------------------------
-    #: Where session records live: empty for the state store (Redis, kept for
-    #: AGENTJOBS_SESSION_RETENTION_S), or a postgresql:// URL (kept until deleted, with
-    #: every checkpoint in a history table; `agentjobs sessions migrate` creates the schema).
+    #: Where session records live: empty for the state store (Redis), or a postgresql://
+    #: URL (with every checkpoint in a history table; `agentjobs sessions migrate` creates
+    #: the schema).
     session_store: str | None = None
-    #: How long the state store keeps a session record after its last write, seconds (30 days).
+    #: How long either store keeps an ended session after its last write, seconds (30
+    #: days; PostgreSQL with its history, pruned by workers). Never one running or
+    #: waiting for approval.
     session_retention_s: float = Field(default=30 * 86_400.0, gt=0)
 
     # --- operations (docs/operations.md) -----------------------------------------
