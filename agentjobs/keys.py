@@ -118,13 +118,15 @@ Metrics (ops/metrics.py, ops/signals/; docs/operations.md):
   re-open or ending, so a redelivered report is not counted twice.
 
 Agent sessions (agents/redis_store.py, when AGENTJOBS_SESSION_STORE is empty; docs/agents.md):
-- ``{p}:session:{id}`` hash, TTL ``AGENTJOBS_SESSION_RETENTION_S`` from the last write:
+- ``{p}:session:{id}`` hash, TTL ``AGENTJOBS_SESSION_RETENTION_S`` from the last write
+  once the session has ended, none while it runs or waits for approval:
   ``record`` (the session record JSON), ``summary`` (what ``sessions list`` shows),
   ``version``, ``status`` (its position in agents/store.py STATUSES), ``writer`` (the
   token of the write that stored it, so a retried write knows itself).
-- ``{p}:sessions`` zset, TTL the same, pushed out by every write: every session id
-  scored by ``created_at`` (list by time). Ids of expired records are dropped by
-  ``list`` and, a few at a time, by each create.
+- ``{p}:sessions`` zset, TTL the same (none once it holds a session not ended), pushed
+  out by every write: every session id scored by ``created_at`` (list by time). Ids of
+  expired records are dropped by ``list``, a few at a time by each create, and by the
+  workers' prune (agents/retention.py).
 - ``{p}:sessions:status:{status}`` zset, TTL the same: the ids of the sessions in that
   status, scored by ``created_at`` (list by status); moved in the write that changes it.
 
