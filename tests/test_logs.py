@@ -15,8 +15,12 @@ from typing import Any
 import pytest
 from celery.signals import task_failure
 
+import agentjobs.agents.tasks  # noqa: F401  (registers the loop's tasks on the app)
 from agentjobs import DeadLetteredError, complete
+from agentjobs.agents.agent import Agent
+from agentjobs.agents.tool import tool
 from agentjobs.api.client import reset_client
+from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.contrib.testing import WorkerProcess, wait_for
 from agentjobs.settings import reset_settings
 from agentjobs.telemetry import logs
@@ -254,6 +258,10 @@ def test_a_worker_process_writes_json_lines_through_celerys_logging_setup(
     # Celery prints the result's repr, answer and all: it is dropped whole
     assert done["message"].endswith("s: [redacted]") and ok["text"] not in text
     assert any("ready." in x["message"] for x in lines)  # the worker's own lines, as JSON
+    # Written by the consumer in the main thread, before the task's fields are bound:
+    # the task id still comes as a field, from Celery's own arguments of the line.
+    (received,) = [x for x in lines if f"[{ok['task_id']}] received" in x["message"]]
+    assert received["thread"] == "MainThread" and received["task_id"] == ok["task_id"]
     for piece in _pieces(PROMPT):
         assert piece not in text
     assert KEY not in text
@@ -275,3 +283,59 @@ def test_agent_and_tool_names_are_not_taken_for_prompt_text() -> None:
         "agent": "support_desk_router",
     }
     assert logs.texts_of(prompt) == ["Summarise the quarterly report for the board"]
+
+
+# --- an agent session ----------------------------------------------------------------
+
+SYSTEM = "Heron-ledger 5521 system text: answer only about the Ravensworth quokka archive"
+QUESTION = "Tell me about the marmalade tapestry of Ravensworth, folio 5521 please"
+TOOL_ANSWER = "folio 5521 of Ravensworth: a hedgehog-shaped teapot kept in the east wing"
+
+
+@tool
+def logs_probe_look_up(word: str) -> str:
+    """Look a word up in the archive."""
+    return f"{word}: {TOOL_ANSWER}"
+
+
+def test_an_agent_sessions_text_is_in_no_line_at_debug(api_key: str, fresh_sim: Any) -> None:
+    """An agent step's task has no prompt in its arguments (the conversation, system
+    prompt and tool results are in the session's record), yet the SDK's DEBUG line of
+    each request prints the whole body: the line keeps the model and max_tokens, and
+    none of the session's text (question, system prompt, tool result, answers)."""
+    queues = (*all_queues(), "agentjobs.tools")
+    purge(queues)
+    agent = Agent(
+        "logs_probe",
+        model="haiku",
+        system=SYSTEM + " [[sim:tool_rounds=1]]",
+        tools=[logs_probe_look_up],
+    )
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logs.install(handler, fmt="text")
+    root = logging.getLogger()
+    with in_process_worker(queues, concurrency=4):
+        before = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        try:
+            session = agent.start(QUESTION)
+            result = session.wait(timeout=60)
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(before)
+    purge(queues)
+    assert result["status"] == "completed" and result["tool_calls"] == 1, result
+    out = stream.getvalue()
+    requests = [x for x in out.splitlines() if "Request options:" in x]
+    assert len(requests) == 2, requests  # both steps' calls, each with its body's fields
+    assert all("'model': 'claude-haiku-4-5'" in x and "'max_tokens':" in x for x in requests)
+    assert all(f"session_id={session.id}" in x for x in requests)
+    for text in (SYSTEM, QUESTION, TOOL_ANSWER, result["output"]):
+        for piece in (text, text[:20], text[-20:]):
+            assert piece not in out
+    for word in ("Heron-ledger", "Ravensworth", "hedgehog", "marmalade"):
+        assert word not in out
+    assert api_key not in out

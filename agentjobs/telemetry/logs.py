@@ -12,8 +12,10 @@ agentjobs leaves in place) or a project's (``install(handler)``).
 Redaction (off with AGENTJOBS_LOG_PROMPTS=true): the API key (ANTHROPIC_API_KEY,
 ANTHROPIC_AUTH_TOKEN) anywhere in a line; the running task's prompt texts (``secrets``,
 bound at task start), whole or their head and tail, as a truncated repr shows them;
-and the lines of Celery that print a task's arguments or return value (the answer)
-keep the ids and drop the text. JSON lines are written with the standard library (no
+the anthropic SDK's DEBUG line of each request keeps the body's options and drops its
+text (an agent step's texts are not in its task's arguments); and the lines of Celery
+that print a task's arguments or return value (the answer) keep the ids and drop the
+text. JSON lines are written with the standard library (no
 extra dependency for a core feature); python-json-logger's formatter would do as well.
 """
 
@@ -185,12 +187,41 @@ def _redact_celery(record: logging.LogRecord) -> None:
         record.args = tuple(REDACTED for _ in args) if isinstance(args, tuple) else None
 
 
+#: Keys of a Messages request body that hold no text of the request: what the SDK's
+#: "Request options" line keeps of its ``json_data``.
+_BODY_PLAIN = frozenset(
+    {"model", "max_tokens", "stream", "temperature", "top_p", "top_k", "service_tier", "speed"}
+)
+
+
+def _redact_sdk(record: logging.LogRecord) -> None:
+    """The anthropic SDK's DEBUG line of each request's options, without the body's text.
+
+    Only the running task's own texts are known to ``scrub``, and an agent step's task
+    has none of them in its arguments (the conversation, the system prompt and the tool
+    results live in the session's record): this line, which prints the whole body, is
+    cut by its structure instead, whatever task (or none) made the call."""
+    args = record.args
+    options = args[0] if isinstance(args, tuple) and len(args) == 1 else args
+    if not isinstance(options, Mapping) or not isinstance(options.get("json_data"), Mapping):
+        return
+    body = options["json_data"]
+    fixed = dict(options)
+    fixed["json_data"] = {k: (v if k in _BODY_PLAIN else REDACTED) for k, v in body.items()}
+    for k in ("extra_json", "content"):  # a body's extra fields, or the body as bytes
+        if fixed.get(k):
+            fixed[k] = REDACTED
+    record.args = (fixed,)
+
+
 def redact(record: logging.LogRecord) -> None:
     """Make ``record`` safe to write (in place); nothing with AGENTJOBS_LOG_PROMPTS."""
     if get_settings().log_prompts:
         return
     if record.name.startswith("celery"):
         _redact_celery(record)
+    elif record.name.startswith("anthropic"):
+        _redact_sdk(record)
     if not _secrets.get() and not _api_keys():
         return
     try:
@@ -220,12 +251,24 @@ class ContextFilter(logging.Filter):
         for name in FIELDS:
             if getattr(record, name, None) is None:
                 setattr(record, name, fields.get(name))
+        if record.task_id is None and record.name.startswith("celery"):  # type: ignore[attr-defined]
+            record.task_id = _celery_task_id(record)
         if record.failure_kind is None and classify is not None:  # type: ignore[attr-defined]
             record.failure_kind = _kind(record)
         ids = trace_ids() if trace_ids is not None else None
         record.trace_id, record.span_id = ids if ids else (None, None)
         redact(record)
         return True
+
+
+def _celery_task_id(record: logging.LogRecord) -> str | None:
+    """The task id Celery's own line is about, when it is written outside the task's
+    thread (the consumer's "Task ... received", before any field is bound): Celery
+    passes it in the line's ``data``, or as the ``id`` of its format arguments."""
+    for found in (getattr(record, "data", None), record.args):
+        if isinstance(found, Mapping) and isinstance(found.get("id"), str):
+            return str(found["id"])
+    return None
 
 
 def _kind(record: logging.LogRecord) -> str | None:
