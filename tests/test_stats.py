@@ -207,6 +207,7 @@ def test_table_is_aligned_fits_80_columns_and_draws_sparklines(
     import time
 
     from agentjobs.cli.stats import render
+    from agentjobs.cli.table import visible_len
     from agentjobs.limiter import pause
     from agentjobs.ops.stats import collect
 
@@ -243,6 +244,19 @@ def test_table_is_aligned_fits_80_columns_and_draws_sparklines(
     assert line429.index("█") == spark.index(bars) + 11  # 3 minutes ago
     assert "sonnet: spend_limit" in text and "lift with `agentjobs limiter resume sonnet`" in text
     assert "agent sessions: none" in text
+
+    # A narrow terminal (and piped): the per-minute rows keep their sums and peaks whole,
+    # the spark's header is the short wording; the batch lane's line wraps, uncut.
+    narrow = CliRunner(env={"COLUMNS": "60"}).invoke(main, ["stats", "--minutes", "15"])
+    assert narrow.exit_code == 0, narrow.output
+    _lines_fit(narrow.output, 60)
+    assert "\x1b[" not in narrow.output
+    head = next(ln for ln in narrow.output.splitlines() if "1 cell = 1 min" in ln)
+    assert head.split()[-2:] == ["window", "peak/min"] and "oldest left" not in head
+    usd = next(ln for ln in narrow.output.splitlines() if ln.startswith("USD "))
+    assert usd.split()[-2:] == ["185,185.17", "12,345.68"]  # whole, right-aligned
+    assert visible_len(usd) == visible_len(head)
+    assert "saved $0.0000" in narrow.output and "…" not in usd
 
     # A week on a wide terminal, in colour: cells of several minutes, still fitted.
     data = collect(app, 10_080)

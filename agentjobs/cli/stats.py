@@ -121,20 +121,27 @@ def _per_minute(data: dict[str, Any], width: int, p: Painter) -> list[str]:
         ("429s", pm["rate_limited"], _n),
         ("USD", pm["cost_usd"], _usd),
     )
-    # Columns: label (5), spark, sum, peak; the numbers take what they need, the spark
-    # the rest of the width.
+    # Columns: label, spark, sum, peak, 2 apart; the numbers and labels take what they
+    # need (headers included), the spark the rest of the width.
     sums = [f(sum(v)) for _, v, f in series]
     peaks = [f(max(v, default=0)) for _, v, f in series]
-    num_w = max(len(x) for x in ["in window", *sums]) + max(len(x) for x in ["peak", *peaks])
-    cells = max(8, min(len(pm["rate_limited"]), width - 5 - num_w - 3 * 2))
-    per = -(-len(pm["rate_limited"]) // cells)
+    sum_w = max(len(x) for x in ["in window", *sums])
+    peak_w = max(len(x) for x in ["peak/min", *peaks])
+    label_w = max(len(label) for label, _, _ in series)
+    room = width - label_w - sum_w - peak_w - 3 * 2
+    minutes = len(pm["rate_limited"])
+    cells = max(8, min(minutes, room))
+    per = -(-minutes // cells)
     rows = []
     for (label, values, _), total, peak in zip(series, sums, peaks, strict=True):
         line = sparkline(values, cells)
         rows.append([label, p.bad(line, label == "429s" and any(values)), total, peak])
     unit = "1 cell = 1 min" if per == 1 else f"1 cell = {per} min"
-    peak_h = "peak/min"
-    head = ["", f"per minute, oldest left ({unit})", "in window", peak_h]
+    # The spark column's header is its widest cell: the longest wording that fits the
+    # room (a narrow terminal gets the short one, not a cut table).
+    wordings = (f"per minute, oldest left ({unit})", f"per minute ({unit})", unit)
+    spark_h = next((w for w in wordings if len(w) <= max(room, cells)), wordings[-1])
+    head = ["", spark_h, "in window", "peak/min"]
     return table(rows, header=head, right=[False, False, True, True])
 
 
@@ -154,7 +161,7 @@ def _latency(data: dict[str, Any]) -> list[str]:
     return table(rows, header=head)
 
 
-def _live(data: dict[str, Any], p: Painter) -> list[str]:
+def _live(data: dict[str, Any], width: int, p: Painter) -> list[str]:
     lv = data["live"]
     depths = lv["queue_depth"]
     queues = sorted(set(lv["calls_in_flight"]) | set(lv["workers"]) | set(depths or {}))
@@ -170,10 +177,12 @@ def _live(data: dict[str, Any], p: Painter) -> list[str]:
     lines.append(f"dead letters stored: {p.bad(_n(dead), bool(dead))}")
     bl = lv["batch_lane"]
     states = " ".join(f"{k}={v:,}" for k, v in bl["open_by_state"].items()) or "-"
-    lines.append(
-        f"batch lane: {bl['waiting']:,} waiting (oldest {bl['oldest_age_s']:.0f}s), "
-        f"open batches {states}, saved ${bl['saved_usd']:.4f}"
-    )
+    first = f"batch lane: {bl['waiting']:,} waiting (oldest {bl['oldest_age_s']:.0f}s)"
+    rest = f"open batches {states}, saved ${bl['saved_usd']:.4f}"
+    if len(first) + 2 + len(rest) <= width:
+        lines.append(f"{first}, {rest}")
+    else:  # two lines on a narrow terminal, rather than the saving cut off
+        lines += [first + ",", "  " + rest]
     return lines
 
 
@@ -243,7 +252,7 @@ def render(data: dict[str, Any], width: int = 80, colour: bool = False) -> str:
         _figures(data, p),
         _per_minute(data, width, p),
         _latency(data),
-        _live(data, p),
+        _live(data, width, p),
         _pauses(data, p),
         _sessions(data),
     ]
