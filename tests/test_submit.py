@@ -192,3 +192,42 @@ def test_unreachable_broker_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("Error: cannot reach the broker redis://")
     assert "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_writes_the_results_so_far_and_says_what_still_runs(
+    tmp_path: Path, purge_queues: None
+) -> None:
+    """SIGINT to a real ``agentjobs submit`` once every line is sent (no worker runs, so
+    none can finish first): the output has each line as INTERRUPTED with its task id,
+    the tasks stay queued (nothing is revoked), and stderr says so and where results go."""
+    import signal
+
+    from agentjobs.contrib.testing import wait_for
+
+    before = queued()
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"q{i}"} for i in range(3)])
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentjobs", "submit", str(src), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: queued() == before + 3, timeout=60, what="the 3 tasks sent")
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["INTERRUPTED"] * 3
+    assert all(x["task_id"] for x in lines)
+    assert "still queued or running" in lines[0]["error"]["message"]
+    assert queued() == before + 3  # still there for the workers
+    assert f"results so far written to {out}" in stderr
+    assert "3 task(s) already sent are still queued or running" in stderr
+    assert "result backend for 86,400 s" in stderr and "celery -A agentjobs result" in stderr
+    assert "Traceback" not in stderr and stdout == ""

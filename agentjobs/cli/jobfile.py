@@ -255,6 +255,24 @@ def collect(
             return
 
 
+def interrupted(items: list[Item]) -> tuple[int, int]:
+    """Mark the items without an outcome INTERRUPTED (submit stopped by Ctrl-C): the
+    sent ones are still queued or running, and keep their task id; (sent, not sent)."""
+    sent = unsent = 0
+    for item in items:
+        if item.kwargs is None or item.status != "PENDING":
+            continue
+        item.status = "INTERRUPTED"
+        if item.task_id:
+            sent += 1
+            message = "submit was interrupted: the task is still queued or running"
+        else:
+            unsent += 1
+            message = "submit was interrupted before this line was sent"
+        item.error = {"type": "Interrupted", "message": message}
+    return sent, unsent
+
+
 def summarise(items: list[Item], wall_s: float) -> Summary:
     s = Summary(total=len(items), wall_s=wall_s)
     for item in items:

@@ -8,6 +8,10 @@ error lines). Results are written in input order, one JSON line per input line:
     {"line": 1, "task_id": "...", "status": "SUCCESS", "result": {...ClaudeResult}}
     {"line": 2, "task_id": "...", "status": "FAILURE", "error": {"type": ..., "message": ...}}
 
+Ctrl-C writes what is known so far: the unfinished lines as INTERRUPTED, with their
+task id (the tasks keep running on the workers; their results stay in the result
+backend), and says so on stderr (exit status 130).
+
 The batch logic (read, send, collect, summarise) is in jobfile.py.
 """
 
@@ -22,7 +26,7 @@ from typing import IO, Any
 import click
 
 from agentjobs.cli.context import CliContext, echo_json, fail, json_option, pass_cli, unreachable
-from agentjobs.cli.jobfile import Item, invalid_report, read_requests, run_batch
+from agentjobs.cli.jobfile import Item, interrupted, invalid_report, read_requests, run_batch
 
 
 def preflight(app: Any) -> None:
@@ -56,6 +60,29 @@ def _write_output(items: list[Item], output: str) -> None:
     os.replace(tmp, output)
 
 
+def _interrupted(items: list[Item], output: str, source: str) -> None:
+    """Ctrl-C: the results so far written, and the user told what still runs (nothing is
+    revoked: a task on a worker may be mid-call, paid for) and where its result goes."""
+    sent, unsent = interrupted(items)
+    _write_output(items, output)
+    where = "stdout" if output == "-" else output
+    from agentjobs.settings import get_settings
+
+    ttl = get_settings().result_ttl_s
+    lines = [f"interrupted: results so far written to {where}"]
+    if sent:
+        lines.append(
+            f"  {sent} task(s) already sent are still queued or running on the workers "
+            "(not cancelled): written as INTERRUPTED lines with their task_id; each "
+            f"result stays in the result backend for {ttl:,} s "
+            "(`celery -A agentjobs result TASK_ID`, or AsyncResult(task_id).get())"
+        )
+    if unsent:
+        lines.append(f"  {unsent} line(s) of {source} were not sent (INTERRUPTED, no task_id)")
+    click.echo("\n".join(lines), err=True)
+    sys.exit(130)
+
+
 @click.command(
     epilog="""\b
 Examples:
@@ -66,9 +93,11 @@ Examples:
 \b
 Each input line is a JSON object of complete() keyword arguments, e.g.
   {"prompt": "Summarise ...", "model": "sonnet", "max_tokens": 200}
-Output lines: {"line", "task_id", "status": SUCCESS|FAILURE|INVALID|TIMEOUT,
-"result" (a ClaudeResult) or "error": {"type", "message"}}, in input order.
-Exit status: 0 all done, 1 some failed or timed out, 2 invalid input.
+Output lines: {"line", "task_id", "status": SUCCESS|FAILURE|INVALID|TIMEOUT|
+INTERRUPTED, "result" (a ClaudeResult) or "error": {"type", "message"}}, in input order.
+Ctrl-C writes the results so far; the tasks already sent keep running (INTERRUPTED
+lines, with their task_id).
+Exit status: 0 all done, 1 some failed or timed out, 2 invalid input, 130 interrupted.
 """
 )
 @click.argument("file", type=click.File("rb"))  # decoded line by line: bad bytes name their line
@@ -139,8 +168,7 @@ def submit(
     try:
         summary = run_batch(items, timeout, progress=progress)
     except KeyboardInterrupt:
-        click.echo("interrupted: tasks already queued keep running", err=True)
-        sys.exit(130)
+        _interrupted(items, output, file.name)
     except (RedisError, OSError, RuntimeError) as exc:
         # Sending reads the state store (budgets) and collecting polls the result
         # backend, so a Redis error here is not the state store's alone; RuntimeError is
