@@ -352,6 +352,21 @@ def state_ttl(store: Any, session_id: str) -> int:
     return int(store.client.pttl(record_key(session_id)))
 
 
+def test_a_store_url_with_a_bad_port_is_one_line(
+    state_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kombu's URL masking raised on it: a traceback instead of the store's error
+    use_store(monkeypatch, "postgresql://postgres:hunter2@127.0.0.1:notaport/x?password=p2")
+    for argv in (("list",), ("migrate",), ("show", "s1")):
+        out = run(*argv)
+        assert out.exit_code == 1 and out.output.count("\n") == 1, out.output
+        assert out.output.startswith(
+            "Error: cannot reach the session store postgresql://postgres:**@127.0.0.1:notaport/x "
+        ), out.output
+        assert "hunter2" not in out.output and "p2" not in out.output
+    stores._store.reset()
+
+
 # -- approve, deny, cancel: the decision reaches the broker -----------------------------
 
 

@@ -30,6 +30,7 @@ psycopg never closes a parent's connection from a child).
 from __future__ import annotations
 
 import builtins
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -136,14 +137,14 @@ class PostgresSessionStore(SessionStore):
                 return fn(cur)
         except psycopg.errors.UndefinedTable:
             raise SchemaMissing(
-                f"no session tables in {_masked(self.url)}: run `agentjobs sessions migrate`"
+                f"no session tables in {masked(self.url)}: run `agentjobs sessions migrate`"
             ) from None
         except psycopg.OperationalError as exc:  # the connection broke: a new one next time
             raise self._unreachable(exc) from None
 
     def _unreachable(self, exc: BaseException) -> SessionStoreUnreachable:
         return SessionStoreUnreachable(
-            f"cannot reach the session store {_masked(self.url)} "
+            f"cannot reach the session store {masked(self.url)} "
             f"(AGENTJOBS_SESSION_STORE): {_first_line(exc)}"
         )
 
@@ -361,10 +362,13 @@ def _count_prunable(
     return int(row[0]), int(row[1]) + int(row[2])
 
 
-def _masked(url: str) -> str:
-    from kombu.utils.url import maybe_sanitize_url
+def masked(url: str) -> str:
+    """The URL to show: its password as ``**``, its query (which may hold one) left out.
 
-    return str(maybe_sanitize_url(url))
+    By hand, not kombu's ``maybe_sanitize_url``, which raises on a URL whose port is
+    not a number (a traceback where the store's one-line error was due)."""
+    head = url.split("?", 1)[0]
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^/@:]*:)[^/]*@", r"\1**@", head, flags=re.I)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -316,9 +316,9 @@ def migrate(as_json: bool) -> None:
     store.migrate()
     url = get_settings().session_store
     if url:
-        from kombu.utils.url import maybe_sanitize_url
+        from agentjobs.agents.postgres_store import masked
 
-        where, note = f"PostgreSQL {maybe_sanitize_url(url)}", "schema ready"
+        where, note = f"PostgreSQL {masked(url)}", "schema ready"
     else:
         where, note = "the state store (Redis)", "nothing to create"
     if as_json:
