@@ -21,9 +21,10 @@ from click.testing import CliRunner
 from agentjobs.cli import main
 from agentjobs.cli.jobfile import Item
 from agentjobs.cli.progress import Progress, duration
+from agentjobs.cli.table import usd
 
 _LINE = re.compile(
-    r"^running: (\d+)/(\d+) done, (\d+) failed, \$(\d+\.\d{4}) so far, .*elapsed \d", re.M
+    r"^running: (\d+)/(\d+) done, (\d+) failed, \$(\d+\.\d{4,}) so far, .*elapsed \d", re.M
 )
 
 
@@ -164,4 +165,20 @@ def test_duration() -> None:
         "59m59s",
         "1h00m",
         "2h03m",
+    ]
+
+
+def test_a_few_cheap_calls_show_what_they_cost() -> None:
+    # One Haiku call is about $0.00004: four decimals would print "$0.0000 so far".
+    p = Progress(2, stream=io.StringIO(), clock=_Clock())
+    p.on_done(_item("SUCCESS", 0.00004))
+    assert "$0.000040 so far" in p.line()
+    p.on_done(_item("SUCCESS", 0.25))
+    assert "$0.2500 so far" in p.line()
+    assert [usd(v) for v in (0, 0.0000123, 0.00099, 12.5, 1234.5)] == [
+        "0.0000",
+        "0.000012",
+        "0.0010",
+        "12.5000",
+        "1,234.50",
     ]

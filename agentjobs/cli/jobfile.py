@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from agentjobs.cli.table import usd
 from agentjobs.errors import AgentJobsError, RequestError
 
 #: Seconds between two polls of the result backend.
@@ -103,7 +104,7 @@ class Summary:
             f"submit to result p50 {_ms(e2e['p50'])}, p99 {_ms(e2e['p99'])}; "
             f"rate-limit wait p50 {_ms(wait['p50'])}, p99 {_ms(wait['p99'])}",
             f"tokens in {tok['input']:,}, out {tok['output']:,}, cache read "
-            f"{tok['cache_read']:,}; cost ${d['cost_usd']:.4f}; {self.cached} from the cache",
+            f"{tok['cache_read']:,}; cost ${usd(d['cost_usd'])}; {self.cached} from the cache",
         ]
         if self.by_queue:
             lines.append("by queue: " + ", ".join(f"{q} {n}" for q, n in d["by_queue"].items()))

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
+from agentjobs.cli.table import usd
 from agentjobs.cli.table import width as terminal_width
 
 #: Seconds between two redraws of the terminal line.
@@ -117,7 +118,7 @@ class Progress:
         parts = [f"{self.label}: {self.done:,}/{self.total:,} done", f"{self.failed:,} failed"]
         if self.timed_out:
             parts.append(f"{self.timed_out:,} timed out")
-        parts.append(f"${self.cost_usd:.4f} so far")
+        parts.append(f"${usd(self.cost_usd)} so far")
         rate = self.rate(now)
         left = self.total - self.finished
         if rate:

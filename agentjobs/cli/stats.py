@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from agentjobs.cli.context import CliContext, echo_json, json_option, pass_cli
-from agentjobs.cli.table import _ANSI, Painter, sparkline, table, use_colour, visible_len
+from agentjobs.cli.table import _ANSI, Painter, sparkline, table, usd, use_colour, visible_len
 from agentjobs.cli.table import width as terminal_width
 from agentjobs.ops.stats import collect
 
@@ -73,10 +73,6 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.2f}%"
 
 
-def _usd(v: float) -> str:
-    return f"{v:.4f}" if v < 1000 else f"{v:,.2f}"
-
-
 def _s(v: float | None) -> str:
     """Seconds: three significant digits below 100 s."""
     if v is None:
@@ -106,7 +102,7 @@ def _figures(data: dict[str, Any], p: Painter) -> list[str]:
         rows.append([label, _pct(win[key]), _pct(tot[key])])
     for kind, tokens in tot["tokens"].items():
         rows.append([f"tokens {kind.replace('_', ' ')}", _n(win["tokens"][kind]), _n(tokens)])
-    rows.append(["cost USD", _usd(win["cost_usd"]), _usd(tot["cost_usd"])])
+    rows.append(["cost USD", usd(win["cost_usd"]), usd(tot["cost_usd"])])
     classes = sorted(set(win["errors_by_class"]) | set(tot["errors_by_class"]))
     for c in classes:
         ours = win["errors_by_class"].get(c, 0)
@@ -119,7 +115,7 @@ def _per_minute(data: dict[str, Any], width: int, p: Painter) -> list[str]:
     series = (
         ("tasks", pm["tasks_finished"], _n),
         ("429s", pm["rate_limited"], _n),
-        ("USD", pm["cost_usd"], _usd),
+        ("USD", pm["cost_usd"], usd),
     )
     # Columns: label, spark, sum, peak, 2 apart; the numbers and labels take what they
     # need (headers included), the spark the rest of the width.
@@ -216,7 +212,7 @@ def _sessions(data: dict[str, Any]) -> list[str]:
     for key, label, fmt in (
         ("steps", "steps", _n),
         ("tool_calls", "tool calls", _n),
-        ("cost_usd", "USD", _usd),
+        ("cost_usd", "USD", usd),
     ):
         for q in ("p50", "p95"):
             rows.append([f"{label} per session {q}", _q(win[key][q], fmt), _q(tot[key][q], fmt)])
@@ -228,7 +224,7 @@ def _q(v: float | None, fmt: Any) -> str:
     """A quantile of a count or of dollars (interpolated: a count gets one decimal)."""
     if v is None:
         return "-"
-    return fmt(v) if fmt is _usd else f"{v:.1f}"
+    return fmt(v) if fmt is usd else f"{v:.1f}"
 
 
 def _fit(lines: list[str], width: int) -> list[str]:

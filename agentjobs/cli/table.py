@@ -8,6 +8,7 @@ with ``NO_COLOR`` set (https://no-color.org), so piped output and tests are plai
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -46,6 +47,17 @@ def visible_len(text: str) -> int:
 def _pad(text: str, n: int, right: bool) -> str:
     fill = " " * max(0, n - visible_len(text))
     return fill + text if right else text + fill
+
+
+def usd(v: float) -> str:
+    """Dollars to four decimals, thousands with commas, and a smaller amount that is not
+    zero to two significant digits: one Haiku call costs about $0.00004, which four
+    decimals would show as nothing spent."""
+    if abs(v) >= 1000:
+        return f"{v:,.2f}"
+    if 0 < abs(v) < 0.0001:
+        return f"{v:.{min(10, 1 - math.floor(math.log10(abs(v))))}f}"
+    return f"{v:.4f}"
 
 
 def table(
