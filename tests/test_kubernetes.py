@@ -12,25 +12,31 @@ the deployment rests on, on the base as written and on the example overlay as
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import redis
 import yaml
 from kubernetes_validate.utils import latest_version
 
 from agentjobs import catalog
 from agentjobs.agents.tool import TOOLS_QUEUE
 from agentjobs.cli.worker import TOOLS, worker_argv
-from agentjobs.ops import depth
+from agentjobs.contrib.testing import free_port, wait_for
+from agentjobs.contrib.testing import http_get as _get
+from agentjobs.ops import depth, metrics
 from agentjobs.ops.metric_specs import exported_series
 from agentjobs.settings import Settings
 
@@ -647,6 +653,11 @@ def test_keda_scales_each_claude_queue_on_its_work(docs: list[dict[str, Any]]) -
         meta = trigger["metadata"]
         assert PROMETHEUS_REQUIRED <= set(meta) <= PROMETHEUS_KNOWN, set(meta)
         assert re.fullmatch(r"https?://[\w.-]+(:\d+)?", meta["serverAddress"]), meta
+        # an empty answer (the exporter down) is a failure, so the fallback runs: read as
+        # 0 (KEDA's default) it would scale to the minimum under a growing backlog
+        # (test_the_scaling_queries_against_prometheus_and_the_exporter runs it)
+        assert meta["ignoreNullValues"] == "false", family
+        assert not re.search(r"agentjobs_queue_depth\{[^}]*\}\)\s*or\b", meta["query"]), meta
         # the queue it scales on is the one its Deployment consumes, in every selector
         used = _SELECTOR.findall(meta["query"])
         assert {name for name, _ in used} == {
@@ -701,6 +712,168 @@ def test_promtool_parses_the_scaling_queries(docs: list[dict[str, Any]], tmp_pat
     out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{len(rules)} rules found" in out.stdout + out.stderr
+
+
+def _prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("prometheus not installed: CI must run the scaling queries")
+        pytest.skip("prometheus not installed (apt-get install prometheus)")
+    return found
+
+
+def keda_reads(prom: str, meta: dict[str, str]) -> float | None:
+    """What KEDA's prometheus scaler makes of its query's answer now: the value, or None
+    where it counts a failure (KEDA's ExecutePromQuery: more than one element always;
+    no element unless ignoreNullValues, which reads it as 0)."""
+    status, body = _get(f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": meta["query"]}))
+    assert status == 200, body
+    result = json.loads(body)["data"]["result"]
+    assert len(result) <= 1, result  # KEDA: "returned multiple elements"
+    if not result:
+        return 0.0 if meta.get("ignoreNullValues", "true") == "true" else None
+    return float(result[0]["value"][1])
+
+
+def test_the_scaling_queries_against_prometheus_and_the_exporter(
+    redis_server: Any, state_redis: Any, purge_queues: None, tmp_path: Path
+) -> None:
+    """Each ScaledObject's query, asked of a real Prometheus scraping the real exporter
+    (as a Kubernetes job name would, not compose's): waiting messages, priority sub-lists
+    included, plus calls in flight; then the exporter stopped, an answer KEDA counts as a
+    failure (so it runs fallback.replicas), and the alert rules see it."""
+    from agentjobs import complete
+    from agentjobs.contrib.pytest_plugin import purge
+
+    prometheus = _prometheus_binary()
+    scalers = {
+        so["metadata"]["name"].removeprefix("agentjobs-worker-"): so["spec"]["triggers"][0]
+        for so in model_scalers(files_of(K8S / "base"))
+    }
+    assert set(scalers) == set(catalog.FAMILIES)
+    # Sonnet: 5 waiting and 3 more with a priority (kombu's sub-list claude.sonnet\x06\x166)
+    for i in range(5):
+        complete.apply_async(kwargs={"prompt": f"waiting {i}", "model": "sonnet"})
+    for i in range(3):
+        complete.apply_async(kwargs={"prompt": f"urgent {i}", "model": "sonnet"}, priority=6)
+    # Haiku: 2 calls under way, marked as a worker marks them
+    haiku = catalog.resolve("haiku").id
+    calls = [f"kube-test-{i}" for i in range(2)]
+    for call in calls:
+        metrics.call_started(call, catalog.queue_for("haiku"), haiku)
+    want = {"sonnet": 8.0, "haiku": 2.0, "opus": 0.0}
+
+    exporter_port, prom_port = free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(ROOT / "deploy" / "prometheus" / "alerts.yml")],
+                "scrape_configs": [
+                    {
+                        "job_name": "kubernetes-service-endpoints",
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("exporter", "prometheus")}
+    argv = [sys.executable, "-m", "agentjobs", "exporter", "--port", str(exporter_port)]
+    procs = {
+        "exporter": subprocess.Popen(argv, stdout=logs["exporter"], stderr=subprocess.STDOUT),
+        "prometheus": subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=logs["prometheus"],
+            stderr=subprocess.STDOUT,
+        ),
+    }
+    prom = f"http://127.0.0.1:{prom_port}"
+
+    def alive(name: str) -> bool:
+        if procs[name].poll() is not None:
+            raise AssertionError((tmp_path / f"{name}.log").read_text()[-3000:])
+        return True
+
+    def values() -> dict[str, float | None]:
+        alive("prometheus")
+        return {f: keda_reads(prom, trigger["metadata"]) for f, trigger in scalers.items()}
+
+    def alerts() -> dict[str, list[dict[str, str]]]:
+        found: dict[str, list[dict[str, str]]] = {}
+        for a in json.loads(_get(prom + "/api/v1/alerts")[1])["data"]["alerts"]:
+            found.setdefault(a["labels"]["alertname"], []).append(a["labels"])
+        return found
+
+    try:
+        wait_for(lambda: alive("prometheus") and _get(prom + "/-/ready")[0] == 200, 60)
+        # what KEDA divides by each threshold: waiting plus in flight, per family
+        assert wait_for(lambda: alive("exporter") and values() == want, 60, what="scraped")
+        # the rules see a queue with messages and no worker (claude.sonnet), exporter up
+        firing = wait_for(lambda: "AgentJobsNoWorker" in alerts() and alerts(), 30, what="NoWorker")
+        assert {a["queue"] for a in firing["AgentJobsNoWorker"]} == {"claude.sonnet"}
+        assert "AgentJobsExporterDown" not in firing
+        # the exporter stops: its series go stale at the next failed scrape, and every
+        # query answers nothing, which KEDA counts as a failure (not 0 work)
+        procs["exporter"].terminate()
+        procs["exporter"].wait(30)
+        down = {f: None for f in scalers}
+        wait_for(lambda: values() == down, 30, what="stale series")
+        pending = wait_for(
+            lambda: "AgentJobsExporterDown" in alerts() and alerts(), 30, what="ExporterDown"
+        )
+        assert pending["AgentJobsExporterDown"] == [
+            {"alertname": "AgentJobsExporterDown", "severity": "critical"}
+        ]
+    finally:
+        for call in calls:
+            metrics.call_finished(call, catalog.queue_for("haiku"), haiku)
+        purge([TOOLS_QUEUE])
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in logs.values():
+            log.close()
+
+
+def test_the_tools_scaler_reads_the_list_tool_calls_are_sent_to(
+    redis_server: Any, purge_queues: None
+) -> None:
+    """KEDA's redis trigger reads one list by its name (LLEN); a tool call is sent
+    without a priority, so it is on the list named for the queue itself, not on one of
+    kombu's priority sub-lists, which the trigger would not count."""
+    from agentjobs.agents.dispatch import send_tool
+    from agentjobs.contrib.pytest_plugin import purge
+
+    (so,) = [
+        s
+        for s in of_kind(files_of(TOOLS_DIR), "ScaledObject")
+        if s["spec"]["triggers"][0]["type"] == "redis"
+    ]
+    list_name = so["spec"]["triggers"][0]["metadata"]["listName"]
+    broker = redis.Redis.from_url(os.environ["AGENTJOBS_BROKER_URL"])
+    purge([TOOLS_QUEUE])
+    try:
+        for n in range(3):
+            send_tool("kube-session", n, f"toolu_{n}", "lookup", TOOLS_QUEUE)
+        assert broker.llen(list_name) == 3
+        lists = {k for k in broker.keys(TOOLS_QUEUE + "*") if broker.type(k) == b"list"}
+        assert lists == {list_name.encode()}
+    finally:
+        purge([TOOLS_QUEUE])
+        broker.close()
 
 
 def test_the_example_overlay_sets_a_tier_a_budget_an_image_and_a_namespace() -> None:
