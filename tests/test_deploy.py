@@ -457,7 +457,8 @@ def test_every_service_command_runs(tmp_path: Path) -> None:
         stack.start("exporter")
         stack.start("web")
         web = stack.url("web", 8000)
-        wait_for(lambda: stack.alive("web") and _get(web + "/jobs/x")[0] == 200, 30, what="web")
+        # the Flask app imports agentjobs, Celery and the example: as long as a worker
+        wait_for(lambda: stack.alive("web") and _get(web + "/jobs/x")[0] == 200, 60, what="web")
 
         # a job through the Flask example, a worker, Redis and the simulator
         ids = []
