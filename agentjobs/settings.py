@@ -320,8 +320,8 @@ class Settings(BaseSettings):
         if not v:
             return None
         if not v.startswith(("postgresql://", "postgres://")):
-            # the scheme only: the rest of a URL may hold a password
-            what = f"{v.partition('://')[0]}://" if "://" in v else "not a URL"
+            # of a URL the scheme only: the rest may hold a password
+            what = f"{v.partition('://')[0]}://" if "://" in v else f"{v[:40]!r} (not a URL)"
             raise ValueError(
                 f"{what} is not a session store: leave it empty for the state store "
                 "(Redis) or give a postgresql:// URL"

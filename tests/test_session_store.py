@@ -562,6 +562,10 @@ def test_session_store_follows_the_settings(
     with pytest.raises(ConfigurationError, match="mysql:// is not a session store") as err:
         stores.session_store()
     assert "secret" not in str(err.value)
+    monkeypatch.setenv("AGENTJOBS_SESSION_STORE", "garbage")
+    reset_settings()
+    with pytest.raises(ConfigurationError, match=r"'garbage' \(not a URL\) is not a session"):
+        stores.session_store()
     monkeypatch.delenv("AGENTJOBS_SESSION_STORE")
     reset_settings()
     stores._store.reset()

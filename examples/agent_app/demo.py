@@ -199,12 +199,17 @@ def _text(s: dict[str, Any]) -> str:
         )
     db = s["database"]
     lines += [
-        f"approvals:   {s['approved_by_demo']} refunds waited for approval and were approved"
-        " by this demo (a person would run `agentjobs sessions approve ID`)",
+        f"approvals:   {_count(s['approved_by_demo'], 'refund')} waited for approval and were"
+        " approved by this demo (a person would run `agentjobs sessions approve ID`)",
         f"database:    {db['attempts']} tool runs for {db['keys']} idempotency keys,"
-        f" {db['changes']} booking changes, {db['refunds']} refunds ({db['refunded_usd']} USD)",
+        f" {_count(db['changes'], 'booking change')}, {_count(db['refunds'], 'refund')}"
+        f" ({db['refunded_usd']} USD)",
     ]
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _say(msg: str) -> None:
