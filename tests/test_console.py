@@ -11,11 +11,14 @@ in CI (CI=true), which must run it.
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import math
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 import agentjobs.agents.tasks  # noqa: F401  (registers the loop's tasks on the app)
+from agentjobs import store
 from agentjobs.agents.agent import Agent
 from agentjobs.agents.tool import tool
 from agentjobs.cli import main
@@ -35,7 +39,10 @@ from agentjobs.contrib.testing import free_port, http_get, spawn, terminate, wai
 from agentjobs.errors import ConfigurationError, DeadLetteredError
 from agentjobs.lanes import records
 from agentjobs.limiter import pause
+from agentjobs.messages.result import ClaudeResult
+from agentjobs.ops import metrics
 from agentjobs.reliability import deadletter
+from agentjobs.spend import cost
 from agentjobs.worker.tasks import complete
 
 CHROMIUM = "/usr/bin/chromium"
@@ -145,7 +152,6 @@ def test_dead_letters_lifted_replayed_and_purged_from_the_pages(stack: Any, page
     page.goto("/limiter")
     sonnet = page.locator("section#sonnet")
     assert "PAUSED: spend_limit" in sonnet.inner_text()
-    shot(page, "limiter")
     sonnet.locator("form[action='/limiter/resume'] button").click()
     flash(page, "sonnet: lifted spend_limit")
     assert pause.spend_paused("sonnet") is None
@@ -223,13 +229,11 @@ def test_every_page_renders_against_a_live_stack(stack: Any, page: Any) -> None:
     assert "claude.haiku" in page.locator("main table").first.inner_text()
     page.goto("/?hours=1")
     assert "last 1 h, 1-minute bins" in page.locator("main").inner_text()
-    shot(page, "overview")
 
     page.goto("/cost")
     main_text = page.locator("main").inner_text()
     assert "acme" in main_text and "globex" in main_text and "claude.sonnet" in main_text
     assert page.locator("svg[aria-label='cost per hour, last 24 h'] rect").count() >= 1
-    shot(page, "cost")
 
     # A batch-lane request waits (the group's batch is sent at 60 s, after this test).
     complete.delay(prompt="a deferrable summary", lane="batch")
@@ -461,6 +465,151 @@ def test_the_django_app_behind_the_admin_login(stack: Any, browser: Any, django_
         assert deadletter.get(dl_id) is None
     finally:
         context.close()
+
+
+#: The minutes ago (of the six hours the history covers) without traffic: a quiet hour.
+QUIET = range(120, 180)
+
+
+def record_history(hours: int, now: float, days: int, results: list[ClaudeResult]) -> None:
+    """Hours of traffic before this minute, made of the test's own: the fields its real
+    tasks wrote into the per-minute metrics (by the workers' signal handlers) are added
+    again to each earlier minute, ``load(i)`` times, by ``metrics.Update.commit`` with
+    its clock set to that minute, and its results as many times to that minute's day
+    by ``cost.record(day=...)`` (and some hundred times to each day before). What the
+    pages draw is then what that real code wrote; only the clock and the load curve (a
+    busy and a quiet stretch) are made up."""
+    this_minute = int(now // 60)
+    r = store.state_redis()
+    real: dict[str, int] = {}
+    for m in range(this_minute - 4, this_minute + 1):  # the test's tasks took under 5 min
+        for f, v in r.hgetall(metrics.minute_key(m)).items():
+            real[f.decode()] = real.get(f.decode(), 0) + int(v)
+    assert real, "the test's tasks wrote no per-minute metrics"
+
+    def load(i: int) -> int:  # copies of the real minute i minutes ago: 1-3, none in QUIET
+        return 0 if i in QUIET else 2 + round(math.sin(2 * math.pi * i / 150))
+
+    def again(day: str, times: int) -> None:
+        for _ in range(times):
+            for res in results:
+                cost.record(
+                    model=res.model,
+                    queue=res.queue,
+                    tenant=res.tenant,
+                    usage=res.usage,
+                    cost=res.cost_usd,
+                    day=day,
+                )
+
+    for i in range(5, hours * 60):
+        at = (this_minute - i) * 60 + 30
+        u = metrics.Update()
+        for f, v in real.items():
+            u.fields[f] += v * load(i)
+        u.commit(now=at)
+        again(cost.today(dt.datetime.fromtimestamp(at, dt.UTC)), load(i))  # the same calls
+    for d, day in enumerate(cost.recent_days(days, dt.datetime.fromtimestamp(now, dt.UTC))):
+        again(day, d and 100 * (1 + d % 3))  # earlier days: busier or quieter ones
+
+
+def test_the_charts_cover_hours_of_traffic(stack: Any, page: Any, live_worker: Any) -> None:
+    results = [
+        ClaudeResult.model_validate(
+            complete.delay(
+                prompt=f"question {i}", model=("haiku", "sonnet")[i % 2], tenant=f"t{i % 3}"
+            ).get(timeout=30)
+        )
+        for i in range(6)
+    ]
+    dead_letter_of(complete.delay(prompt="[[sim:error=400]] a bad one"))
+    # the worker's registration, lost with the test's empty state store, comes back with
+    # its next heartbeat (every WORKER_HEARTBEAT_S): the overview counts it live
+    wait_for(lambda: metrics.workers_alive(["claude.haiku"])["claude.haiku"] == 1, timeout=20)
+    now = time.time()
+    record_history(6, now, 7, results)
+
+    page.goto("/")
+    assert "last 6 h, 6-minute bins" in page.locator("main").inner_text()
+    tasks = page.locator("svg[aria-label='tasks finished']")
+    # 60 bins of 6 minutes, each with traffic but the quiet hour's 10 (or 9, when the
+    # page's minute is the next one and the bins straddle the hour's ends)
+    bars = busy_bins(tasks, 360, "c|tasks|", "succeeded")
+    assert 50 <= bars <= 51 and tasks.locator("rect").count() == bars
+    start = float(tasks.get_attribute("data-start") or 0)
+    assert 0 < start - (now - 6 * 3600) <= 120  # the window: the 360 minutes to this one
+    first = tasks.locator("rect").first.locator("title").text_content() or ""
+    assert first.startswith(dt.datetime.fromtimestamp(start, dt.UTC).strftime("%H:%M "))
+    workers = page.locator("main table").first.locator("tr", has_text="claude.haiku")
+    assert workers.locator("td").last.inner_text() == "1"
+    shot(page, "overview")
+
+    page.goto("/?hours=24")
+    assert "last 24 h, 24-minute bins" in page.locator("main").inner_text()
+    # 24-minute bins: the 2 hours before the quiet one fill 5 or 6, the 3 after it 8 or 9
+    tasks = page.locator("svg[aria-label='tasks finished']")
+    bars = busy_bins(tasks, 1440, "c|tasks|", "succeeded")
+    assert 13 <= bars <= 15 and tasks.locator("rect").count() == bars
+
+    page.goto("/cost")
+    assert page.locator("svg[aria-label='cost per UTC day, last 7 days'] rect").count() == 7
+    # hours of 60 minutes ending this minute: 2 or 3 before the quiet one, 3 or 4 after
+    hourly = page.locator("svg[aria-label='cost per hour, last 24 h']")
+    bars = busy_bins(hourly, 1440, "c|cost_usd|")
+    assert 5 <= bars <= 7 and hourly.locator("rect").count() == bars
+    assert "t0" in page.locator("main").inner_text()
+    shot(page, "cost")
+
+    page.goto("/limiter")
+    waits = page.locator("svg[aria-label='haiku: limiter wait']")
+    bars = busy_bins(waits, 360, "s|limiter_wait_seconds|claude.haiku")
+    assert 50 <= bars <= 51 and waits.locator("rect").count() == bars
+    shot(page, "limiter")
+
+
+def busy_bins(svg: Any, minutes: int, prefix: str, contains: str = "") -> int:
+    """The bins of a chart of ``minutes`` (its data-start and data-bin) in which some
+    minute's hash has a non-zero field starting with ``prefix`` (and containing
+    ``contains``): the bars the chart should draw, counted from Redis, not the page."""
+    start, bin_s = float(svg.get_attribute("data-start")), float(svg.get_attribute("data-bin"))
+    per_bin, first = int(bin_s // 60), int(start // 60)
+    r = store.state_redis()
+    busy = 0
+    for b in range(minutes // per_bin):
+        for m in range(first + b * per_bin, first + (b + 1) * per_bin):
+            fields = r.hgetall(metrics.minute_key(m))
+            if any(
+                f.decode().startswith(prefix) and contains in f.decode() and int(v) > 0
+                for f, v in fields.items()
+            ):
+                busy += 1
+                break
+    return busy
+
+
+def test_bad_ids_and_parameters_are_pages_not_tracebacks(stack: Any, page: Any) -> None:
+    for url, status, says in (
+        ("/?hours=nan", 400, "hours must be a number from 0.25 to 168"),
+        ("/?hours=abc", 400, "hours must be"),
+        ("/?hours=0", 400, "hours must be"),
+        ("/limiter?hours=inf", 400, "hours must be"),
+        ("/cost?days=-5", 400, "days must be a whole number from 1 to 366"),
+        ("/cost?days=%C2%B2", 400, "days must be"),
+        ("/cost?days=99999999999999999999", 400, "days must be"),
+        ("/sessions?status=bogus", 400, "status must be one of running"),
+        ("/deadletters/dl_nosuch", 404, "no dead letter dl_nosuch"),
+        ("/sessions/nosuch", 404, "no session nosuch"),
+        ("/sessions/a%2Fb", 404, "no page /sessions/a/b"),
+        ("/deadletters/%ff", 404, "no page /deadletters/"),
+        ("/sessions/nosuch/approve", 405, "GET not allowed here"),
+    ):
+        response = page.goto(url)
+        assert response.status == status, url
+        assert says in page.locator("main").inner_text(), url
+        assert "Traceback" not in page.content()
+    # the empty state: charts say there is nothing, rather than draw a flat line
+    page.goto("/")
+    assert page.locator("svg.chart .nodata").count() == 4
 
 
 def test_markup_escapes_what_it_is_given_and_the_token_is_bound_to_its_cookie(

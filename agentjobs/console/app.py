@@ -17,7 +17,7 @@ import redis
 from agentjobs.console import batches, costs, deadletters, limits, overview, sessions
 from agentjobs.console.csrf import COOKIE, FIELD, Csrf
 from agentjobs.console.markup import h, page
-from agentjobs.console.web import Request, Response
+from agentjobs.console.web import BadQuery, Request, Response
 from agentjobs.errors import AgentJobsError
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,8 @@ class Console:
                 )
             try:
                 return fn(request, *match.groups())
+            except BadQuery as exc:
+                return self._error(request, 400, str(exc))
             except redis.RedisError as exc:
                 return self._error(request, 503, f"cannot reach the state store: {exc}")
             except AgentJobsError as exc:

@@ -8,7 +8,7 @@ import time
 
 from agentjobs.console.markup import h, join, link, page, table, usd
 from agentjobs.console.plot import Minutes, chart
-from agentjobs.console.web import Request, Response
+from agentjobs.console.web import BadQuery, Request, Response
 from agentjobs.spend import cost
 
 
@@ -25,14 +25,17 @@ def _row(name: str, row: dict[str, float]) -> list[object]:
     ]
 
 
+#: The longest table of days (the per-day totals are kept AGENTJOBS_COST_RETENTION_DAYS).
+MAX_DAYS = 366
+
 HEAD = ["", "calls", "cache hits", "cost", "saved", "input tokens", "output tokens"]
 
 
 def cost_page(request: Request) -> Response:
-    try:
-        days = min(max(int(request.query.get("days", "7")), 1), 366)
-    except ValueError:
-        days = 7
+    raw = request.query.get("days", "7")
+    days = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 4 else 0
+    if not 1 <= days <= MAX_DAYS:
+        raise BadQuery(f"days must be a whole number from 1 to {MAX_DAYS}, not {raw!r}")
     per_day = [cost.day_totals(d) for d in cost.recent_days(days)]
     by: dict[str, dict[str, dict[str, float]]] = {d: {} for d in cost.DIMENSIONS}
     for t in per_day:

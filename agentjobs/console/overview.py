@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from agentjobs.console.markup import Safe, h, join, link, page, table, usd
 from agentjobs.console.plot import Minutes
-from agentjobs.console.web import Request, Response
+from agentjobs.console.web import BadQuery, Request, Response
 from agentjobs.ops import depth, metrics, stats
+
+#: The charts' window: a quarter of an hour to a week (the per-minute metrics' retention,
+#: a day by default, bounds what there is to show).
+MIN_HOURS, MAX_HOURS = 0.25, 24 * 7
 
 
 def hours_of(request: Request, default: float = 6.0) -> float:
-    try:
-        value = float(request.query.get("hours", default))
-    except ValueError:
+    """The ``hours`` query parameter; BadQuery (a 400 page) for anything but a number
+    of hours in range: a typo shows as one, not as a window silently changed."""
+    raw = request.query.get("hours")
+    if raw is None:
         return default
-    return min(max(value, 0.25), 24 * 7)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not MIN_HOURS <= value <= MAX_HOURS:  # NaN fails both comparisons
+        raise BadQuery(f"hours must be a number from {MIN_HOURS:g} to {MAX_HOURS:g}, not {raw!r}")
+    return value
 
 
 def hours_picker(request: Request, path: str, hours: float) -> Safe:

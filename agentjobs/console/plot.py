@@ -36,6 +36,47 @@ def _fmt(v: float, unit: str) -> str:
     return f"{v:,.0f}" if v >= 10 or v == int(v) else f"{v:,.2f}"
 
 
+#: Tick spacings (seconds) a time axis may use: the first giving at most 8 ticks.
+_STEPS = (600, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 7 * 86_400)
+
+
+def _ticks(start: float, bin_s: float, n: int, pw: float) -> Safe:
+    """Marks at round times (every 10 minutes to every week, at most 8) along the time
+    axis, labelled with the time of day, so a bar can be placed in time at a glance;
+    the labels next to the axis's two ends are left out (the ends are labelled)."""
+    span = n * bin_s
+    if n < 2 or bin_s >= 86_400:
+        return Safe("")
+    step = next((s for s in _STEPS if span / s <= 8), _STEPS[-1])
+    fmt = "%H:%M" if step < 86_400 else "%m-%d"
+    marks = []
+    t = (start // step + 1) * step
+    while t < start + span:
+        x = LEFT + pw * (t - start) / span
+        label = ""
+        clear = 45 if span <= 12 * 3600 else 75  # the ends' labels: 'HH:MM' or with the date
+        if LEFT + clear < x < W - RIGHT - clear - 20:  # ('... UTC' at the right end)
+            label = h(
+                '<text x="{:.1f}" y="{}" font-size="10" text-anchor="middle" fill="#555">{}</text>',
+                x,
+                H - 6,
+                _at(t, fmt),
+            )
+        marks.append(
+            h(
+                '<line x1="{x:.1f}" y1="{t}" x2="{x:.1f}" y2="{b}" stroke="#e3e6eb"/>'
+                '<line x1="{x:.1f}" y1="{b}" x2="{x:.1f}" y2="{b4}" stroke="#999"/>{lab}',
+                x=x,
+                t=TOP,
+                b=TOP + H - TOP - BOTTOM,
+                b4=TOP + H - TOP - BOTTOM + 4,
+                lab=label,
+            )
+        )
+        t += step
+    return join(marks)
+
+
 def chart(
     title: str,
     start: float,
@@ -44,10 +85,13 @@ def chart(
     unit: str = "",
 ) -> Safe:
     """One chart: the first series as bars, any others as lines over them; ``start`` is
-    the first bin's Unix time. A value of None is a bin without data (no bar, no point)."""
+    the first bin's Unix time. A value of None is a bin without data (no bar, no point).
+    The SVG carries ``start`` and ``bin_s`` as data attributes (what the bars' tooltips
+    and the axis say, as numbers)."""
     names = list(series)
     n = max((len(v) for v in series.values()), default=0)
-    top = max((v for vs in series.values() for v in vs if v is not None), default=0.0) or 1.0
+    peak = max((v for vs in series.values() for v in vs if v is not None), default=0.0)
+    top = peak or 1.0
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     bw = pw / max(n, 1)
 
@@ -56,7 +100,7 @@ def chart(
     def y(v: float) -> float:
         return TOP + ph - ph * v / top
 
-    parts: list[Safe] = []
+    parts: list[Safe] = [_ticks(start, bin_s, n, pw)]  # first: the grid under the bars
     for i, v in enumerate(series[names[0]] if names else []):
         if not v:
             continue
@@ -74,19 +118,33 @@ def chart(
             )
         )
     for k, name in enumerate(names[1:], start=1):
-        pts = [
-            f"{LEFT + (i + 0.5) * bw:.1f},{y(v):.1f}"
-            for i, v in enumerate(series[name])
-            if v is not None
-        ]
-        if pts:
-            parts.append(
-                h(
-                    '<polyline points="{}" fill="none" stroke="{}" stroke-width="1.6"/>',
-                    " ".join(pts),
-                    COLORS[k % len(COLORS)],
+        # one polyline per run of bins with data: a line drawn across a gap would show
+        # values where nothing was recorded
+        runs: list[list[str]] = [[]]
+        for i, v in enumerate(series[name]):
+            if v is None:
+                runs.append([])
+            else:
+                runs[-1].append(f"{LEFT + (i + 0.5) * bw:.1f},{y(v):.1f}")
+        for pts in runs:
+            if len(pts) == 1:  # a lone bin: a dot, as a line of none would not show
+                cx, cy = pts[0].split(",")
+                parts.append(
+                    h(
+                        '<circle cx="{}" cy="{}" r="2" fill="{}"/>',
+                        cx,
+                        cy,
+                        COLORS[k % len(COLORS)],
+                    )
                 )
-            )
+            elif pts:
+                parts.append(
+                    h(
+                        '<polyline points="{}" fill="none" stroke="{}" stroke-width="1.6"/>',
+                        " ".join(pts),
+                        COLORS[k % len(COLORS)],
+                    )
+                )
     legend = join(
         h(
             '<text x="{}" y="14" fill="{}" font-size="11">{}</text>',
@@ -114,11 +172,22 @@ def chart(
         a=_at(start, clock),
         z=_at(end, clock),
     )
+    if not peak:  # say so, rather than leave a flat line at 0 to be read as "all quiet"
+        parts.append(
+            h(
+                '<text x="{:.0f}" y="{:.0f}" font-size="12" fill="#6b7280" '
+                'text-anchor="middle" class="nodata">nothing recorded in this window</text>',
+                LEFT + pw / 2,
+                TOP + ph / 2,
+            )
+        )
     return h(
-        '<svg class="chart" role="img" aria-label="{}" width="{}" height="{}" '
-        'viewBox="0 0 {} {}" xmlns="http://www.w3.org/2000/svg">'
+        '<svg class="chart" role="img" aria-label="{}" data-start="{:.0f}" data-bin="{:.0f}" '
+        'width="{}" height="{}" viewBox="0 0 {} {}" xmlns="http://www.w3.org/2000/svg">'
         '<text x="8" y="16" font-size="12" font-weight="600">{}</text>{}{}{}</svg>',
         title,
+        start,
+        bin_s,
         W,
         H,
         W,

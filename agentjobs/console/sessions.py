@@ -21,7 +21,7 @@ from agentjobs.console.markup import (
     usd,
     when,
 )
-from agentjobs.console.web import Request, Response, redirect
+from agentjobs.console.web import BadQuery, Request, Response, redirect
 from agentjobs.errors import AgentJobsError
 
 STATUSES = ("running", "waiting_approval", "completed", "stopped", "failed", "cancelled")
@@ -36,7 +36,7 @@ def _store() -> Any:
 def list_page(request: Request) -> Response:
     status = request.query.get("status") or None
     if status not in (None, *STATUSES):
-        status = None
+        raise BadQuery(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     rows = _store().list(status=status, limit=200)
     now = time.time()
     table_rows = [

@@ -11,6 +11,10 @@ from http import HTTPStatus
 from urllib.parse import urlencode
 
 
+class BadQuery(ValueError):
+    """A query parameter a page cannot use: the console answers 400 with its message."""
+
+
 @dataclass
 class Request:
     """One request, as the pages need it."""
