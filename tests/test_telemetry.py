@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import agentjobs.agents.tasks  # noqa: F401  (registers the loop's tasks on the app)
 from agentjobs import DeadLetteredError, complete
 from agentjobs.agents.agent import Agent
+from agentjobs.agents.stores import session_store
 from agentjobs.agents.tool import tool
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.contrib.testing import wait_for
@@ -206,7 +207,7 @@ def test_spans_and_set_attributes_without_a_provider_are_no_ops() -> None:
     trace.reset()
     assert not trace.enabled()
     attributes: dict[str, Any] = {"agentjobs.step": 1}
-    with trace.span("agentjobs.agent_step x", **attributes) as s:
+    with trace.span("invoke_agent x", **attributes) as s:
         trace.set_attributes(**{"gen_ai.usage.output_tokens": 3})
         trace.add_event("retry")
         assert s is None
@@ -478,17 +479,32 @@ def test_an_agent_session_is_one_trace_of_steps_and_tool_calls(
             names.append(span.name)
         return names
 
+    # The GenAI conventions' agent and tool spans: invoke_agent, execute_tool.
     steps = sorted(
-        (s for s in found if s.name == "agentjobs.agent_step"),
+        (s for s in found if s.name == "invoke_agent otel_probe"),
         key=lambda s: (s.attributes or {})["agentjobs.step"],
     )
     assert [(s.attributes or {})["agentjobs.step"] for s in steps] == [1, 2]
     for s in steps:
+        assert {k: v for k, v in (s.attributes or {}).items() if k.startswith("gen_ai.")} == {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.agent.name": "otel_probe",
+            "gen_ai.conversation.id": session.id,
+        }
         assert (s.attributes or {})["agentjobs.session_id"] == session.id
         assert by_id[_parent(s) or 0].name == "run/agentjobs.agent_step"
     calls = [s for s in found if s.name.startswith("chat ")]
-    assert sorted(by_id[_parent(c) or 0].name for c in calls) == ["agentjobs.agent_step"] * 2
-    (tool_span,) = [s for s in found if s.name == "agentjobs.tool_call"]
+    assert sorted(by_id[_parent(c) or 0].name for c in calls) == ["invoke_agent otel_probe"] * 2
+    (tool_span,) = [s for s in found if s.name == "execute_tool otel_look_up"]
+    (call,) = session_store().load(session.id)["tool_calls"]
+    assert {k: v for k, v in (tool_span.attributes or {}).items() if k.startswith("gen_ai.")} == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "otel_look_up",
+        "gen_ai.tool.call.id": call["tool_use_id"],
+        "gen_ai.tool.type": "function",
+        "gen_ai.conversation.id": session.id,
+    }
     assert chain(tool_span)[:2] == ["run/agentjobs.tool_call", "apply_async/agentjobs.tool_call"]
     # the second step descends from the tool call, which descends from the first step
     second = chain(steps[1])

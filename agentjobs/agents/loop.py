@@ -56,6 +56,7 @@ from agentjobs.messages.request import parse_request
 from agentjobs.messages.result import Usage
 from agentjobs.messages.usage import cost_usd
 from agentjobs.spend import budget
+from agentjobs.telemetry import genai
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +265,8 @@ def _run_step(task: Any, session_id: str, n: int) -> dict[str, Any]:
             _follow(rec, n)
             return {"status": rec["status"]}
     try:
-        attributes = {"agentjobs.session_id": session_id, "agentjobs.agent": agent.name}
-        with hooks.span("agentjobs.agent_step", **attributes, **{"agentjobs.step": n}):
+        name, attributes = genai.agent_span(agent.name, session_id, n)
+        with hooks.span(name, **attributes):
             result = pipeline.execute(task, kwargs)
     except DeadLetteredError as exc:
         return {"status": _fail(session_id, n, f"step {n}: {exc}")["status"]}

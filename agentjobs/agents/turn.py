@@ -28,6 +28,7 @@ from agentjobs.agents.stores import session_store
 from agentjobs.agents.tool import ToolOutcome, UnknownToolError
 from agentjobs.errors import AgentJobsError
 from agentjobs.reliability import idempotency, recovery
+from agentjobs.telemetry import genai
 
 log = logging.getLogger(__name__)
 
@@ -296,9 +297,8 @@ def _run_tool(task: Any, session_id: str, n: int, tool_use_id: str) -> dict[str,
     else:
         try:
             checkpoint.write(session_id, _mark_running(n, tool_use_id, str(info.hostname)))
-            attributes = {"agentjobs.session_id": session_id, "agentjobs.step": n}
-            attributes["agentjobs.tool"] = call["name"]
-            with idempotency.held(claim), hooks.span("agentjobs.tool_call", **attributes):
+            name, attributes = genai.tool_span(call["name"], tool_use_id, session_id, n)
+            with idempotency.held(claim), hooks.span(name, **attributes):
                 outcome = _run(rec, call, key)
             outcome = idempotency.succeeded(claim, outcome)
         except BaseException:

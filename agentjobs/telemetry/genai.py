@@ -1,5 +1,7 @@
-"""The attributes of a Messages API call's span, in OpenTelemetry's ``gen_ai.*``
-semantic conventions (the chat operation of the ``anthropic`` provider).
+"""The names and attributes of agentjobs' spans in OpenTelemetry's ``gen_ai.*`` semantic
+conventions: a Messages API call is the ``chat`` operation of the ``anthropic``
+provider, an agent session's step ``invoke_agent`` (the session id is the
+conversation's), a tool's run ``execute_tool``.
 
 Never the prompt, the system prompt or the answer: the conventions make message
 content opt-in, and agentjobs does not opt in. ``gen_ai.usage.input_tokens`` counts
@@ -14,6 +16,8 @@ from typing import Any
 
 PROVIDER = "anthropic"
 OPERATION = "chat"
+AGENT_OPERATION = "invoke_agent"
+TOOL_OPERATION = "execute_tool"
 
 #: Request parameters copied as ``gen_ai.request.<name>``.
 _REQUEST = ("max_tokens", "temperature", "top_p", "top_k")
@@ -57,6 +61,36 @@ def response_attributes(message: Any, usage: Any, cost_usd: float) -> dict[str, 
         "gen_ai.usage.cache_read.input_tokens": cache_read,
         "gen_ai.usage.cache_creation.input_tokens": cache_write,
         "agentjobs.cost_usd": round(float(cost_usd), 6),
+    }
+
+
+def agent_span(agent: str, session_id: str, step: int) -> tuple[str, dict[str, Any]]:
+    """The name and attributes of one agent step's span: ``invoke_agent <agent>``."""
+    return f"{AGENT_OPERATION} {agent}", {
+        "gen_ai.operation.name": AGENT_OPERATION,
+        "gen_ai.provider.name": PROVIDER,
+        "gen_ai.agent.name": agent,
+        "gen_ai.conversation.id": session_id,
+        "agentjobs.session_id": session_id,
+        "agentjobs.agent": agent,
+        "agentjobs.step": step,
+    }
+
+
+def tool_span(
+    tool: str, tool_use_id: str, session_id: str, step: int
+) -> tuple[str, dict[str, Any]]:
+    """The name and attributes of one tool run's span: ``execute_tool <tool>`` (never
+    its input or output)."""
+    return f"{TOOL_OPERATION} {tool}", {
+        "gen_ai.operation.name": TOOL_OPERATION,
+        "gen_ai.tool.name": tool,
+        "gen_ai.tool.call.id": tool_use_id,
+        "gen_ai.tool.type": "function",
+        "gen_ai.conversation.id": session_id,
+        "agentjobs.session_id": session_id,
+        "agentjobs.step": step,
+        "agentjobs.tool": tool,
     }
 
 

@@ -1,6 +1,6 @@
 """Spans of the task path, through OpenTelemetry when it is installed and configured.
 
-    with trace.span("agentjobs.agent_step support", **{"agentjobs.session_id": sid}):
+    with trace.span("invoke_agent support", **{"agentjobs.session_id": sid}):
         ...
         trace.set_attributes(**{"gen_ai.usage.output_tokens": 42})  # known at the end
 
