@@ -189,6 +189,26 @@ def test_dead_letters_lifted_replayed_and_purged_from_the_pages(stack: Any, page
     assert deadletter.count() == 0 and "no dead letters" in page.locator("main").inner_text()
 
 
+def test_bulk_actions_act_on_what_the_filters_show(stack: Any, page: Any) -> None:
+    missing = dead_letter_of(complete.delay(prompt="[[sim:error=404]] no such model"))
+    bad = dead_letter_of(complete.delay(prompt="[[sim:error=400]] a bad one"))
+    page.goto("/deadletters?error=NotFoundError")
+    assert page.locator("tbody tr").count() == 1
+    page.get_by_role("button", name="replay all matching").click()
+    done = flash(page, f"replayed 1: {missing} as task")
+    task_id = done.split(" as task ")[1].split()[0]
+    # the 404 again: dead-lettered again, under the same id, now replayed once
+    assert dead_letter_of(complete.AsyncResult(task_id)) == missing
+    assert deadletter.get(missing).replays == 1  # type: ignore[union-attr]
+    page.goto("/deadletters?error=NotFoundError")
+    page.get_by_label("sure").check()
+    page.get_by_role("button", name="purge all matching").click()
+    flash(page, "purged 1; 1 remain")
+    # the 400, which the filter did not show, was neither replayed nor purged
+    assert deadletter.get(bad) is not None and deadletter.get(missing) is None
+    assert deadletter.get(bad).replays == 0  # type: ignore[union-attr]
+
+
 def test_a_post_without_the_csrf_token_is_refused(stack: Any, page: Any) -> None:
     dl_id = dead_letter_of(complete.delay(prompt="[[sim:error=400]] refused"))
     page.goto(f"/deadletters/{dl_id}")

@@ -60,20 +60,22 @@ def list_page(request: Request) -> Response:
         queue or "",
         error or "",
     )
-    scope = {"queue": queue} if queue else {}
+    # the bulk actions act on what the filters show (all of it, past the list's limit)
+    scope = {k: v for k, v in (("queue", queue), ("error", error)) if v}
+    which = " matching" if scope else ""
     bulk = (
         join(
             [
                 form(
                     request,
                     "/deadletters/replay",
-                    "replay all" + (f" of {queue}" if queue else ""),
+                    f"replay all{which}",
                     {"all": "1", **scope},
                 ),
                 form(
                     request,
                     "/deadletters/purge",
-                    "purge all" + (f" of {queue}" if queue else ""),
+                    f"purge all{which}",
                     {"all": "1", **scope},
                     danger=True,
                     extra=Safe(
@@ -165,9 +167,12 @@ def _reopened(request: Request) -> Safe:
 
 
 def _chosen(request: Request) -> list[str]:
+    """The ids a POST names: one (``id``), or all that its ``queue`` and ``error``
+    filters match (``all=1``: the list page's bulk forms carry its filters)."""
     if request.form.get("all") == "1":
         queue = request.form.get("queue") or None
-        return [r.id for r in deadletter.records(queue=queue, newest_first=False)]
+        error = request.form.get("error") or None
+        return [r.id for r in deadletter.records(queue=queue, error=error, newest_first=False)]
     dl_id = request.form.get("id", "")
     return [dl_id] if dl_id else []
 
@@ -207,11 +212,11 @@ def replay(request: Request, submit: Callable[..., Any]) -> Response:
 
 
 def purge(request: Request) -> Response:
-    """POST: delete one dead letter, or all (of a queue) when confirmed."""
+    """POST: delete one dead letter, or all that the list's filters match when confirmed."""
     if request.form.get("all") == "1":
         if request.form.get("confirm") != "1":
             return redirect(request.url("/deadletters", problem="tick 'sure' to purge them all"))
-        n = deadletter.purge(None, queue=request.form.get("queue") or None)
+        n = deadletter.purge(_chosen(request))
     else:
         dl_id = request.form.get("id", "")
         n = deadletter.purge([dl_id]) if dl_id else 0
