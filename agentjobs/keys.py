@@ -106,10 +106,10 @@ Metrics (ops/metrics.py, ops/signals/; docs/operations.md):
   (bucket count), ``s|{name}|{labels}`` (histogram sum, microseconds).
 - ``{p}:metrics:m:{minute}`` hash (``{minute}`` = epoch seconds // 60), TTL
   ``AGENTJOBS_METRICS_RETENTION_MIN`` + 2 min: the same fields for one minute.
-- ``{p}:metrics:inflight`` zset, no TTL (stale members dropped on read, after the
-  longest of a call of ``AGENTJOBS_DEFAULT_MAX_TOKENS`` + 60 s):
-  ``{queue}|{model}|{call id}`` scored by start time; added in the script call that
-  writes the task's start, removed in its outcome's.
+- ``{p}:metrics:inflight`` zset, no TTL: ``{queue}|{model}|{call id}`` scored by when
+  it goes stale (its start + the bound of a call of its ``max_tokens`` + 60 s; dropped
+  on read after that: a killed process's); added in the script call that writes the
+  task's start, removed in its outcome's.
 - ``{p}:metrics:workers:{queue}`` zset, TTL 1 day: worker hostnames scored by their last
   heartbeat (every 10 s; alive within 30 s).
 - ``{p}:metrics:session:{id}:started|ended``, ``...:ended:{k}`` and ``...:reopened:{k}``

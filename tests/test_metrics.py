@@ -14,6 +14,7 @@ from agentjobs import app
 from agentjobs.contrib.testing import wait_for
 from agentjobs.ops import depth, metrics
 from agentjobs.ops.signals import failure_class
+from agentjobs.settings import get_settings
 
 
 def test_updates_from_many_writers_sum_exactly(state_redis: redis.Redis) -> None:
@@ -77,6 +78,17 @@ def test_live_gauges_age_out(state_redis: redis.Redis) -> None:
     metrics.call_finished("a", "claude.haiku", "claude-haiku-4-5")
     assert metrics.calls_in_flight(now=1001.0) == {("claude.haiku", "claude-haiku-4-5"): 1}
     assert metrics.calls_in_flight(now=100_000.0) == {}  # a killed worker's call is dropped
+    # A long answer (64,000 tokens may take 6,525 s at the defaults) counts as long as it
+    # may run, and no longer; a call of the default max_tokens goes stale long before.
+    s = get_settings()
+    metrics.call_started("long", "claude.opus", "claude-opus-4-6", now=1000.0, max_tokens=64_000)
+    metrics.call_started("short", "claude.opus", "claude-opus-4-6", now=1000.0)
+    long_end = 1000.0 + s.call_timeout_s(64_000) + 60
+    short_end = 1000.0 + s.call_timeout_s(s.default_max_tokens) + 60
+    assert metrics.calls_in_flight(now=short_end - 1) == {("claude.opus", "claude-opus-4-6"): 2}
+    assert metrics.calls_in_flight(now=short_end + 1) == {("claude.opus", "claude-opus-4-6"): 1}
+    assert metrics.calls_in_flight(now=long_end - 1) == {("claude.opus", "claude-opus-4-6"): 1}
+    assert metrics.calls_in_flight(now=long_end + 1) == {}
     metrics.worker_seen("w1@h", ["claude.haiku"], now=1000.0)
     metrics.worker_seen("w2@h", ["claude.haiku", "claude.sonnet"], now=1000.0)
     assert metrics.workers_alive(["claude.haiku", "claude.sonnet", "claude.opus"], now=1010.0) == {

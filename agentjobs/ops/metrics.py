@@ -105,7 +105,7 @@ class Update:
     """Increments gathered during one event, written by :meth:`commit` in one round trip."""
 
     fields: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    #: A call to mark in flight, and since when (see :func:`call_started`).
+    #: A call to mark in flight, and until when it may run (see :func:`call_started`).
     call_start: tuple[str, float] | None = None
     #: An in-flight call to forget.
     call_done: str = ""
@@ -123,10 +123,17 @@ class Update:
         self.fields["|".join(("h", name, str(bucket_index(seconds, m.buckets)), *values))] += 1
         self.fields["|".join(("s", name, *values))] += round(seconds * SUM_SCALE)
 
-    def start_call(self, call_id: str, queue: str, model: str, now: float | None = None) -> None:
+    def start_call(
+        self,
+        call_id: str,
+        queue: str,
+        model: str,
+        now: float | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
         self.call_start = (
             _inflight_member(call_id, queue, model),
-            time.time() if now is None else now,
+            (time.time() if now is None else now) + _inflight_for_s(max_tokens),
         )
 
     def finish_call(self, call_id: str, queue: str, model: str) -> None:
@@ -145,8 +152,8 @@ class Update:
             r = client or state_redis()
             minute = int((time.time() if now is None else now) // 60)
             ttl = get_settings().metrics_retention_min * 60 + 120
-            started, since = self.call_start or ("", 0.0)
-            args: list[Any] = [ttl, self.call_done, started, repr(since)]
+            started, until = self.call_start or ("", 0.0)
+            args: list[Any] = [ttl, self.call_done, started, repr(until)]
             for f, v in self.fields.items():
                 args += (f, v)
             keys = [total_key(), minute_key(minute), _inflight_key()]
@@ -325,11 +332,24 @@ def _inflight_member(call_id: str, queue: str, model: str) -> str:
     return "|".join((*clean((queue, model)), call_id))
 
 
-def call_started(call_id: str, queue: str, model: str, now: float | None = None) -> None:
+def _inflight_for_s(max_tokens: int | None) -> float:
+    """How long a call's in-flight mark outlives its start if never finished: the bound
+    of a call of its ``max_tokens`` (``Settings.call_timeout_s``), + 1 min."""
+    s = get_settings()
+    return s.call_timeout_s(max_tokens or s.default_max_tokens) + 60
+
+
+def call_started(
+    call_id: str,
+    queue: str,
+    model: str,
+    now: float | None = None,
+    max_tokens: int | None = None,
+) -> None:
     """Mark one API call in flight until it is finished (``Update.finish_call`` or
-    :func:`call_finished`), or until it goes stale."""
+    :func:`call_finished`), or until a call of its ``max_tokens`` would have ended."""
     u = Update()
-    u.start_call(call_id, queue, model, now)
+    u.start_call(call_id, queue, model, now, max_tokens)
     u.commit()
 
 
@@ -342,15 +362,13 @@ def call_finished(call_id: str, queue: str, model: str) -> None:
 def calls_in_flight(
     client: redis.Redis | None = None, now: float | None = None
 ) -> dict[tuple[str, str], int]:
-    """Calls under way per (queue, model); entries older than the bound of a call of
-    ``default_max_tokens`` (``Settings.call_timeout_s``, +1 min) belong to killed
-    processes and are dropped."""
+    """Calls under way per (queue, model). Each mark is scored by the end of its own
+    call's bound (:func:`_inflight_for_s`, from its ``max_tokens``): one past it belongs
+    to a killed process and is dropped, and a long answer still streaming is counted
+    however long it runs."""
     r = client or state_redis()
     ts = time.time() if now is None else now
-    s = get_settings()
-    # A killed process's marks age out; a call longer than a default one may drop early.
-    stale = ts - s.call_timeout_s(s.default_max_tokens) - 60
-    r.zremrangebyscore(_inflight_key(), "-inf", stale)
+    r.zremrangebyscore(_inflight_key(), "-inf", ts)
     out: dict[tuple[str, str], int] = defaultdict(int)
     for member in r.zrange(_inflight_key(), 0, -1):
         queue, model, _ = member.decode().split("|", 2)

@@ -6,7 +6,7 @@
 -- KEYS[3]  in-flight calls zset     {p}:metrics:inflight
 -- ARGV[1]  TTL of the minute hash, seconds
 -- ARGV[2]  in-flight member to remove ("" for none)
--- ARGV[3]  in-flight member to add ("" for none)    ARGV[4] its start, epoch seconds
+-- ARGV[3]  in-flight member to add ("" for none)    ARGV[4] when it goes stale, epoch s
 -- ARGV[5..] field, increment, field, increment, ...
 for i = 5, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])

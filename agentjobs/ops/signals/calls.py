@@ -22,7 +22,10 @@ def _call_labels(params: dict[str, Any] | None) -> tuple[str, str]:
 def _on_call_started(sender: Any = None, call_id: str = "", params: Any = None, **_: Any) -> None:
     queue, model = _call_labels(params)
     update = pending.take()  # the task's start, when the call is made in one of our tasks
-    update.start_call(call_id, queue, model)
+    max_tokens = (params or {}).get("max_tokens")
+    update.start_call(
+        call_id, queue, model, max_tokens=max_tokens if isinstance(max_tokens, int) else None
+    )
     update.commit()
 
 
