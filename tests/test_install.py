@@ -15,6 +15,7 @@ from kombu import Queue
 
 import agentjobs
 from agentjobs import ConfigurationError, complete
+from agentjobs.contrib.pytest_plugin import PrivateRedis
 from agentjobs.settings import get_settings
 from agentjobs.worker import hosts
 from agentjobs.worker.app import app as own_app
@@ -105,6 +106,21 @@ def test_a_configuration_loaded_again_after_install_is_checked_again(
         app.config_from_object({"task_serializer": "pickle"}, force=True)  # loads it again
     with pytest.raises(ConfigurationError, match="task_serializer='pickle'"):
         app.conf.get("task_serializer")
+
+
+def test_a_setting_changed_after_the_load_is_refused_before_complete_publishes(
+    project: Callable[..., Celery], agentjobs_redis: PrivateRedis
+) -> None:
+    app = agentjobs.install(project(broker_url=f"{agentjobs_redis.url}/5"))
+    assert app.conf.task_serializer == "json"  # loaded (and checked) now
+    app.conf.task_serializer = "pickle"  # no load follows: only the finalize sees it
+    for _ in range(2):  # and again: the app is not left finalized half-checked
+        with pytest.raises(ConfigurationError) as err:
+            complete.delay(prompt="hi", model="haiku")
+        assert "\n" not in str(err.value) and "task_serializer='pickle'" in str(err.value)
+    assert not app.finalized
+    with agentjobs_redis.client(5) as broker:
+        assert broker.llen("claude.haiku") == 0  # nothing was published in pickle
 
 
 def test_a_short_redis_visibility_timeout_is_refused_but_not_on_rabbitmq(

@@ -162,15 +162,27 @@ def test_a_flask_view_of_the_project_calls_claude_through_its_own_worker(
     assert letters[0]["queue"] == "claude.haiku" and letters[0]["error_kind"] == "bad_request"
 
 
+@pytest.mark.parametrize("when", ["1", "late"], ids=["in-its-configuration", "after-a-read"])
 def test_a_conflicting_setting_of_the_project_is_refused_in_one_line(
-    project_env: dict[str, str],
+    project_env: dict[str, str], when: str
 ) -> None:
     proc = _celery(
-        {**project_env, "PROJ_PICKLE": "1"},
+        {**project_env, "PROJ_PICKLE": when},
         "worker", "-Q", "claude.haiku", "-P", "threads", "-c", "1",
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "task_serializer='pickle' (agentjobs needs 'json')" in lines[0]
+
+
+def test_a_command_against_a_project_app_it_refuses_says_so_in_one_line(
+    project_env: dict[str, str],
+) -> None:
+    proc = _celery({**project_env, "PROJ_PICKLE": "1"}, "agentjobs", "stats")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and not proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert "task_serializer='pickle' (agentjobs needs 'json')" in lines[0]

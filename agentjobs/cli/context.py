@@ -31,19 +31,26 @@ class CliContext:
 
     def __init__(self, app: Celery | None = None) -> None:
         self._app = app
+        self._checked = False
         #: How the command uses the state store, as the verb of its error line:
         #: "cannot {doing} the state store URL (AGENTJOBS_REDIS_URL): ...".
         self.doing = "reach"
 
     @property
     def app(self) -> Celery:
-        if self._app is None:
-            from agentjobs.worker.app import app
-
-            # Loading its configuration refuses, in one line, a CELERY_* variable that
-            # disagrees with AGENTJOBS_* (app.py) before any command uses the app.
+        if not self._checked:
+            if self._app is not None:
+                app = self._app
+            else:
+                from agentjobs.worker.app import app
+            # Loading its configuration refuses, in one line, before any command uses the
+            # app: a CELERY_* variable that disagrees with AGENTJOBS_* (app.py), or a
+            # setting of a project's app (`celery -A proj agentjobs`) that agentjobs
+            # cannot run with (install.py), which a command would otherwise meet midway
+            # (`stats`: "queue depth unavailable: ...").
             app.conf.get("broker_url")
             self._app = app
+            self._checked = True
         return self._app
 
     @property

@@ -23,7 +23,9 @@ What it sets on ``app``:
   (added to ``task_queues`` when the project lists its queues there);
 - the required settings (``config.REQUIRED``: JSON only, late acks, requeue when a
   worker dies), enforced each time the configuration loads: one the project sets
-  otherwise is refused with one line (ConfigurationError), never changed;
+  otherwise is refused with one line (ConfigurationError), never changed; checked
+  again when the app is finalized (a worker's start, a caller's first ``complete``),
+  for a setting changed after the load;
 - ``HOST_DEFAULTS`` (one message per thread, the soft shutdown), agentjobs' Redis
   transport options (its visibility timeout) and a result backend, only where the
   project left Celery's default: a choice of the project's own is kept, except a Redis
@@ -92,6 +94,7 @@ def install(app: Celery) -> Celery:
         if app in hosts.HOSTS:
             return app
         _check_on_every_load(app)
+        _check_at_finalize(app)
         app.steps["worker"].add(PREFLIGHT)
         app.on_after_finalize.connect(_define_tasks, weak=False)
         hosts.add(app)
@@ -126,6 +129,25 @@ def _check_on_every_load(app: Celery) -> None:
     app._load_config = load_and_check
     if app.configured:  # loaded already: check it now
         configure(app.conf)
+
+
+def _check_at_finalize(app: Celery) -> None:
+    """Check ``app``'s configuration again when it is finalized: a setting changed after
+    the load (``app.conf.task_serializer = "pickle"`` once something had read the
+    configuration) passes no load, and would have ``complete.delay`` publish pickle. A
+    worker finalizes its app at start, after the project's modules are imported, and a
+    caller at its first ``complete``; both are refused there, in one line."""
+    finalize: Callable[..., Any] = app.finalize
+
+    def check_and_finalize(auto: bool = False) -> Any:
+        if not app.finalized:
+            try:
+                configure(app.conf)
+            except ConfigurationError as exc:
+                raise _Refused(str(exc)) from None
+        return finalize(auto)
+
+    app.finalize = check_and_finalize
 
 
 def configure(conf: MutableMapping[str, Any]) -> None:
