@@ -66,7 +66,7 @@ COMMANDS: dict[str, Lazy] = {
     "sessions": Lazy(
         "agentjobs.cli.sessions:sessions",
         "Agent sessions: list, show, approve, deny, cancel or resume; create the PostgreSQL "
-        "schema.",
+        "schema; apply the retention.",
     ),
     # The simulator owns its command: it runs on its own too (python -m agentjobs.simulator)
     # and imports nothing of agentjobs above the leaves.
