@@ -149,3 +149,34 @@ def test_broker_down_is_one_line_without_its_password(tmp_path: os.PathLike[str]
         f"Error: cannot reach the broker redis://:**@{dead}/0 (AGENTJOBS_BROKER_URL): "
     ), proc.stderr
     assert proc.stderr.count("\n") == 1 and "s3cret" not in proc.stderr
+
+
+def test_dlq_list_marks_a_cut_message_and_show_prints_every_attempt_whole(
+    state_redis: object,
+) -> None:
+    import time
+
+    from agentjobs.reliability import deadletter
+
+    now = time.time()
+    long = "the request was refused: " + "too long " * 20 + "END"
+    attempt = deadletter.Attempt(
+        n=1, started_at=now, at=now, error_class="BadRequestError", kind="bad_request",
+        message=long,
+    )  # fmt: skip
+    record = deadletter.DeadLetter(
+        id=deadletter.dead_letter_id("cut"), created_at=now, request={"prompt": "p"},
+        error_class="BadRequestError", error_kind="bad_request", message=long, status=400,
+        reason="permanent", attempts=[attempt], queue="claude.haiku", worker="w",
+        task_id="cut", idempotency_key="cut",
+    )  # fmt: skip
+    deadletter.add(record)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["dlq", "list"])
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.output.splitlines() if record.id in line)
+    assert row.endswith("…") and "END" not in row
+    shown = runner.invoke(main, ["dlq", "show", record.id])
+    assert shown.exit_code == 0, shown.output
+    (line,) = [line for line in shown.output.splitlines() if "[bad_request]:" in line]
+    assert line.endswith(long)

@@ -15,6 +15,13 @@ from agentjobs.errors import AgentJobsError
 from agentjobs.reliability import deadletter
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters, ending in an ellipsis where it
+    was cut: a message cut mid-word without one reads as the whole message."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _age(ts: float) -> str:
     s = max(0.0, time.time() - ts)
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
@@ -88,7 +95,7 @@ def list_(queue: str | None, error: str | None, limit: int, as_json: bool) -> No
     for r in recs:
         click.echo(
             f"{r.id:<28} {_age(r.created_at):>5} {r.queue:<14} {len(r.attempts):>5} "
-            f"{r.state:<9} {r.error_class}: {r.message[:60]}"
+            f"{r.state:<9} {r.error_class}: {_cut(r.message, 60)}"
         )
     click.echo(f"{len(recs)} shown, {deadletter.count()} in total")
 
@@ -117,7 +124,7 @@ def show(dead_letter_id: str, as_json: bool) -> None:
         counted = "" if a.counted else " (not counted)"
         click.echo(
             f"  {a.n}. {time.strftime('%H:%M:%S', time.localtime(a.at))} "
-            f"{a.error_class} [{a.kind}]{counted}: {a.message[:100]}"
+            f"{a.error_class} [{a.kind}]{counted}: {a.message}"
         )
     click.echo("request:")
     click.echo(json.dumps(rec.request, indent=2, sort_keys=True))
@@ -200,7 +207,7 @@ def replay(
         echo_json({"replayed": report, "counts": counts, "remaining": deadletter.count()})
     else:
         for dl_id, e in report.items():
-            extra = f" ({e['error'][:100]})" if e.get("error") else ""
+            extra = f" ({_cut(e['error'], 200)})" if e.get("error") else ""
             click.echo(f"{dl_id}: {e['status']}{extra}")
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
         click.echo(f"{summary}; {deadletter.count()} dead letters remain")
