@@ -20,6 +20,7 @@ from agentjobs import DeadLetteredError, complete
 from agentjobs.agents.agent import Agent
 from agentjobs.agents.tool import tool
 from agentjobs.api.client import reset_client
+from agentjobs.api.events import api_call_started
 from agentjobs.contrib.pytest_plugin import all_queues, in_process_worker, purge
 from agentjobs.contrib.testing import WorkerProcess, wait_for
 from agentjobs.settings import reset_settings
@@ -316,6 +317,12 @@ def test_an_agent_sessions_text_is_in_no_line_at_debug(api_key: str, fresh_sim: 
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logs.install(handler, fmt="text")
     root = logging.getLogger()
+
+    def users_hook(sender: Any = None, params: Any = None, **_: Any) -> None:
+        # A project's own receiver of agentjobs' signal, logging what a step sends.
+        logging.getLogger("proj.hooks").info("sending %s", params)
+
+    api_call_started.connect(users_hook, weak=False)
     with in_process_worker(queues, concurrency=4):
         before = root.level
         root.addHandler(handler)
@@ -326,9 +333,12 @@ def test_an_agent_sessions_text_is_in_no_line_at_debug(api_key: str, fresh_sim: 
         finally:
             root.removeHandler(handler)
             root.setLevel(before)
+            api_call_started.disconnect(users_hook)
     purge(queues)
     assert result["status"] == "completed" and result["tool_calls"] == 1, result
     out = stream.getvalue()
+    hooked = [x for x in out.splitlines() if "proj.hooks: sending" in x]
+    assert len(hooked) == 2 and all("[redacted]" in x for x in hooked), hooked
     requests = [x for x in out.splitlines() if "Request options:" in x]
     assert len(requests) == 2, requests  # both steps' calls, each with its body's fields
     assert all("'model': 'claude-haiku-4-5'" in x and "'max_tokens':" in x for x in requests)

@@ -56,9 +56,12 @@ from agentjobs.messages.request import parse_request
 from agentjobs.messages.result import Usage
 from agentjobs.messages.usage import cost_usd
 from agentjobs.spend import budget
-from agentjobs.telemetry import genai
+from agentjobs.telemetry import genai, logs
 
 log = logging.getLogger(__name__)
+
+#: How many of a step's texts the log redaction is told (a long transcript's first ones).
+_REDACT_TEXTS = 512
 
 
 def _summary(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -264,6 +267,20 @@ def _run_step(task: Any, session_id: str, n: int) -> dict[str, Any]:
         if entry["status"] == "done":
             _follow(rec, n)
             return {"status": rec["status"]}
+    # The step's task arguments are ids: the conversation it sends (question, system
+    # prompt, tool results, answers) comes from the record, so it is bound here for the
+    # log redaction, as a complete task's arguments are at its start.
+    secrets = logs.bind(logs.texts_of(kwargs, limit=_REDACT_TEXTS))
+    try:
+        return _send(task, session_id, n, agent, kwargs)
+    finally:
+        logs.unbind(secrets)
+
+
+def _send(
+    task: Any, session_id: str, n: int, agent: Agent, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Step ``n``'s call through the task path, then its answer checkpointed."""
     try:
         name, attributes = genai.agent_span(agent.name, session_id, n)
         with hooks.span(name, **attributes):
