@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import Celery
 from click.testing import CliRunner
 
 import agentjobs.agents.tasks  # noqa: F401  (registers the loop's tasks on the app)
@@ -388,6 +389,13 @@ from wsgiref.simple_server import make_server
 import django
 from django.conf import settings
 
+# The project's own Celery app, on a broker of its own (DB 7: no worker of the test
+# consumes it), as a Django project's would be (CELERY_BROKER_URL).
+from celery import Celery
+import agentjobs
+project_app = Celery("site", broker=sys.argv[2], backend=os.environ["AGENTJOBS_RESULT_BACKEND"])
+agentjobs.install(project_app)
+
 settings.configure(
     SECRET_KEY="console-test-not-secret",
     ALLOWED_HOSTS=["127.0.0.1"],
@@ -435,6 +443,10 @@ server.serve_forever()
 """
 
 
+def project_broker(agentjobs_redis: Any) -> str:
+    return f"{agentjobs_redis.url}/7"
+
+
 @pytest.fixture(scope="module")
 def django_site(agentjobs_redis: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Django project of its own (admin, auth, the console app under /ops/) in a
@@ -445,7 +457,7 @@ def django_site(agentjobs_redis: Any, tmp_path_factory: pytest.TempPathFactory) 
     script.write_text(DJANGO_SITE)
     env = {**os.environ, **agentjobs_redis.env}
     proc = spawn(
-        [sys.executable, str(script), str(where / "db.sqlite3")],
+        [sys.executable, str(script), str(where / "db.sqlite3"), project_broker(agentjobs_redis)],
         stdout=subprocess.PIPE,
         env=env,
     )
@@ -458,7 +470,9 @@ def django_site(agentjobs_redis: Any, tmp_path_factory: pytest.TempPathFactory) 
         terminate(proc, 10)
 
 
-def test_the_django_app_behind_the_admin_login(stack: Any, browser: Any, django_site: str) -> None:
+def test_the_django_app_behind_the_admin_login(
+    stack: Any, browser: Any, django_site: str, agentjobs_redis: Any
+) -> None:
     dl_id = dead_letter_of(complete.delay(prompt="[[sim:error=400]] from Django"))
     context = browser.new_context(base_url=django_site)
     try:
@@ -474,6 +488,19 @@ def test_the_django_app_behind_the_admin_login(stack: Any, browser: Any, django_
                 assert "/admin/login/" in page.url
         pw_sync.expect(page).to_have_title("Dead letters - agentjobs console")
         assert dl_id in page.locator("tbody").inner_text()
+        # the overview's queue depth is the project's broker's (2 waiting there)
+        project = Celery("project", broker=project_broker(agentjobs_redis))
+        try:
+            for i in range(2):
+                project.send_task("agentjobs.complete", kwargs={"prompt": i}, queue="claude.opus")
+            page.goto("/ops/")
+            opus = page.locator("main table").first.locator("tr", has_text="claude.opus")
+            assert opus.locator("td").nth(1).inner_text() == "2"
+        finally:
+            with project.connection_for_write() as conn:
+                conn.default_channel.queue_purge("claude.opus")
+            project.close()
+        page.goto("/ops/deadletters")
         assert page.get_by_role("link", name="cost").get_attribute("href") == "/ops/cost"
         refused = page.request.post("/ops/deadletters/purge", form={"id": dl_id})
         assert refused.status == 403 and deadletter.get(dl_id) is not None

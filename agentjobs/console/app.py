@@ -42,8 +42,9 @@ _ID = r"([A-Za-z0-9_.:@-]{1,200})"
 
 class Console:
     """The console's pages. ``app`` is the Celery app whose broker the queue depths are
-    read from, ``submit`` what a replay sends through (both default to agentjobs' own,
-    imported on first use); ``csrf`` holds the token secret (random per process)."""
+    read from, ``submit`` what a replay sends through (both default to the app tasks
+    publish through, ``publishing_app()``, at first use); ``csrf`` holds the token
+    secret (random per process)."""
 
     def __init__(
         self,
@@ -80,9 +81,12 @@ class Console:
     @property
     def app(self) -> Any:
         if self._app is None:
-            from agentjobs.worker.app import app
+            # the project's app once agentjobs.install ran on it (a Django project's,
+            # with its own CELERY_BROKER_URL), as replays publish through: agentjobs'
+            # own app would read the queue depths of another broker
+            from agentjobs.worker.app import publishing_app
 
-            self._app = app
+            self._app = publishing_app()
         return self._app
 
     @property
