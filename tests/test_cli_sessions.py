@@ -208,6 +208,14 @@ def test_list_table_filters_and_json(store: SessionStore) -> None:
         "s-other"
     ]
     assert run("list", "--agent", "router").output == "no sessions\n"
+    # cut by --limit: said (on stderr), never silently; not when all fit
+    cut = run("list", "--limit", "2")
+    assert "the newest 2 sessions; --limit N for more" in cut.output
+    assert [x.split()[0] for x in cut.output.splitlines() if x.startswith("s-")] == [
+        "s-other",
+        "s-wait",
+    ]
+    assert "--limit N" not in run("list", "--limit", "3").output
 
     bad = run("list", "--status", "done")
     assert bad.exit_code == 2 and "'done' is not one of" in bad.output

@@ -325,6 +325,14 @@ def test_approve_from_the_page_resumes_the_session(stack: Any, page: Any) -> Non
     page.reload()
     assert "denied by console: over the <limit>" in page.locator("main").inner_text()
 
+    # A list cut short says so, and offers more; one that fits says nothing.
+    page.goto("/sessions?limit=1")
+    assert page.locator("tbody tr").count() == 1
+    assert "the newest 1 are shown" in page.locator("main").inner_text()
+    page.get_by_role("link", name="show up to 5").click()
+    assert page.locator("tbody tr").count() == 2
+    assert "the newest" not in page.locator("main").inner_text()
+
 
 def test_off_loopback_it_needs_authentication(
     browser: Any, agentjobs_redis: Any, state_redis: Any
@@ -644,6 +652,9 @@ def test_bad_ids_and_parameters_are_pages_not_tracebacks(stack: Any, page: Any) 
         ("/cost?days=%C2%B2", 400, "days must be"),
         ("/cost?days=99999999999999999999", 400, "days must be"),
         ("/sessions?status=bogus", 400, "status must be one of running"),
+        ("/sessions?limit=0", 400, "limit must be a whole number from 1 to 5000"),
+        ("/sessions?limit=-3", 400, "limit must be"),
+        ("/sessions?limit=9999", 400, "limit must be"),
         ("/deadletters/dl_nosuch", 404, "no dead letter dl_nosuch"),
         ("/sessions/nosuch", 404, "no session nosuch"),
         ("/sessions/a%2Fb", 404, "no page /sessions/a/b"),

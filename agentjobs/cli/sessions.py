@@ -16,6 +16,7 @@ import click
 
 from agentjobs.agents.store import FINAL, STATUSES
 from agentjobs.cli.context import echo_json, json_option
+from agentjobs.cli.table import usd
 
 #: The longest a value is shown in ``show``'s text (``--json`` shows all of it).
 _WIDTH = 300
@@ -87,13 +88,17 @@ def list_(
     status: str | None, agent: str | None, tenant: str | None, limit: int, as_json: bool
 ) -> None:
     """Sessions, newest first: status, agent, steps, tool calls, cost."""
-    rows = _store().list(status=status, agent=agent, tenant=tenant, limit=limit)
+    rows = _store().list(status=status, agent=agent, tenant=tenant, limit=limit + 1)
+    more = len(rows) > limit  # one more than asked for: there are others
+    rows = rows[:limit]
     if as_json:
         echo_json(rows)
         return
     if not rows:
         click.echo("no sessions")
         return
+    if more:
+        click.echo(f"the newest {limit} sessions; --limit N for more", err=True)
     table = [("SESSION", "AGENT", "TENANT", "STATUS", "STEPS", "TOOLS", "COST", "AGE")]
     for r in rows:
         table.append(
@@ -104,7 +109,7 @@ def list_(
                 _status(r),
                 str(r["steps"]),
                 str(r["tool_calls"]),
-                f"${r['cost_usd']:.4f}",
+                f"${usd(r['cost_usd'])}",
                 _age(r.get("created_at")),
             )
         )

@@ -165,6 +165,8 @@ def page(request: Request, title: str, body: Safe, *, section: str) -> Safe:
     return h(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        # no icon: said here, or every page's load asks for /favicon.ico and logs a 404
+        '<link rel="icon" href="data:,">'
         "<title>{} - agentjobs console</title><style>{}</style></head><body>"
         "<header><b>agentjobs</b>{}</header><main><h1>{}</h1>{}{}</main></body></html>",
         title,

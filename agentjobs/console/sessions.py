@@ -25,6 +25,8 @@ from agentjobs.console.web import BadQuery, Request, Response, redirect
 from agentjobs.errors import AgentJobsError
 
 STATUSES = ("running", "waiting_approval", "completed", "stopped", "failed", "cancelled")
+#: Rows of the list by default, and the most one page asks for.
+ROWS, MAX_ROWS = 200, 5000
 
 
 def _store() -> Any:
@@ -37,7 +39,13 @@ def list_page(request: Request) -> Response:
     status = request.query.get("status") or None
     if status not in (None, *STATUSES):
         raise BadQuery(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-    rows = _store().list(status=status, limit=200)
+    raw = request.query.get("limit")
+    limit = int(raw) if raw and raw.isdigit() else ROWS if raw is None else -1
+    if not 1 <= limit <= MAX_ROWS:
+        raise BadQuery(f"limit must be a whole number from 1 to {MAX_ROWS}, not {raw!r}")
+    rows = _store().list(status=status, limit=limit + 1)  # one more: are there others?
+    more = len(rows) > limit
+    rows = rows[:limit]
     now = time.time()
     table_rows = [
         [
@@ -62,9 +70,27 @@ def list_page(request: Request) -> Response:
         )
         for s in (None, *STATUSES)
     )
+    cut = (
+        h(
+            '<p class="muted">the newest {} are shown: {}</p>',
+            limit,
+            link(
+                request,
+                "/sessions",
+                f"show up to {min(limit * 5, MAX_ROWS)}",
+                limit=str(min(limit * 5, MAX_ROWS)),
+                **({"status": status} if status else {}),
+            )
+            if limit < MAX_ROWS
+            else "pick a status to narrow them",
+        )
+        if more
+        else h("")
+    )
     body = h(
-        "<p>{}</p>{}",
+        "<p>{}</p>{}{}",
         picker,
+        cut,
         table(
             [
                 "session",
