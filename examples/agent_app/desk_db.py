@@ -165,3 +165,9 @@ def counts() -> dict[str, Any]:
         }
     finally:
         conn.close()
+
+
+if __name__ == "__main__":
+    # `python examples/agent_app/desk_db.py`: the database the workers' tools use, at
+    # $AGENT_APP_DB, created and seeded (kept if it exists) before they start.
+    print(create())
