@@ -8,13 +8,14 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from agentjobs.cli import COMMANDS, load, main
-from agentjobs.contrib.testing import SimProcess, free_port
+from agentjobs.contrib.testing import SimProcess, free_port, rabbitmq_up
 from agentjobs.settings import reset_settings
 
 
@@ -149,6 +150,39 @@ def test_broker_down_is_one_line_without_its_password(tmp_path: os.PathLike[str]
         f"Error: cannot reach the broker redis://:**@{dead}/0 (AGENTJOBS_BROKER_URL): "
     ), proc.stderr
     assert proc.stderr.count("\n") == 1 and "s3cret" not in proc.stderr
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize(
+    ("credentials", "vhost", "why"),
+    [("guest:wrong", "", "ACCESS_REFUSED"), ("guest:guest", "no-such-vhost", "NOT_ALLOWED")],
+    ids=["wrong-password", "no-such-vhost"],
+)
+def test_a_rabbitmq_that_refuses_the_connection_is_one_line(
+    credentials: str, vhost: str, why: str, tmp_path: Path
+) -> None:
+    if not rabbitmq_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail("RabbitMQ is not running on 127.0.0.1:5672 (CI must test it)")
+        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text('{"prompt": "hi", "model": "haiku"}\n')
+    url = f"amqp://{credentials}@127.0.0.1:5672/{vhost}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentjobs", "submit", str(requests), "--timeout", "5"],
+        env={**os.environ, "AGENTJOBS_BROKER_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    masked = url.replace(credentials, credentials.split(":")[0] + ":**")
+    assert lines[0].startswith(
+        f"Error: cannot reach the broker {masked} (AGENTJOBS_BROKER_URL): "
+    ), lines[0]
+    assert why in lines[0]
 
 
 def test_dlq_list_marks_a_cut_message_and_show_prints_every_attempt_whole(

@@ -118,7 +118,7 @@ def error_line(exc: BaseException, cli: CliContext | None) -> click.ClickExcepti
     """The one line for an error every command may meet, or None to let it propagate:
     a bad setting or refused request (any AgentJobsError), an optional library missing
     (the extra to install), the state store (a Redis error) or the broker (kombu's
-    OperationalError) unreachable."""
+    OperationalError, py-amqp's refused connection) unreachable."""
     from agentjobs.errors import AgentJobsError
 
     if isinstance(exc, AgentJobsError):
@@ -136,7 +136,14 @@ def error_line(exc: BaseException, cli: CliContext | None) -> click.ClickExcepti
         url = get_settings().redis_url
         return unreachable("state store", url, "AGENTJOBS_REDIS_URL", exc, doing)
     kombu = sys.modules.get("kombu.exceptions")
-    if kombu is not None and isinstance(exc, kombu.OperationalError):
+    # RabbitMQ refusing the connection (a wrong password: ACCESS_REFUSED, which py-amqp
+    # counts a channel error; a vhost that does not exist) is py-amqp's own error, which
+    # kombu passes on unwrapped: irrecoverable to kombu, to the user the same "cannot
+    # reach the broker".
+    amqp = sys.modules.get("amqp.exceptions")
+    if (kombu is not None and isinstance(exc, kombu.OperationalError)) or (
+        amqp is not None and isinstance(exc, (amqp.ConnectionError, amqp.AccessRefused))
+    ):
         from agentjobs.worker import hosts
 
         app = cli.loaded_app if cli is not None else None
