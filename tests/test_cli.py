@@ -214,3 +214,13 @@ def test_dlq_list_marks_a_cut_message_and_show_prints_every_attempt_whole(
     assert shown.exit_code == 0, shown.output
     (line,) = [line for line in shown.output.splitlines() if "[bad_request]:" in line]
     assert line.endswith(long)
+
+
+def test_a_worker_of_an_unknown_family_is_refused_naming_the_families() -> None:
+    out = CliRunner().invoke(main, ["worker", "gpt"], prog_name="agentjobs")
+    assert out.exit_code == 2, out.output
+    assert out.output.startswith("Usage: agentjobs worker [OPTIONS] FAMILY\n")
+    (error,) = [line for line in out.output.splitlines() if line.startswith("Error:")]
+    # click's wording of the choices differs between its versions: each is named
+    assert error.startswith("Error: Invalid value for 'FAMILY': 'gpt' is not one of ")
+    assert all(f"'{family}'" in error for family in ("haiku", "sonnet", "opus", "tools"))

@@ -57,14 +57,18 @@ Examples:
   agentjobs worker tools -I myapp.agents   # agent sessions' tool calls (agentjobs.tools)
 """,
 )
-@click.argument("family", type=click.Choice((*catalog.FAMILIES, TOOLS)))
+# FAMILY, not click's {haiku|sonnet|...}, in the usage line and in a bad value's error
+# ("Invalid value for 'FAMILY': 'gpt' is not one of ..."), which lists the choices.
+@click.argument("family", type=click.Choice((*catalog.FAMILIES, TOOLS)), metavar="FAMILY")
 @click.pass_context
 @pass_cli
 def worker(cli: CliContext, ctx: click.Context, family: str) -> None:
     """Run a worker for FAMILY's queue (claude.FAMILY).
 
-    FAMILY `tools` serves agentjobs.tools, the queue of agent sessions' tool calls.
-    Equal to `celery -A agentjobs worker -Q claude.FAMILY -P threads -c N -n FAMILY@%h`,
+    FAMILY is haiku, sonnet or opus; `tools` serves agentjobs.tools, the queue of agent
+    sessions' tool calls.
+    Equal to `celery -A agentjobs worker -Q claude.FAMILY -P threads -c N -n FAMILY@%h`
+    (`celery -A proj agentjobs worker`: a worker of proj's app, `celery -A proj worker`),
     N from AGENTJOBS_WORKER_CONCURRENCY (default 32). Every celery worker flag passes
     through and overrides these defaults; -I/--include loads the modules that define
     agents and tools (every worker that runs their steps or tool calls needs them).
