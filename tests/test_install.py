@@ -140,6 +140,25 @@ def test_a_short_redis_visibility_timeout_is_refused_but_not_on_rabbitmq(
     assert options["unacked_restore_throttle"] == 1  # agentjobs' where it had none
 
 
+@pytest.mark.parametrize(
+    "broker_url",
+    [
+        "sentinel://127.0.0.1:1/0",
+        ["redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0"],
+        "redis://127.0.0.1:1/0;redis://127.0.0.1:2/0",
+    ],
+    ids=["sentinel", "failover-list", "failover-string"],
+)
+def test_a_short_visibility_timeout_is_refused_on_every_form_of_a_redis_broker(
+    project: Callable[..., Celery], broker_url: object
+) -> None:
+    app = agentjobs.install(
+        project(broker_url=broker_url, broker_transport_options={"visibility_timeout": 30})
+    )
+    with pytest.raises(ConfigurationError, match="visibility_timeout=30"):
+        app.conf.get("broker_url")
+
+
 def test_a_project_that_lists_its_queues_gets_agentjobs_queues(
     project: Callable[..., Celery],
 ) -> None:

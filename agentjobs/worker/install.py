@@ -50,6 +50,7 @@ from kombu import Exchange, Queue
 
 from agentjobs import catalog
 from agentjobs.errors import ConfigurationError
+from agentjobs.reliability import ledger
 from agentjobs.settings import get_settings
 from agentjobs.worker import config, hosts
 from agentjobs.worker.app import _Refused
@@ -185,7 +186,9 @@ def _transport_conflicts(conf: Mapping[str, Any]) -> list[str]:
     ours = get_settings().visibility_timeout_s
     # Celery's own property where there is one: it prefers CELERY_BROKER_URL.
     broker = getattr(conf, "broker_url", None) or conf.get("broker_url")
-    if theirs is None or not str(broker or "").startswith(("redis", "rediss")):
+    # Every URL form of kombu's Redis transport (sentinel://, a failover list, ...):
+    # each redelivers an unacked message after the visibility timeout.
+    if theirs is None or not ledger.is_redis_broker(broker):
         return []
     if float(theirs) < ours:
         return [
