@@ -186,6 +186,38 @@ def test_retention_by_count_and_age(
         reset_settings()
 
 
+def test_a_replay_the_broker_refused_leaves_the_letter_as_it_was(
+    state_redis: redis.Redis,
+) -> None:
+    """The send fails (no broker listens): the letter is still dead, not 'replaying' a
+    task that was never sent, and a later replay goes through."""
+    import time
+
+    import kombu.exceptions
+    from celery import Celery
+
+    from agentjobs.contrib.testing import free_port
+
+    deadletter.add(make("refused", time.time()))
+    dl_id = deadletter.dead_letter_id("refused")
+    nowhere = Celery("nowhere", broker=f"redis://127.0.0.1:{free_port()}/0")
+    nowhere.conf.broker_connection_retry_on_startup = False
+
+    def send(*, kwargs: dict[str, Any], task_id: str) -> Any:
+        return nowhere.send_task("agentjobs.complete", kwargs=kwargs, task_id=task_id, retry=False)
+
+    with pytest.raises(kombu.exceptions.OperationalError):
+        deadletter.replay_one(dl_id, send)
+    kept = deadletter.get(dl_id)
+    assert kept is not None
+    assert (kept.state, kept.replays, kept.replay_task_id) == ("dead", 0, None)
+    sent: list[str] = []
+    deadletter.replay_one(dl_id, lambda *, kwargs, task_id: sent.append(task_id))
+    after = deadletter.get(dl_id)
+    assert after is not None and after.state == "replaying" and after.replays == 1
+    assert after.replay_task_id == sent[0]
+
+
 def test_cli_list_show_export_purge(state_redis: redis.Redis, tmp_path: Any) -> None:
     import time
 

@@ -19,6 +19,7 @@ Functions take the state store as ``client`` and the settings as ``settings``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -253,7 +254,9 @@ def replay_one(dl_id: str, submit: Callable[..., Any], *, client: redis.Redis | 
     (``complete.apply_async``); what it returns (the AsyncResult).
 
     The record stays, marked ``replaying``, until a worker succeeds with that key
-    (the worker removes it); a new failure rewrites it as ``dead``.
+    (the worker removes it); a new failure rewrites it as ``dead``. A send that raises
+    (the broker down) puts the record back as it was, so it never shows a replay
+    whose task was not sent; the exception goes on to the caller.
     """
     r = client or state_redis()
     rec = get(dl_id, client=r)
@@ -266,7 +269,13 @@ def replay_one(dl_id: str, submit: Callable[..., Any], *, client: redis.Redis | 
     r.set(record_key(dl_id), marked.model_dump_json(), keepttl=True)
     _forget_failure(rec, r)
     kwargs = {**rec.request, "idempotency_key": rec.idempotency_key}
-    return submit(kwargs=kwargs, task_id=task_id)
+    try:
+        return submit(kwargs=kwargs, task_id=task_id)
+    except BaseException:
+        # Marked before the send, so a worker that finishes at once finds the mark.
+        with contextlib.suppress(redis.RedisError):
+            r.set(record_key(dl_id), rec.model_dump_json(), keepttl=True)
+        raise
 
 
 def to_json(rec: DeadLetter) -> dict[str, Any]:
