@@ -16,8 +16,9 @@ from agentjobs.worker import hosts
 concurrency.ALIASES["threads"] = "agentjobs.worker.pool:ThreadPool"
 
 
-class _Refused(ConfigurationError, click.ClickException):
-    """A ConfigurationError that a command line (``celery worker`` as much as
+class SettingsRefused(ConfigurationError, click.ClickException):
+    """Celery settings agentjobs cannot run with (pickle, no late acks, ...): a
+    ConfigurationError (catch that) that a command line (``celery worker`` as much as
     ``agentjobs``) prints as one line with exit status 1, instead of a traceback."""
 
 
@@ -44,7 +45,7 @@ class AgentJobsCelery(Celery):
             enforce(conf)
         except ConfigurationError as exc:
             self._conf = None  # the next access loads (and refuses) again
-            raise _Refused(str(exc)) from None
+            raise SettingsRefused(str(exc)) from None
         return conf
 
     def _task_from_fun(self, fun: Any, name: Any = None, **options: Any) -> Any:

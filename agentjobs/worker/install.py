@@ -53,7 +53,7 @@ from agentjobs.errors import ConfigurationError
 from agentjobs.reliability import ledger
 from agentjobs.settings import get_settings
 from agentjobs.worker import config, hosts
-from agentjobs.worker.app import _Refused
+from agentjobs.worker.app import SettingsRefused
 from agentjobs.worker.app import app as own_app
 
 PREFLIGHT = "agentjobs.worker.preflight:Preflight"
@@ -124,7 +124,7 @@ def _check_on_every_load(app: Celery) -> None:
             configure(conf)
         except ConfigurationError as exc:
             app._conf = None  # the next access loads (and refuses) again
-            raise _Refused(str(exc)) from None
+            raise SettingsRefused(str(exc)) from None
         return conf
 
     app._load_config = load_and_check
@@ -145,7 +145,7 @@ def _check_at_finalize(app: Celery) -> None:
             try:
                 configure(app.conf)
             except ConfigurationError as exc:
-                raise _Refused(str(exc)) from None
+                raise SettingsRefused(str(exc)) from None
         return finalize(auto)
 
     app.finalize = check_and_finalize
