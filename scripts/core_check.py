@@ -105,6 +105,8 @@ def main() -> None:
 
     cli = str(BIN / "agentjobs")
     check(one_line_naming(run(cli, "sim"), "sim"), "agentjobs sim names the [sim] extra")
+    helped = run(cli, "sim", "--help")
+    check(helped.returncode == 0 and "--time-scale" in helped.stdout, "agentjobs sim --help")
     check(one_line_naming(run(cli, "exporter"), "ops"), "agentjobs exporter names [ops]")
     check(one_line_naming(run(cli, "flower"), "ops"), "agentjobs flower names [ops]")
     ext = run(str(BIN / "celery"), "agentjobs", "--help")
