@@ -108,6 +108,9 @@ def main() -> None:
     helped = run(cli, "sim", "--help")
     check(helped.returncode == 0 and "--time-scale" in helped.stdout, "agentjobs sim --help")
     check(one_line_naming(run(cli, "exporter"), "ops"), "agentjobs exporter names [ops]")
+    for name in ("exporter", "flower"):
+        helped = run(cli, name, "--help")
+        check(helped.returncode == 0 and "--address" in helped.stdout, f"agentjobs {name} --help")
     check(one_line_naming(run(cli, "flower"), "ops"), "agentjobs flower names [ops]")
     ext = run(str(BIN / "celery"), "agentjobs", "--help")
     check(ext.returncode == 0 and "dlq" in ext.stdout, "celery agentjobs --help (entry point)")

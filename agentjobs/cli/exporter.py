@@ -11,10 +11,8 @@ import threading
 from typing import Any
 
 import click
-from prometheus_client import start_http_server
 
 from agentjobs.cli.context import CliContext, pass_cli
-from agentjobs.ops.exporter import registry
 
 
 @click.command(
@@ -50,6 +48,11 @@ def exporter(cli: CliContext, port: int, address: str, queues: tuple[str, ...]) 
     Queue depth and live workers cover every claude.* queue, agentjobs.tools (agent
     sessions' tool calls) and each --queue, so AgentJobsNoWorker sees any of them.
     """
+    # prometheus-client (the [ops] extra) only now: --help works on the core install
+    from prometheus_client import start_http_server
+
+    from agentjobs.ops.exporter import registry
+
     server: Any
     reg = registry(cli.app, queues)
     server, _thread = start_http_server(port, addr=address, registry=reg)
