@@ -17,10 +17,12 @@ import redis
 from celery import Celery, signals
 
 import agentjobs
-from agentjobs.agents import sweep
+from agentjobs.agents import retention, sweep
 from agentjobs.contrib.pytest_plugin import PrivateRedis, in_process_worker
+from agentjobs.contrib.testing import wait_for
 from agentjobs.lanes import runner
 from agentjobs.reliability import sweeper
+from agentjobs.reliability.worker_thread import WorkerThread
 from agentjobs.worker import hosts
 from agentjobs.worker.app import app as own_app
 
@@ -56,6 +58,7 @@ def _ready_and_started(worker: Any) -> dict[str, bool]:
         "ledger sweeper": sweeper._sweepers.get(id(worker)),
         "batch lane": runner._runners.get(id(worker)),
         "session sweep": sweep._sweeps.get(id(worker)),
+        "session prune": retention._prunes.get(id(worker)),
     }
     for thread in threads.values():  # stopped at once: the test looks only at the start
         if thread is not None:
@@ -69,7 +72,7 @@ def test_a_project_worker_of_its_own_queue_starts_none_of_agentjobs_threads(
     with in_process_worker(queues=[OWN_QUEUE], app=project_app, concurrency=1) as worker:
         started = _ready_and_started(worker)
         assert project_app.tasks["served.add"].delay(2, 3).get(timeout=30) == 5
-    assert started == {"ledger sweeper": False, "batch lane": False, "session sweep": False}
+    assert not any(started.values()), started
 
 
 @pytest.mark.parametrize("queue", ["claude.haiku", "agentjobs.tools"])
@@ -78,4 +81,31 @@ def test_a_worker_of_agentjobs_queues_starts_them(
 ) -> None:
     with in_process_worker(queues=[OWN_QUEUE, queue], app=project_app, concurrency=1) as w:
         started = _ready_and_started(w)
-    assert started == {"ledger sweeper": True, "batch lane": True, "session sweep": True}
+    assert started == {
+        "ledger sweeper": True,
+        "batch lane": True,
+        "session sweep": True,
+        "session prune": True,
+    }
+
+
+def test_a_workers_thread_ends_soon_after_its_worker_however_long_its_interval(
+    project_app: Celery,
+) -> None:
+    """A round an hour apart (the session prune's) must not keep the thread of an
+    embedded worker, a test suite's, alive for the hour after the worker stopped."""
+
+    class Hourly(WorkerThread):
+        name = "agentjobs-test-hourly"
+
+        def interval(self) -> float:
+            return 3600.0
+
+        def tick(self) -> None:
+            raise AssertionError("no round comes within the hour")
+
+    with in_process_worker(queues=[OWN_QUEUE], app=project_app, concurrency=1) as worker:
+        hourly = Hourly(worker, project_app)
+        hourly.thread.start()
+        assert hourly.thread.is_alive()
+    wait_for(lambda: not hourly.thread.is_alive(), timeout=30, what="the thread's end")

@@ -1,7 +1,7 @@
 """A daemon thread that works at an interval for as long as its Celery worker runs.
 
-The submit ledger's sweeper, the agent sessions' sweep and the batch lane's runner are
-each one: started from a ``worker_ready`` handler, at most one of a kind per worker,
+The submit ledger's sweeper, the agent sessions' sweep and prune and the batch lane's
+runner are each one: started from a ``worker_ready`` handler, at most one of a kind per worker,
 stopping when the worker closes (or its ``stop`` event is set), a failed round logged
 and tried again at the next.
 """
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
+
+#: How often a waiting thread looks whether its worker is closing, seconds.
+_LOOK_S = 1.0
 
 
 def closing(worker: weakref.ref[Any] | None) -> bool:
@@ -56,8 +60,20 @@ class WorkerThread:
         """Whether the worker is gone or closing."""
         return closing(self.worker)
 
+    def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds``; True as soon as the thread is told to stop or its worker is
+        closing (looked at every second: a round an hour apart must not keep the thread
+        of an embedded worker, a test's say, alive for the hour after it stopped)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if self.stop.wait(min(max(left, 0.0), _LOOK_S)) or self.stopped():
+                return True
+            if left <= _LOOK_S:
+                return False
+
     def _run(self) -> None:
-        while not self.stop.wait(self.interval()) and not self.stopped():
+        while not self._wait(self.interval()):
             try:
                 self.tick()
             except Exception as exc:  # a broker, store or API outage: the next round
