@@ -25,11 +25,12 @@ demo-agent: install
 
 # Two pytest processes, each given whole files (--dist loadfile: a file's tests share its
 # fixtures and run in order); each process has its own private Redis and simulator.
-# TEST_PROCS=0 runs them in this process, one after another.
+# TEST_PROCS=0 runs them in this process, one after another. The 15 slowest tests are
+# listed at the end, so a run that grows toward the 10-minute budget says where.
 TEST_PROCS ?= 2
 
 test: install services lint
-	$(PY) -m pytest -q -p no:cacheprovider $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadfile)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadfile)
 	$(MAKE) eval
 	$(MAKE) test-lower
 	$(MAKE) test-core
