@@ -655,6 +655,7 @@ def test_bad_ids_and_parameters_are_pages_not_tracebacks(stack: Any, page: Any) 
         ("/sessions?limit=0", 400, "limit must be a whole number from 1 to 5000"),
         ("/sessions?limit=-3", 400, "limit must be"),
         ("/sessions?limit=9999", 400, "limit must be"),
+        ("/sessions?limit=%C2%B2", 400, "limit must be"),
         ("/deadletters/dl_nosuch", 404, "no dead letter dl_nosuch"),
         ("/sessions/nosuch", 404, "no session nosuch"),
         ("/sessions/a%2Fb", 404, "no page /sessions/a/b"),

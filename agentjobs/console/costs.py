@@ -8,7 +8,7 @@ import time
 
 from agentjobs.console.markup import h, join, link, page, table, usd
 from agentjobs.console.plot import Minutes, chart
-from agentjobs.console.web import BadQuery, Request, Response
+from agentjobs.console.web import Request, Response, whole_number
 from agentjobs.spend import cost
 
 
@@ -32,10 +32,7 @@ HEAD = ["", "calls", "cache hits", "cost", "saved", "input tokens", "output toke
 
 
 def cost_page(request: Request) -> Response:
-    raw = request.query.get("days", "7")
-    days = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 4 else 0
-    if not 1 <= days <= MAX_DAYS:
-        raise BadQuery(f"days must be a whole number from 1 to {MAX_DAYS}, not {raw!r}")
+    days = whole_number(request.query, "days", 7, 1, MAX_DAYS)
     per_day = [cost.day_totals(d) for d in cost.recent_days(days)]
     by: dict[str, dict[str, dict[str, float]]] = {d: {} for d in cost.DIMENSIONS}
     for t in per_day:

@@ -21,7 +21,7 @@ from agentjobs.console.markup import (
     usd,
     when,
 )
-from agentjobs.console.web import BadQuery, Request, Response, redirect
+from agentjobs.console.web import BadQuery, Request, Response, redirect, whole_number
 from agentjobs.errors import AgentJobsError
 
 STATUSES = ("running", "waiting_approval", "completed", "stopped", "failed", "cancelled")
@@ -39,10 +39,7 @@ def list_page(request: Request) -> Response:
     status = request.query.get("status") or None
     if status not in (None, *STATUSES):
         raise BadQuery(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-    raw = request.query.get("limit")
-    limit = int(raw) if raw and raw.isdigit() else ROWS if raw is None else -1
-    if not 1 <= limit <= MAX_ROWS:
-        raise BadQuery(f"limit must be a whole number from 1 to {MAX_ROWS}, not {raw!r}")
+    limit = whole_number(request.query, "limit", ROWS, 1, MAX_ROWS)
     rows = _store().list(status=status, limit=limit + 1)  # one more: are there others?
     more = len(rows) > limit
     rows = rows[:limit]

@@ -15,6 +15,19 @@ class BadQuery(ValueError):
     """A query parameter a page cannot use: the console answers 400 with its message."""
 
 
+def whole_number(query: dict[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """The query parameter ``name``, a whole number from ``lo`` to ``hi`` (``default``
+    when absent); BadQuery for anything else, so a typo is said, never replaced."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    # ASCII digits only: str.isdigit also takes '²', which int() refuses
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= len(str(hi)) else lo - 1
+    if not lo <= value <= hi:
+        raise BadQuery(f"{name} must be a whole number from {lo} to {hi}, not {raw!r}")
+    return value
+
+
 @dataclass
 class Request:
     """One request, as the pages need it."""
