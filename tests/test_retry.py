@@ -193,6 +193,8 @@ def test_broker_and_shutdown_settings_follow_the_reliability_design() -> None:
     assert options["visibility_timeout"] == s.visibility_timeout_s == 300
     # Killed workers' messages are swept every tenth of the timeout (<= 10 s), not 100 s.
     assert options["unacked_restore_interval"] * options["unacked_restore_throttle"] <= 10
+    # A sweeper killed inside a sweep holds its mutex a tenth of the timeout, not 300 s.
+    assert 5 <= options["unacked_mutex_expire"] <= s.visibility_timeout_s // 10
     assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost
     assert celeryconfig.worker_prefetch_multiplier == 1
     assert celeryconfig.worker_soft_shutdown_timeout == s.soft_shutdown_s > 0

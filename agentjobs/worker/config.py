@@ -138,6 +138,12 @@ broker_transport_options = {
     # Both options are kombu >= 5.7's (older releases ignore them).
     "unacked_restore_interval": max(1, min(10, _s.visibility_timeout_s // 10)),
     "unacked_restore_throttle": 1,
+    # The sweep's mutex lapses after this long if its holder dies: kombu's 300 s meant
+    # that a worker killed -9 inside a sweep (one a second, with a short timeout) held
+    # every killed worker's messages back for 5 minutes. A sweep holds it for a few
+    # round trips, and each message is restored in a transaction, so two sweeps at once
+    # restore it once.
+    "unacked_mutex_expire": max(5, min(300, _s.visibility_timeout_s // 10)),
 }
 # Shutdown. SIGTERM (warm): running calls finish, reserved messages go back to the
 # queue. SIGQUIT (cold): running calls get AGENTJOBS_SOFT_SHUTDOWN_S (Celery's soft
